@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Builds the pinned control-plane binaries (kube-apiserver, kube-controller-manager,
+# kube-scheduler, kubectl, etcd, kwok) and helm from the Go module proxy, into a cache
+# outside the repository keyed by version. A component already in the cache is skipped.
+#
+#   hack/build-tools.sh [cluster|helm|all]     (default: cluster)
+. "$(dirname "$0")/lib.sh"
+
+command -v go >/dev/null || die "Go is required to build the local control plane (https://go.dev/dl)"
+
+export GOFLAGS=-mod=mod
+export GOTOOLCHAIN=local
+export CGO_ENABLED=0
+
+build_kubernetes() {
+  local bins=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+  local missing=0 b
+  for b in "${bins[@]}"; do [ -x "$K8S_BIN/$b" ] || missing=1; done
+  [ $missing = 1 ] || return 0
+
+  local minor=${KUBERNETES_VERSION#v1.}; minor=${minor%%.*}
+  local staging_version=v0.${KUBERNETES_VERSION#v1.}
+  local work=$CACHE_DIR/build/kubernetes-$KUBERNETES_VERSION
+  mkdir -p "$work" "$K8S_BIN"
+
+  # k8s.io/kubernetes points its staging modules at ./staging; a module that
+  # requires it must replace each of them with the published v0.X.Y instead.
+  local modfile
+  modfile=$(curl -fsSL "https://proxy.golang.org/k8s.io/kubernetes/@v/$KUBERNETES_VERSION.mod" 2>/dev/null) ||
+    modfile=$(cd "$work" && go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p' | xargs cat)
+  {
+    echo "module decisiongate.local/kubernetes"
+    echo
+    echo "go $(go env GOVERSION | sed 's/^go//; s/^\([0-9]*\.[0-9]*\).*/\1/')"
+    echo
+    echo "require k8s.io/kubernetes $KUBERNETES_VERSION"
+    echo
+    echo "replace ("
+    printf '%s\n' "$modfile" | sed -n '/^replace (/,/^)/p' | awk '/=> \.\/staging/ {print $1}' |
+      grep -v -e sample- -e code-generator | while read -r m; do echo "	$m => $m $staging_version"; done
+    echo ")"
+  } >"$work/go.mod"
+  cat >"$work/tools.go" <<'GO'
+//go:build tools
+
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)
+GO
+  with_progress "resolving Kubernetes $KUBERNETES_VERSION modules" "$CACHE_DIR/logs/kubernetes-mod.log" \
+    bash -c "cd '$work' && go mod tidy"
+
+  local ld="-s -w"
+  local pkg
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ld+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    ld+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+  done
+  local targets=()
+  for b in "${bins[@]}"; do targets+=("k8s.io/kubernetes/cmd/$b"); done
+  with_progress "building ${bins[*]} $KUBERNETES_VERSION (the first build takes 10-20 minutes on 2 cores)" \
+    "$CACHE_DIR/logs/kubernetes-build.log" \
+    bash -c "cd '$work' && go build -trimpath -ldflags '$ld' -o '$K8S_BIN.tmp/' ${targets[*]}"
+  mv "$K8S_BIN.tmp"/* "$K8S_BIN/" && rmdir "$K8S_BIN.tmp"
+}
+
+build_etcd() {
+  [ -x "$ETCD_BIN/etcd" ] && return 0
+  local work=$CACHE_DIR/build/etcd-$ETCD_VERSION
+  mkdir -p "$work" "$ETCD_BIN"
+  cat >"$work/go.mod" <<MOD
+module decisiongate.local/etcd
+
+go $(go env GOVERSION | sed 's/^go//; s/^\([0-9]*\.[0-9]*\).*/\1/')
+
+require go.etcd.io/etcd/server/v3 $ETCD_VERSION
+MOD
+  cat >"$work/main.go" <<'GO'
+// The etcd server, built from its published module.
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
+GO
+  with_progress "building etcd $ETCD_VERSION" "$CACHE_DIR/logs/etcd-build.log" \
+    bash -c "cd '$work' && go mod tidy && go build -trimpath -ldflags '-s -w' -o '$ETCD_BIN/etcd' ."
+}
+
+go_install() { # name version module-path/cmd dest
+  local name=$1 version=$2 pkg=$3 dest=$4
+  [ -x "$dest/$name" ] && return 0
+  mkdir -p "$dest"
+  with_progress "building $name $version" "$CACHE_DIR/logs/$name-build.log" \
+    env GOBIN="$dest" go install -trimpath -ldflags "-s -w $5" "$pkg@$version"
+}
+
+build_kwok() { go_install kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok "$KWOK_BIN" ""; }
+build_helm() {
+  go_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm "$HELM_BIN" \
+    "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+}
+
+case "${1:-cluster}" in
+  cluster) build_etcd; build_kwok; build_kubernetes ;;
+  helm) build_helm ;;
+  all) build_etcd; build_kwok; build_kubernetes; build_helm ;;
+  *) die "usage: $0 [cluster|helm|all]" ;;
+esac

@@ -1,0 +1,223 @@
+#!/usr/bin/env bash
+# The local Kubernetes control plane: etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler and kwok (fake nodes), on loopback, with real RBAC and client-certificate
+# authentication.
+#
+#   hack/cluster.sh up       start what is not running (idempotent)
+#   hack/cluster.sh down     stop every process of the control plane
+#   hack/cluster.sh status   what runs, and the API server's version and nodes
+#   hack/cluster.sh reset    down, then forget all state (certificates, etcd data)
+. "$(dirname "$0")/lib.sh"
+
+PKI=$CLUSTER_DIR/pki
+LOGS=$CLUSTER_DIR/logs
+PIDS=$CLUSTER_DIR/pids
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+
+pid_of() { cat "$PIDS/$1.pid" 2>/dev/null || true; }
+is_running() {
+  local pid
+  pid=$(pid_of "$1")
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && grep -q "$CLUSTER_DIR" "/proc/$pid/cmdline" 2>/dev/null
+}
+
+# Starts a component in its own session so that it outlives the calling make target.
+start() {
+  local name=$1
+  shift
+  mkdir -p "$LOGS" "$PIDS"
+  log "starting $name (log: $LOGS/$name.log)"
+  setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
+  echo $! >"$PIDS/$name.pid"
+}
+
+new_key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
+
+# issue NAME SUBJECT EXTENSIONS: a key and a certificate signed by the local CA.
+issue() {
+  local name=$1 subject=$2 ext=$3
+  new_key "$PKI/$name.key"
+  openssl req -new -key "$PKI/$name.key" -subj "$subject" -out "$PKI/$name.csr" 2>/dev/null
+  openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -CAcreateserial \
+    -days 3650 -out "$PKI/$name.crt" -extfile <(printf '%b' "$ext") 2>/dev/null
+  rm -f "$PKI/$name.csr"
+}
+
+CLIENT_EXT='basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth'
+
+ensure_pki() {
+  [ -f "$PKI/done" ] && return 0
+  log "creating the local CA, serving and client certificates"
+  rm -rf "$PKI" && mkdir -p "$PKI"
+  new_key "$PKI/ca.key"
+  openssl req -x509 -new -key "$PKI/ca.key" -subj "/CN=decision-gate-local-ca" -days 3650 \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+    -out "$PKI/ca.crt" 2>/dev/null
+  issue apiserver "/CN=kube-apiserver" \
+    "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+  issue admin "/O=system:masters/CN=admin" "$CLIENT_EXT"
+  issue kube-controller-manager "/CN=system:kube-controller-manager" "$CLIENT_EXT"
+  issue kube-scheduler "/CN=system:kube-scheduler" "$CLIENT_EXT"
+  issue kwok "/O=system:masters/CN=kwok" "$CLIENT_EXT"
+  # The people of the tests: alice and bob approve, carol is an SRE, dave is nobody.
+  issue alice "/O=approvers/CN=alice" "$CLIENT_EXT"
+  issue bob "/O=approvers/CN=bob" "$CLIENT_EXT"
+  issue carol "/O=sre/CN=carol" "$CLIENT_EXT"
+  issue dave "/CN=dave" "$CLIENT_EXT"
+  # Service-account tokens are signed with this key.
+  openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$PKI/sa.key" 2>/dev/null
+  openssl pkey -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
+  touch "$PKI/done"
+}
+
+# kubeconfig FILE USER: a self-contained kubeconfig for USER's client certificate.
+kubeconfig() {
+  local file=$1 user=$2
+  mkdir -p "$(dirname "$file")"
+  cat >"$file.tmp" <<YAML
+apiVersion: v1
+kind: Config
+clusters:
+- name: decision-gate-local
+  cluster:
+    server: https://127.0.0.1:$APISERVER_PORT
+    certificate-authority-data: $(base64 -w0 "$PKI/ca.crt")
+users:
+- name: $user
+  user:
+    client-certificate-data: $(base64 -w0 "$PKI/$user.crt")
+    client-key-data: $(base64 -w0 "$PKI/$user.key")
+contexts:
+- name: $user@decision-gate-local
+  context:
+    cluster: decision-gate-local
+    user: $user
+    namespace: default
+current-context: $user@decision-gate-local
+YAML
+  chmod 600 "$file.tmp" && mv "$file.tmp" "$file"
+}
+
+ensure_kubeconfigs() {
+  kubeconfig "$ADMIN_KUBECONFIG" admin
+  local c
+  for c in kube-controller-manager kube-scheduler kwok; do kubeconfig "$CLUSTER_DIR/components/$c.kubeconfig" "$c"; done
+  for c in alice bob carol dave; do kubeconfig "$CLUSTER_DIR/users/$c.kubeconfig" "$c"; done
+}
+
+etcd_healthy() { curl -fsS "http://127.0.0.1:$ETCD_PORT/health" | grep -q '"health":"true"'; }
+apiserver_ready() {
+  curl -fsS --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \
+    "https://127.0.0.1:$APISERVER_PORT/readyz" | grep -q ok
+}
+nodes_ready() {
+  [ "$(kubectl_admin get nodes -l type=kwok -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c True)" = 2 ]
+}
+
+up() {
+  "$REPO_ROOT/hack/build-tools.sh" cluster
+  command -v openssl >/dev/null || die "openssl is required (apt-get install openssl)"
+  ensure_pki
+  ensure_kubeconfigs
+  mkdir -p "$CLUSTER_DIR/etcd"
+
+  if ! is_running etcd; then
+    start etcd "$ETCD_BIN/etcd" --name local --data-dir "$CLUSTER_DIR/etcd" \
+      --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+      --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+      --initial-cluster "local=http://127.0.0.1:$ETCD_PEER_PORT" --log-level warn \
+      --unsafe-no-fsync
+  fi
+  wait_until "etcd to be healthy" 60 etcd_healthy || { tail -n 20 "$LOGS/etcd.log" >&2; exit 1; }
+
+  if ! is_running kube-apiserver; then
+    start kube-apiserver "$K8S_BIN/kube-apiserver" \
+      --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
+      --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
+      --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
+      --client-ca-file "$PKI/ca.crt" \
+      --authorization-mode RBAC \
+      --service-account-issuer https://kubernetes.default.svc.cluster.local \
+      --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
+      --service-cluster-ip-range 10.0.0.0/24 \
+      --endpoint-reconciler-type none \
+      --allow-privileged=true --profiling=false
+  fi
+  wait_until "kube-apiserver to be ready" 120 apiserver_ready || { tail -n 30 "$LOGS/kube-apiserver.log" >&2; exit 1; }
+
+  if ! is_running kube-controller-manager; then
+    start kube-controller-manager "$K8S_BIN/kube-controller-manager" \
+      --kubeconfig "$CLUSTER_DIR/components/kube-controller-manager.kubeconfig" \
+      --authentication-kubeconfig "$CLUSTER_DIR/components/kube-controller-manager.kubeconfig" \
+      --authorization-kubeconfig "$CLUSTER_DIR/components/kube-controller-manager.kubeconfig" \
+      --use-service-account-credentials=true \
+      --service-account-private-key-file "$PKI/sa.key" --root-ca-file "$PKI/ca.crt" \
+      --leader-elect=false --secure-port 0 --profiling=false
+  fi
+  if ! is_running kube-scheduler; then
+    start kube-scheduler "$K8S_BIN/kube-scheduler" \
+      --kubeconfig "$CLUSTER_DIR/components/kube-scheduler.kubeconfig" \
+      --authentication-kubeconfig "$CLUSTER_DIR/components/kube-scheduler.kubeconfig" \
+      --authorization-kubeconfig "$CLUSTER_DIR/components/kube-scheduler.kubeconfig" \
+      --leader-elect=false --secure-port 0 --profiling=false
+  fi
+  if ! is_running kwok; then
+    start kwok "$KWOK_BIN/kwok" \
+      --kubeconfig "$CLUSTER_DIR/components/kwok.kubeconfig" \
+      --config "$REPO_ROOT/hack/cluster/kwok-stages.yaml" \
+      --manage-all-nodes=false --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
+      --node-ip 127.0.0.1 --cidr 10.244.0.0/16 --node-lease-duration-seconds 40
+  fi
+
+  kubectl_admin apply -f "$REPO_ROOT/hack/cluster/nodes.yaml" >/dev/null
+  wait_until "the kwok nodes to be Ready" 90 nodes_ready || { tail -n 20 "$LOGS/kwok.log" >&2; exit 1; }
+  wait_until "the controller manager to create the default ServiceAccount" 90 \
+    kubectl_admin get serviceaccount default -n default ||
+    { tail -n 20 "$LOGS/kube-controller-manager.log" >&2; exit 1; }
+  log "local control plane is up: export KUBECONFIG=$ADMIN_KUBECONFIG"
+}
+
+down() {
+  local name pid i
+  for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
+    name=${COMPONENTS[$i]}
+    if is_running "$name"; then
+      pid=$(pid_of "$name")
+      log "stopping $name (pid $pid)"
+      kill -TERM "$pid" 2>/dev/null || true
+      wait_until "$name to stop" 30 bash -c "! kill -0 $pid" || kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$PIDS/$name.pid"
+  done
+  # Anything else started from this cluster's files (a lost pid file) goes too.
+  if pgrep -f -- "$CLUSTER_DIR/" >/dev/null; then
+    pkill -KILL -f -- "$CLUSTER_DIR/" || true
+  fi
+  wait_until "every control-plane process to exit" 30 bash -c "! pgrep -f -- '$CLUSTER_DIR/'"
+}
+
+status() {
+  local name rc=0
+  for name in "${COMPONENTS[@]}"; do
+    if is_running "$name"; then
+      printf '%-24s running (pid %s)\n' "$name" "$(pid_of "$name")"
+    else
+      printf '%-24s stopped\n' "$name"
+      rc=1
+    fi
+  done
+  if apiserver_ready 2>/dev/null; then
+    printf '%-24s %s\n' "API server" "https://127.0.0.1:$APISERVER_PORT ($(kubectl_admin get --raw /version | grep -o '"gitVersion": *"[^"]*"' | cut -d'"' -f4))"
+    kubectl_admin get nodes
+    printf 'kubeconfigs: %s, %s/users/{alice,bob,carol,dave}.kubeconfig\n' "$ADMIN_KUBECONFIG" "$CLUSTER_DIR"
+  fi
+  return $rc
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  reset) down; rm -rf "$CLUSTER_DIR" ;;
+  *) die "usage: $0 up|down|status|reset" ;;
+esac

@@ -1,0 +1,61 @@
+# Shared shell helpers for the hack/ scripts. Sourced, never run.
+set -euo pipefail
+
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=versions.env
+. "$REPO_ROOT/hack/versions.env"
+
+CACHE_DIR=${DECISION_GATE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/decision-gate}
+LOCAL_DIR=${DECISION_GATE_LOCAL:-$REPO_ROOT/.local}
+CLUSTER_DIR=$LOCAL_DIR/cluster
+
+K8S_BIN=$CACHE_DIR/bin/kubernetes-$KUBERNETES_VERSION
+ETCD_BIN=$CACHE_DIR/bin/etcd-$ETCD_VERSION
+KWOK_BIN=$CACHE_DIR/bin/kwok-$KWOK_VERSION
+HELM_BIN=$CACHE_DIR/bin/helm-$HELM_VERSION
+
+log() { printf '\033[1m==>\033[0m %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Run a slow command with a progress line every 20 seconds, so that a first
+# build that takes minutes never looks like a hang. Output goes to a log file
+# that is printed only when the command fails.
+with_progress() {
+  local what=$1 logfile=$2
+  shift 2
+  local start=$SECONDS
+  log "$what (log: $logfile)"
+  mkdir -p "$(dirname "$logfile")"
+  "$@" >"$logfile" 2>&1 &
+  local pid=$!
+  # `tail --pid` returns as soon as the command ends, or after 20s to print progress.
+  while ! timeout 20 tail --pid="$pid" -f /dev/null; do
+    printf '    ... %s: %ds elapsed\n' "$what" $((SECONDS - start)) >&2
+  done
+  if ! wait "$pid"; then
+    tail -n 40 "$logfile" >&2
+    die "$what failed; full log in $logfile"
+  fi
+  log "$what: done in $((SECONDS - start))s"
+}
+
+# Loopback ports of the local control plane; override when they clash with something.
+ETCD_PORT=${DECISION_GATE_ETCD_PORT:-23790}
+ETCD_PEER_PORT=${DECISION_GATE_ETCD_PEER_PORT:-23800}
+APISERVER_PORT=${DECISION_GATE_APISERVER_PORT:-26443}
+ADMIN_KUBECONFIG=$CLUSTER_DIR/admin.kubeconfig
+
+kubectl_admin() { "$K8S_BIN/kubectl" --kubeconfig "$ADMIN_KUBECONFIG" "$@"; }
+
+# Waits until a command succeeds, polling every half second, for at most $2 seconds.
+wait_until() {
+  local what=$1 deadline=$((SECONDS + $2))
+  shift 2
+  until "$@" >/dev/null 2>&1; do
+    if [ $SECONDS -ge $deadline ]; then
+      printf 'error: timed out waiting for %s\n' "$what" >&2
+      return 1
+    fi
+    sleep 0.5 # poll interval of this deadline-bound wait
+  done
+}

@@ -1,0 +1,30 @@
+//! The API of decisiongate.io/v1alpha1: Decision, ApprovalPolicy and ExecutionPlan.
+
+pub mod approval_policy;
+pub mod common;
+pub mod decision;
+pub mod duration;
+pub mod execution_plan;
+
+pub use approval_policy::{ApprovalPolicy, ApprovalPolicySpec, ApprovalPolicyStatus};
+pub use common::{Approvers, Condition, ConditionStatus, RiskLevel};
+pub use decision::{Decision, DecisionPhase, DecisionSpec, DecisionStatus};
+pub use duration::Duration;
+pub use execution_plan::{ExecutionMode, ExecutionPlan, ExecutionPlanSpec, ExecutionPlanStatus};
+
+/// The API group of every kind.
+pub const GROUP: &str = "decisiongate.io";
+
+/// Annotations people set on a Decision to answer it, exactly as they type them.
+pub mod annotations {
+    /// `approved-by=<user>`: approve the Decision.
+    pub const APPROVED_BY: &str = "approved-by";
+    /// `approval-reason=<text>`: why, optional.
+    pub const APPROVAL_REASON: &str = "approval-reason";
+    /// `rejected-by=<user>`: veto the Decision.
+    pub const REJECTED_BY: &str = "rejected-by";
+    /// `rejection-reason=<text>`: why, expected with every rejection.
+    pub const REJECTION_REASON: &str = "rejection-reason";
+    /// `rollback-approved-by=<user>`: start a Manual rollback.
+    pub const ROLLBACK_APPROVED_BY: &str = "rollback-approved-by";
+}

@@ -1,0 +1,171 @@
+//! The ExecutionPlan reconciler: submits every step's Job (and rollback Job) to the API
+//! server with a server-side dry run, and reports the verdict on the plan's status.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use chrono::Utc;
+use futures::StreamExt;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::EventType;
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use serde_json::Value;
+use tracing::{debug, info};
+
+use super::{Context, FIELD_MANAGER, apply_status, on_error};
+use crate::api::ExecutionPlan;
+use crate::api::execution_plan::PlanPhase;
+use crate::error::{Error, Result};
+use crate::jobs::{self, StepJob};
+use crate::plan::{self, JobCheck};
+
+const KIND: &str = "ExecutionPlan";
+
+/// How often a plan is checked again although it did not change: what the API server
+/// admits can change with admission policies, quotas and Kubernetes upgrades.
+const RECHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+    Controller::new(
+        ctx.api::<ExecutionPlan>(),
+        watcher::Config::default().any_semantic(),
+    )
+    .graceful_shutdown_on(shutdown)
+    .run(
+        reconcile,
+        |obj, err, ctx| on_error(KIND, obj.as_ref(), err, &ctx),
+        ctx,
+    )
+    .for_each(|result| async move {
+        if let Err(e) = result {
+            debug!(error = %e, "ExecutionPlan controller event");
+        }
+    })
+    .await;
+}
+
+async fn reconcile(obj: Arc<ExecutionPlan>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.reconcile_started(KIND);
+    let now = Utc::now();
+    let max_age = chrono::Duration::from_std(RECHECK_EVERY).expect("a small duration");
+    if plan::check_is_current(&obj, now, max_age) {
+        return Ok(Action::requeue(RECHECK_EVERY));
+    }
+    let namespace = obj.namespace().unwrap_or_default();
+    let name = obj.name_any();
+    let context = serde_json::json!({});
+    let mut checks = Vec::new();
+    for step in &obj.spec.steps {
+        let mut candidates = vec![(false, &step.template, step.timeout_seconds)];
+        if let Some(rollback) = &step.rollback {
+            candidates.push((true, &rollback.template, rollback.timeout_seconds));
+        }
+        for (rollback, template, timeout_seconds) in candidates {
+            let job = jobs::build(&StepJob {
+                name: check_name_prefix(&name, &step.name),
+                generate_name: true,
+                namespace: &namespace,
+                decision: "plan-check",
+                plan: &name,
+                step: &step.name,
+                purpose: if rollback { "rollback" } else { "step" },
+                mode: obj.spec.mode,
+                context: &context,
+                template,
+                timeout_seconds,
+            });
+            let verdict = match dry_run_create(&ctx.client, &namespace, &job).await {
+                Ok(()) => Ok(()),
+                Err(kube::Error::Api(s)) if is_refusal(s.code) => Err(s.message),
+                Err(e) => return Err(Error::Kube(e)),
+            };
+            checks.push(JobCheck {
+                step: step.name.clone(),
+                rollback,
+                verdict,
+            });
+        }
+    }
+    let previous = obj.status.as_ref().and_then(|s| s.phase);
+    let status = plan::status_after_check(&obj, &checks, now);
+    apply_status(obj.as_ref(), &ctx.client, &status).await?;
+
+    if status.phase != previous {
+        let message = status
+            .conditions
+            .first()
+            .map(|c| c.message.clone())
+            .unwrap_or_default();
+        info!(%name, %namespace, phase = ?status.phase, %message, "plan checked");
+        let (type_, reason) = match status.phase {
+            Some(PlanPhase::Invalid) => (EventType::Warning, "Invalid"),
+            _ => (EventType::Normal, "Validated"),
+        };
+        ctx.publish(obj.as_ref(), type_, reason, "Validate", message)
+            .await;
+    }
+    Ok(Action::requeue(RECHECK_EVERY))
+}
+
+/// A refusal is the API server's verdict on the Job itself (invalid, forbidden by an
+/// admission policy, unknown namespace); anything else is a failure to ask, retried.
+fn is_refusal(code: u16) -> bool {
+    (400..500).contains(&code) && code != 409 && code != 429
+}
+
+/// The prefix of a checked Job's generated name: short enough for the five random
+/// characters the API server adds, and a valid name.
+fn check_name_prefix(plan: &str, step: &str) -> String {
+    let mut prefix: String = format!("{plan}-{step}").chars().take(50).collect();
+    while prefix.ends_with('-') || prefix.ends_with('.') {
+        prefix.pop();
+    }
+    prefix
+}
+
+/// Submits a Job with `dryRun=All`: the API server runs validation and admission and
+/// stores nothing. Unknown fields are refused, so a misspelt field is reported rather
+/// than silently dropped.
+pub async fn dry_run_create(
+    client: &Client,
+    namespace: &str,
+    job: &Value,
+) -> Result<(), kube::Error> {
+    let uri = format!(
+        "/apis/batch/v1/namespaces/{namespace}/jobs?dryRun=All&fieldValidation=Strict&fieldManager={FIELD_MANAGER}"
+    );
+    let body = serde_json::to_vec(job).map_err(kube::Error::SerdeError)?;
+    let request = http::Request::post(uri)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .map_err(kube::Error::HttpError)?;
+    client.request::<Value>(request).await.map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_names_stay_short_and_valid() {
+        let prefix = check_name_prefix(&"p".repeat(60), "step");
+        assert!(prefix.len() <= 50);
+        assert_eq!(
+            check_name_prefix("deploy", "migrate-db"),
+            "deploy-migrate-db"
+        );
+        let cut = check_name_prefix(&format!("{}-x", "a".repeat(49)), "s");
+        assert!(!cut.ends_with('-'), "{cut}");
+    }
+
+    #[test]
+    fn only_verdicts_on_the_job_count_as_refusals() {
+        assert!(is_refusal(422));
+        assert!(is_refusal(400));
+        assert!(is_refusal(403));
+        assert!(!is_refusal(409));
+        assert!(!is_refusal(429));
+        assert!(!is_refusal(500));
+    }
+}

@@ -1,0 +1,99 @@
+//! The ApprovalPolicy reconciler: checks each policy and reports whether it is applied.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use chrono::Utc;
+use futures::StreamExt;
+use kube::ResourceExt;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::EventType;
+use kube::runtime::watcher;
+use tracing::{debug, info};
+
+use super::{Context, apply_status, on_error};
+use crate::api::approval_policy::PolicyPhase;
+use crate::api::common::set_condition;
+use crate::api::{ApprovalPolicy, Condition, ConditionStatus};
+use crate::error::Result;
+use crate::policy;
+
+const KIND: &str = "ApprovalPolicy";
+pub const CONDITION_READY: &str = "Ready";
+
+pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+    Controller::new(
+        ctx.api::<ApprovalPolicy>(),
+        watcher::Config::default().any_semantic(),
+    )
+    .graceful_shutdown_on(shutdown)
+    .run(
+        reconcile,
+        |obj, err, ctx| on_error(KIND, obj.as_ref(), err, &ctx),
+        ctx,
+    )
+    .for_each(|result| async move {
+        if let Err(e) = result {
+            debug!(error = %e, "ApprovalPolicy controller event");
+        }
+    })
+    .await;
+}
+
+async fn reconcile(obj: Arc<ApprovalPolicy>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.reconcile_started(KIND);
+    let current = obj.status.clone().unwrap_or_default();
+    if current.observed_generation.is_some()
+        && current.observed_generation == obj.metadata.generation
+    {
+        return Ok(Action::await_change());
+    }
+    let problems = policy::check(&obj.spec);
+    let mut status = current.clone();
+    let (phase, condition) = if problems.is_empty() {
+        (
+            PolicyPhase::Ready,
+            Condition::new(
+                CONDITION_READY,
+                ConditionStatus::True,
+                "Valid",
+                "every rule can be applied",
+            ),
+        )
+    } else {
+        let listed: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        (
+            PolicyPhase::Invalid,
+            Condition::new(
+                CONDITION_READY,
+                ConditionStatus::False,
+                "Invalid",
+                format!(
+                    "the policy is not applied until this is fixed: {}",
+                    listed.join("; ")
+                ),
+            ),
+        )
+    };
+    status.phase = Some(phase);
+    status.rule_count = Some(obj.spec.rules.len() as u32);
+    status.observed_generation = obj.metadata.generation;
+    let message = condition.message.clone();
+    set_condition(
+        &mut status.conditions,
+        condition.generation(obj.metadata.generation),
+        Utc::now(),
+    );
+    apply_status(obj.as_ref(), &ctx.client, &status).await?;
+
+    if current.phase != Some(phase) {
+        info!(name = %obj.name_any(), namespace = ?obj.namespace(), ?phase, %message, "policy checked");
+        let (type_, reason) = match phase {
+            PolicyPhase::Ready => (EventType::Normal, "Valid"),
+            PolicyPhase::Invalid => (EventType::Warning, "Invalid"),
+        };
+        ctx.publish(obj.as_ref(), type_, reason, "Validate", message)
+            .await;
+    }
+    Ok(Action::await_change())
+}

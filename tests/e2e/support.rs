@@ -1,0 +1,370 @@
+//! The harness of the end-to-end suite: the local control plane's kubeconfigs, kubectl,
+//! throw-away namespaces, the operator as a real process, and waits with deadlines.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::wait::{Condition, await_condition};
+use kube::{Api, Client, Config, Resource};
+use serde::de::DeserializeOwned;
+use tokio::sync::OnceCell;
+
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The admin kubeconfig of the local control plane (`make cluster-up` writes it).
+pub fn admin_kubeconfig() -> PathBuf {
+    let path = std::env::var_os("DECISION_GATE_E2E_KUBECONFIG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".local/cluster/admin.kubeconfig"));
+    assert!(
+        path.exists(),
+        "{} does not exist: start the local control plane with `make cluster-up` (or run `make test`)",
+        path.display()
+    );
+    path
+}
+
+/// The kubeconfig of one of the test users: alice, bob (approvers), carol (sre), dave.
+pub fn user_kubeconfig(user: &str) -> PathBuf {
+    admin_kubeconfig()
+        .parent()
+        .expect("the kubeconfig lives in a directory")
+        .join("users")
+        .join(format!("{user}.kubeconfig"))
+}
+
+pub async fn client_for(kubeconfig: &Path) -> Client {
+    let kubeconfig = Kubeconfig::read_from(kubeconfig).expect("a readable kubeconfig");
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("a usable kubeconfig");
+    Client::try_from(config).expect("a client")
+}
+
+pub async fn admin() -> Client {
+    client_for(&admin_kubeconfig()).await
+}
+
+/// What a kubectl invocation printed.
+pub struct Kubectl {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Kubectl {
+    #[track_caller]
+    pub fn success(self) -> String {
+        assert!(self.ok, "kubectl failed: {}{}", self.stderr, self.stdout);
+        self.stdout
+    }
+
+    /// Asserts that the API server refused, and returns what it said.
+    #[track_caller]
+    pub fn refused(self) -> String {
+        assert!(
+            !self.ok,
+            "kubectl was expected to be refused but succeeded: {}",
+            self.stdout
+        );
+        self.stderr
+    }
+}
+
+/// Runs kubectl (the one `make` built, through `$KUBECTL`) with a kubeconfig.
+pub fn kubectl(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Kubectl {
+    let program = std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".to_owned());
+    let mut cmd = Command::new(&program);
+    cmd.arg("--kubeconfig").arg(kubeconfig).args(args);
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {program} (set KUBECTL): {e}"));
+    if let Some(input) = stdin {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = child.wait_with_output().unwrap();
+    Kubectl {
+        ok: status.success(),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+pub fn kubectl_admin(args: &[&str]) -> Kubectl {
+    kubectl(&admin_kubeconfig(), args, None)
+}
+
+/// `kubectl apply -f -` of a manifest into a namespace, as admin.
+pub fn apply(namespace: &str, manifest: &str) -> Kubectl {
+    kubectl(
+        &admin_kubeconfig(),
+        &["apply", "-n", namespace, "-f", "-"],
+        Some(manifest),
+    )
+}
+
+static CRDS: OnceCell<()> = OnceCell::const_new();
+
+/// Installs the CRDs from `crds/` once per test run and waits until they are served.
+pub async fn ensure_crds() {
+    CRDS.get_or_init(|| async {
+        let dir = repo_root().join("crds");
+        kubectl_admin(&[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            dir.to_str().unwrap(),
+        ])
+        .success();
+        kubectl_admin(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/decisions.decisiongate.io",
+            "crd/approvalpolicies.decisiongate.io",
+            "crd/executionplans.decisiongate.io",
+        ])
+        .success();
+    })
+    .await;
+}
+
+/// A namespace for one test, deleted when the test ends (pass or fail).
+pub struct TestNamespace {
+    pub name: String,
+}
+
+impl TestNamespace {
+    pub async fn new(prefix: &str) -> Self {
+        ensure_crds().await;
+        let name = format!("{prefix}-{}", random_suffix());
+        kubectl_admin(&["create", "namespace", &name]).success();
+        // The controller manager creates the default ServiceAccount that pods need.
+        wait_until("the default ServiceAccount", || {
+            kubectl_admin(&["get", "serviceaccount", "default", "-n", &name]).ok
+        })
+        .await;
+        TestNamespace { name }
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        let _ = kubectl_admin(&["delete", "namespace", &self.name, "--wait=false"]);
+    }
+}
+
+fn random_suffix() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    );
+    format!("{:08x}", h.finish() as u32)
+}
+
+/// Polls `check` every 200ms until it holds, failing the test after [`DEADLINE`].
+pub async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tick.tick().await;
+        if check() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {DEADLINE:?} waiting for {what}"
+        );
+    }
+}
+
+/// Watches one object until `condition` holds, failing the test with the object's last
+/// state after [`DEADLINE`].
+pub async fn wait_for<K>(api: &Api<K>, name: &str, what: &str, condition: impl Condition<K>) -> K
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    match tokio::time::timeout(DEADLINE, await_condition(api.clone(), name, condition)).await {
+        Ok(Ok(Some(obj))) => obj,
+        Ok(Ok(None)) => panic!("{name} was deleted while waiting for {what}"),
+        Ok(Err(e)) => panic!("watching {name} for {what} failed: {e}"),
+        Err(_) => {
+            let last = api.get_opt(name).await;
+            panic!(
+                "timed out after {DEADLINE:?} waiting for {name} to be {what}; last seen: {last:#?}"
+            )
+        }
+    }
+}
+
+/// Waits until the object is gone, failing the test after [`DEADLINE`].
+pub async fn wait_gone<K>(api: &Api<K>, name: &str)
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let gone = |obj: Option<&K>| obj.is_none();
+    match tokio::time::timeout(DEADLINE, await_condition(api.clone(), name, gone)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => panic!("watching {name} until it is gone failed: {e}"),
+        Err(_) => panic!("timed out after {DEADLINE:?} waiting for {name} to be deleted"),
+    }
+}
+
+/// The operator, run as its real binary against the local control plane and scoped to
+/// one namespace so that tests do not step on each other. Killed when dropped.
+pub struct Operator {
+    child: Child,
+    pub http_port: u16,
+    pub log: PathBuf,
+}
+
+impl Operator {
+    pub async fn start(namespace: &str) -> Self {
+        Self::start_as(namespace, &admin_kubeconfig()).await
+    }
+
+    pub async fn start_as(namespace: &str, kubeconfig: &Path) -> Self {
+        let operator = Self::spawn(namespace, kubeconfig, &[]);
+        operator.wait_ready().await;
+        operator
+    }
+
+    /// Starts the binary without waiting for it to become ready.
+    pub fn spawn(namespace: &str, kubeconfig: &Path, extra_args: &[&str]) -> Self {
+        let http_port = free_port();
+        let logs = repo_root().join("target/e2e-logs");
+        std::fs::create_dir_all(&logs).unwrap();
+        let log = logs.join(format!("operator-{namespace}-{http_port}.log"));
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_decision-gate"))
+            .arg("run")
+            .arg("--namespace")
+            .arg(namespace)
+            .arg("--http-addr")
+            .arg(format!("127.0.0.1:{http_port}"))
+            .args(extra_args)
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "info,decision_gate=debug")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("the decision-gate binary starts");
+        Operator {
+            child,
+            http_port,
+            log,
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tick.tick().await;
+            if let Ok((200, _)) = self.get("/readyz").await {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the operator did not become ready; its log:\n{}",
+                self.logs()
+            );
+        }
+    }
+
+    /// A plain HTTP GET against the operator's endpoints: (status, body).
+    pub async fn get(&self, path: &str) -> std::io::Result<(u16, String)> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.http_port)).await?;
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await?;
+        let status = response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        Ok((status, body))
+    }
+
+    /// Sends a signal to the operator process.
+    pub fn signal(&self, signal: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "could not send SIG{signal} to the operator");
+    }
+
+    /// Waits for the process to exit and returns whether it exited successfully.
+    pub async fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tick.tick().await;
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the operator did not exit; its log:\n{}",
+                self.logs()
+            );
+        }
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
