@@ -5,12 +5,40 @@
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
+use serde_json::Value;
 
 use crate::api::{ApprovalPolicy, Decision, ExecutionPlan};
 
 /// Every CRD of the API, in a stable order.
 pub fn all() -> Vec<CustomResourceDefinition> {
-    vec![Decision::crd(), ApprovalPolicy::crd(), ExecutionPlan::crd()]
+    [Decision::crd(), ApprovalPolicy::crd(), ExecutionPlan::crd()]
+        .into_iter()
+        .map(with_kubernetes_formats)
+        .collect()
+}
+
+/// Kubernetes knows the integer formats int32 and int64 only, and warns on every apply
+/// about the unsigned ones schemars emits; an unsigned 32-bit value always fits int64.
+fn with_kubernetes_formats(crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    fn walk(value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::String(format)) = map.get_mut("format") {
+                    match format.as_str() {
+                        "uint8" | "uint16" | "int8" | "int16" => *format = "int32".into(),
+                        "uint32" | "uint64" | "uint" => *format = "int64".into(),
+                        _ => {}
+                    }
+                }
+                map.values_mut().for_each(walk);
+            }
+            Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let mut value = serde_json::to_value(&crd).expect("a CRD always serializes");
+    walk(&mut value);
+    serde_json::from_value(value).expect("changing formats keeps a valid CRD")
 }
 
 /// The file under `crds/` that holds a CRD.
@@ -32,7 +60,6 @@ pub fn all_yaml() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::Value;
 
     fn schema_of(kind: &str) -> Value {
         let crd = all()
@@ -61,6 +88,14 @@ mod tests {
             all().len(),
             "crds/ holds a file that no type generates"
         );
+    }
+
+    #[test]
+    fn only_formats_kubernetes_knows_are_used() {
+        for crd in all() {
+            let yaml = to_yaml(&crd);
+            assert!(!yaml.contains("format: uint"), "{}", crd.spec.names.kind);
+        }
     }
 
     #[test]

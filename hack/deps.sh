@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Makes sure the system tools the scripts use are present; installs the missing ones
+# from Debian's packages when running as root, and says what to install otherwise.
+. "$(dirname "$0")/lib.sh"
+
+missing=()
+for tool in openssl curl base64 setsid pgrep; do
+  command -v "$tool" >/dev/null || missing+=("$tool")
+done
+command -v go >/dev/null || die "Go is required to build the local control plane: install it from https://go.dev/dl"
+command -v cargo >/dev/null || die "Rust is required: install it with rustup (https://rustup.rs)"
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+packages=()
+for tool in "${missing[@]}"; do
+  case $tool in
+    openssl) packages+=(openssl) ;;
+    curl) packages+=(curl ca-certificates) ;;
+    base64) packages+=(coreutils) ;;
+    setsid) packages+=(util-linux) ;;
+    pgrep) packages+=(procps) ;;
+  esac
+done
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  log "installing ${packages[*]} (missing: ${missing[*]})"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
+else
+  die "missing ${missing[*]}: install the packages ${packages[*]}"
+fi

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Every test of the project, in the order that fails fastest: lint, unit tests, then the
+# end-to-end suite against the local control plane (started here when it is not already
+# running, and stopped again at the end), then the chart checks.
+. "$(dirname "$0")/lib.sh"
+cd "$REPO_ROOT"
+
+start=$SECONDS
+hack/build-tools.sh all
+
+log "lint: cargo fmt --check and clippy -D warnings"
+cargo fmt --all -- --check
+cargo clippy --all-targets --features e2e --quiet -- -D warnings
+
+log "unit tests"
+cargo test --quiet
+
+started_cluster=0
+if ! hack/cluster.sh status >/dev/null 2>&1; then
+  hack/cluster.sh up
+  started_cluster=1
+fi
+cleanup() { [ $started_cluster = 1 ] && hack/cluster.sh down; }
+trap cleanup EXIT
+
+log "end-to-end tests against the local control plane"
+export KUBECTL="$K8S_BIN/kubectl" HELM="$HELM_BIN/helm" DECISION_GATE_E2E_KUBECONFIG="$ADMIN_KUBECONFIG"
+cargo test --features e2e --test e2e -- --test-threads 8
+
+log "chart checks"
+hack/chart-test.sh
+
+log "all tests passed in $((SECONDS - start))s"
