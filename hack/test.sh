@@ -20,7 +20,12 @@ if ! hack/cluster.sh status >/dev/null 2>&1; then
   hack/cluster.sh up
   started_cluster=1
 fi
-cleanup() { [ $started_cluster = 1 ] && hack/cluster.sh down; }
+# Stop what this run started, keeping the tests' exit status.
+cleanup() {
+  local rc=$?
+  if [ $started_cluster = 1 ]; then hack/cluster.sh down || true; fi
+  exit $rc
+}
 trap cleanup EXIT
 
 log "end-to-end tests against the local control plane"
