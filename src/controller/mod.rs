@@ -205,3 +205,95 @@ pub fn on_error<K: ResourceExt>(
     warn!(kind, name = %obj.name_any(), namespace = ?obj.namespace(), reason = error.category(), %error, "reconcile failed; will retry");
     kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(5))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{Request, Response};
+    use kube::client::Body;
+
+    /// A scripted API server: answers each expected request in turn and checks its path.
+    async fn scripted(answers: Vec<(&'static str, u16, serde_json::Value)>) -> Client {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        tokio::spawn(async move {
+            for (path, code, body) in answers {
+                let (request, send) = handle.next_request().await.expect("a request");
+                assert!(
+                    request.uri().path().starts_with(path),
+                    "expected a request for {path}, got {}",
+                    request.uri()
+                );
+                send.send_response(
+                    Response::builder()
+                        .status(code)
+                        .body(Body::from(serde_json::to_vec(&body).unwrap()))
+                        .unwrap(),
+                );
+            }
+        });
+        Client::new(service, "default")
+    }
+
+    fn empty_list() -> serde_json::Value {
+        serde_json::json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": []})
+    }
+
+    fn status(code: u16, reason: &str, message: &str) -> serde_json::Value {
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Status", "status": "Failure",
+            "code": code, "reason": reason, "message": message, "metadata": {},
+        })
+    }
+
+    #[tokio::test]
+    async fn a_missing_crd_is_named_with_the_way_to_install_it() {
+        let client = scripted(vec![
+            (
+                "/apis/decisiongate.io/v1alpha1/decisions",
+                200,
+                empty_list(),
+            ),
+            (
+                "/apis/decisiongate.io/v1alpha1/approvalpolicies",
+                404,
+                status(
+                    404,
+                    "NotFound",
+                    "the server could not find the requested resource",
+                ),
+            ),
+        ])
+        .await;
+        let err = check_crds(&client, None).await.unwrap_err();
+        assert_eq!(err.category(), "CrdMissing");
+        let message = err.to_string();
+        assert!(
+            message.contains("approvalpolicies.decisiongate.io is not installed"),
+            "{message}"
+        );
+        assert!(message.contains("make install"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn every_crd_present_passes() {
+        let client = scripted(vec![
+            (
+                "/apis/decisiongate.io/v1alpha1/namespaces/team-a/decisions",
+                200,
+                empty_list(),
+            ),
+            (
+                "/apis/decisiongate.io/v1alpha1/namespaces/team-a/approvalpolicies",
+                200,
+                empty_list(),
+            ),
+            (
+                "/apis/decisiongate.io/v1alpha1/namespaces/team-a/executionplans",
+                200,
+                empty_list(),
+            ),
+        ])
+        .await;
+        check_crds(&client, Some("team-a")).await.unwrap();
+    }
+}
