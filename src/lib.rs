@@ -14,4 +14,5 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod plan;
 pub mod policy;
+pub mod risk;
 pub mod telemetry;

@@ -1,7 +1,12 @@
-//! ApprovalPolicy checks that the API server's schema cannot make: the rules' CEL
-//! expressions compile and use only the variables a Decision provides.
+//! ApprovalPolicy evaluation: which rule decides a Decision, and why every earlier rule
+//! did not. Also the checks the API server's schema cannot make (expressions compile, risk
+//! ranges are not empty); a policy that fails them is skipped, never half-applied.
 
 use crate::api::ApprovalPolicySpec;
+
+use crate::api::approval_policy::{PolicyRule, RuleMatch};
+use crate::api::decision::{Criticality, DecisionSpec, Evaluation, Outcome, RiskAssessment};
+use crate::api::{Approvers, RiskLevel};
 
 /// The variable a rule's expression reads the Decision from.
 pub const DECISION_VARIABLE: &str = "decision";
@@ -63,6 +68,300 @@ pub fn check_expression(expression: &str) -> Result<cel::Program, String> {
         ));
     }
     Ok(program)
+}
+
+/// A policy as the evaluator sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct Policy<'a> {
+    pub name: &'a str,
+    /// Changes with every change of the spec; part of the policy-set fingerprint.
+    pub generation: i64,
+    pub spec: &'a ApprovalPolicySpec,
+}
+
+/// The Decision as rules see it.
+#[derive(Clone, Copy, Debug)]
+pub struct Subject<'a> {
+    pub name: &'a str,
+    pub namespace: &'a str,
+    pub spec: &'a DecisionSpec,
+    pub risk: &'a RiskAssessment,
+}
+
+/// One rule tried, and whether and why it matched.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleTrace {
+    pub policy: String,
+    pub rule: String,
+    pub matched: bool,
+    /// For a rule that did not match, the first condition that failed.
+    pub why: String,
+}
+
+/// What the policies decided, with the trace that explains it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verdict {
+    pub evaluation: Evaluation,
+    /// The rule's `expiresAfter`, else its policy's.
+    pub expires_after: Option<std::time::Duration>,
+    /// Every rule tried, in order, up to and including the one that decided.
+    pub trace: Vec<RuleTrace>,
+    /// Policies not applied because they are invalid, with the reason.
+    pub skipped: Vec<(String, String)>,
+}
+
+/// Sorts policies into the order they are tried: lowest priority first, then by name.
+pub fn in_order<'a>(policies: &[Policy<'a>]) -> Vec<Policy<'a>> {
+    let mut sorted = policies.to_vec();
+    sorted.sort_by(|a, b| (a.spec.priority, a.name).cmp(&(b.spec.priority, b.name)));
+    sorted
+}
+
+/// A fingerprint of a set of policies: their names and generations.
+pub fn fingerprint(policies: &[Policy<'_>]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for p in in_order(policies) {
+        hasher.update(format!("{}@{};", p.name, p.generation));
+    }
+    let digest = hasher.finalize();
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Evaluates the policies against a Decision: first matching rule of the first policy
+/// that has one decides; no match requires approval. The invariants then apply: a
+/// Critical Decision is never approved automatically, an Info Decision needs no
+/// confirmation (a rule may still reject it).
+pub fn evaluate(subject: &Subject<'_>, policies: &[Policy<'_>]) -> Verdict {
+    let mut trace = Vec::new();
+    let mut skipped = Vec::new();
+    let mut decided: Option<(&Policy<'_>, &PolicyRule)> = None;
+    let ordered = in_order(policies);
+    'policies: for policy in &ordered {
+        let problems = check(policy.spec);
+        if !problems.is_empty() {
+            let listed: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            skipped.push((policy.name.to_owned(), listed.join("; ")));
+            continue;
+        }
+        for rule in &policy.spec.rules {
+            let outcome = rule_matches(&rule.match_, subject);
+            trace.push(RuleTrace {
+                policy: policy.name.to_owned(),
+                rule: rule.name.clone(),
+                matched: outcome.is_ok(),
+                why: outcome.as_ref().err().cloned().unwrap_or_default(),
+            });
+            if outcome.is_ok() {
+                decided = Some((policy, rule));
+                break 'policies;
+            }
+        }
+    }
+
+    let (mut evaluation, expires_after) = match decided {
+        Some((policy, rule)) => {
+            let evaluation = Evaluation {
+                policy: Some(policy.name.to_owned()),
+                rule: Some(rule.name.clone()),
+                outcome: rule.outcome,
+                message: format!("rule {}/{} matched", policy.name, rule.name),
+                required_approvals: rule.required_approvals.unwrap_or(1),
+                approvers: rule.approvers.clone().unwrap_or_default(),
+                policy_set: fingerprint(policies),
+            };
+            let expires_after = rule
+                .expires_after
+                .as_ref()
+                .or(policy.spec.expires_after.as_ref())
+                .and_then(|d| d.parse().ok());
+            (evaluation, expires_after)
+        }
+        None => (
+            Evaluation {
+                policy: None,
+                rule: None,
+                outcome: Outcome::RequireApproval,
+                message: if ordered.is_empty() {
+                    "no ApprovalPolicy in the namespace, so approval is required".to_owned()
+                } else {
+                    "no rule matched, so approval is required".to_owned()
+                },
+                required_approvals: 1,
+                approvers: Approvers::default(),
+                policy_set: fingerprint(policies),
+            },
+            None,
+        ),
+    };
+    apply_invariants(subject.spec.criticality, &mut evaluation);
+    Verdict {
+        evaluation,
+        expires_after,
+        trace,
+        skipped,
+    }
+}
+
+/// The gate's two invariants, whatever a rule says.
+fn apply_invariants(criticality: Criticality, evaluation: &mut Evaluation) {
+    match (criticality, evaluation.outcome) {
+        (Criticality::Critical, Outcome::AutoApprove) => {
+            evaluation.outcome = Outcome::RequireApproval;
+            evaluation.message.push_str(
+                " and said AutoApprove, but a Critical Decision is never approved automatically: approval is required",
+            );
+        }
+        (Criticality::Info, Outcome::RequireApproval | Outcome::Escalate) => {
+            evaluation.outcome = Outcome::AutoApprove;
+            evaluation.required_approvals = 0;
+            evaluation.message.push_str(
+                "; an Info Decision is informational and needs no confirmation, so it is approved",
+            );
+        }
+        _ => {
+            let said = match evaluation.outcome {
+                Outcome::AutoApprove => ": approved automatically",
+                Outcome::AutoReject => ": rejected automatically",
+                Outcome::RequireApproval => "",
+                Outcome::Escalate => ": escalated",
+            };
+            evaluation.message.push_str(said);
+        }
+    }
+    if matches!(
+        evaluation.outcome,
+        Outcome::AutoApprove | Outcome::AutoReject
+    ) {
+        evaluation.required_approvals = 0;
+    }
+}
+
+/// Whether every condition of a match holds; the error names the first that does not.
+pub fn rule_matches(m: &RuleMatch, subject: &Subject<'_>) -> Result<(), String> {
+    let spec = subject.spec;
+    if !m.action_types.is_empty() && !m.action_types.contains(&spec.action_type) {
+        return Err(format!(
+            "actionType {} is not one of {}",
+            spec.action_type,
+            m.action_types.join(", ")
+        ));
+    }
+    if !m.criticalities.is_empty() && !m.criticalities.contains(&spec.criticality) {
+        return Err(format!(
+            "criticality {:?} is not one of {:?}",
+            spec.criticality, m.criticalities
+        ));
+    }
+    if !m.priorities.is_empty() {
+        match spec.priority {
+            Some(p) if m.priorities.contains(&p) => {}
+            Some(p) => return Err(format!("priority {p:?} is not one of {:?}", m.priorities)),
+            None => return Err("the Decision has no priority".to_owned()),
+        }
+    }
+    if !m.sources.is_empty() {
+        let source = spec.source.as_deref().unwrap_or("");
+        if !m
+            .sources
+            .iter()
+            .any(|pattern| source_matches(pattern, source))
+        {
+            return Err(format!(
+                "source {:?} matches none of {}",
+                source,
+                m.sources.join(", ")
+            ));
+        }
+    }
+    let level = subject.risk.level;
+    if let Some(min) = m.min_risk
+        && level < min
+    {
+        return Err(format!("risk {level:?} is below minRisk {min:?}"));
+    }
+    if let Some(max) = m.max_risk
+        && level > max
+    {
+        return Err(format!("risk {level:?} is above maxRisk {max:?}"));
+    }
+    if m.min_duration_minutes.is_some() || m.max_duration_minutes.is_some() {
+        let Some(minutes) = spec.estimated_duration_minutes else {
+            return Err("the Decision has no estimatedDurationMinutes".to_owned());
+        };
+        if let Some(min) = m.min_duration_minutes
+            && minutes < min
+        {
+            return Err(format!(
+                "estimated {minutes} minutes is under minDurationMinutes {min}"
+            ));
+        }
+        if let Some(max) = m.max_duration_minutes
+            && minutes > max
+        {
+            return Err(format!(
+                "estimated {minutes} minutes is over maxDurationMinutes {max}"
+            ));
+        }
+    }
+    if let Some(expression) = &m.expression {
+        match eval_expression(expression, subject) {
+            Ok(true) => {}
+            Ok(false) => return Err(format!("the expression {expression:?} is false")),
+            Err(e) => {
+                return Err(format!(
+                    "the expression {expression:?} {e}, so it does not match"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn source_matches(pattern: &str, source: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => source.starts_with(prefix),
+        None => pattern == source,
+    }
+}
+
+/// The value a rule's expression sees as `decision`: the spec, its name and namespace, and
+/// the assessed risk.
+pub fn expression_input(subject: &Subject<'_>) -> serde_json::Value {
+    let mut value = serde_json::to_value(subject.spec).unwrap_or_default();
+    if let Some(map) = value.as_object_mut() {
+        map.entry("context")
+            .or_insert_with(|| serde_json::json!({}));
+        map.insert("name".into(), subject.name.into());
+        map.insert("namespace".into(), subject.namespace.into());
+        map.insert(
+            "risk".into(),
+            serde_json::json!({ "level": risk_name(subject.risk.level), "score": subject.risk.score }),
+        );
+    }
+    value
+}
+
+fn risk_name(level: RiskLevel) -> &'static str {
+    match level {
+        RiskLevel::Low => "Low",
+        RiskLevel::Medium => "Medium",
+        RiskLevel::High => "High",
+        RiskLevel::Critical => "Critical",
+    }
+}
+
+fn eval_expression(expression: &str, subject: &Subject<'_>) -> Result<bool, String> {
+    let program = check_expression(expression)?;
+    let mut context = cel::Context::default();
+    context
+        .add_variable(DECISION_VARIABLE, expression_input(subject))
+        .map_err(|e| format!("could not be given the Decision: {e}"))?;
+    match program.execute(&context) {
+        Ok(cel::Value::Bool(b)) => Ok(b),
+        Ok(other) => Err(format!("gave {other:?} instead of true or false")),
+        Err(e) => Err(format!("could not be evaluated ({e})")),
+    }
 }
 
 #[cfg(test)]
@@ -144,5 +443,312 @@ mod tests {
         )]));
         assert_eq!(problems.len(), 1);
         assert!(problems[0].problem.contains("decison"), "{}", problems[0]);
+    }
+
+    // ---- evaluation ----
+
+    use crate::api::decision::Priority;
+    use crate::api::{ApprovalPolicy, DecisionSpec};
+
+    fn example_policy(file: &str) -> ApprovalPolicy {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples")
+            .join(file);
+        serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    fn request(action: &str, criticality: Criticality) -> DecisionSpec {
+        DecisionSpec {
+            action_type: action.into(),
+            description: "test".into(),
+            criticality,
+            priority: None,
+            estimated_duration_minutes: None,
+            source: None,
+            context: None,
+            plan_ref: None,
+            expires_after: None,
+        }
+    }
+
+    fn decide(spec: &DecisionSpec, policies: &[&ApprovalPolicy]) -> Verdict {
+        let risk = crate::risk::assess(spec);
+        let views: Vec<Policy<'_>> = policies
+            .iter()
+            .map(|p| Policy {
+                name: p.metadata.name.as_deref().unwrap(),
+                generation: 1,
+                spec: &p.spec,
+            })
+            .collect();
+        evaluate(
+            &Subject {
+                name: "d",
+                namespace: "ns",
+                spec,
+                risk: &risk,
+            },
+            &views,
+        )
+    }
+
+    fn decided_by(v: &Verdict) -> (Option<&str>, Outcome) {
+        (v.evaluation.rule.as_deref(), v.evaluation.outcome)
+    }
+
+    #[test]
+    fn each_default_rule_decides_the_decision_made_to_hit_it() {
+        let defaults = example_policy("approvalpolicy-defaults.yaml");
+        let p = [&defaults];
+
+        let mut deploy = request("deploy", Criticality::Critical);
+        deploy.source = Some("agents/release-bot".into());
+        let v = decide(&deploy, &p);
+        assert_eq!(
+            decided_by(&v),
+            (Some("critical-escalates"), Outcome::Escalate)
+        );
+        assert_eq!(v.evaluation.required_approvals, 2);
+        assert_eq!(v.evaluation.approvers.groups, ["approvers"]);
+
+        let mut long = request("backup", Criticality::Normal);
+        long.estimated_duration_minutes = Some(180);
+        assert_eq!(
+            decided_by(&decide(&long, &p)),
+            (Some("long-running"), Outcome::RequireApproval)
+        );
+
+        let mut risky = request("delete_data", Criticality::High);
+        risky.source = Some("agents/cleaner".into());
+        let v = decide(&risky, &p);
+        assert_eq!(
+            decided_by(&v),
+            (Some("high-risk"), Outcome::RequireApproval)
+        );
+
+        for action in ["data_analysis", "report_generation"] {
+            let mut short = request(action, Criticality::Normal);
+            short.estimated_duration_minutes = Some(20);
+            short.source = Some("users/jane".into());
+            assert_eq!(
+                decided_by(&decide(&short, &p)),
+                (Some("analysis-and-reports"), Outcome::RequireApproval),
+                "{action}"
+            );
+        }
+
+        let mut email = request("email", Criticality::Normal);
+        email.estimated_duration_minutes = Some(5);
+        let v = decide(&email, &p);
+        assert_eq!(decided_by(&v), (Some("short-email"), Outcome::AutoApprove));
+        assert_eq!(v.evaluation.required_approvals, 0);
+        email.estimated_duration_minutes = Some(45);
+        assert_eq!(
+            decided_by(&decide(&email, &p)),
+            (None, Outcome::RequireApproval)
+        );
+
+        let follow_up = request("follow_up", Criticality::Normal);
+        assert_eq!(crate::risk::assess(&follow_up).level, RiskLevel::Low);
+        assert_eq!(
+            decided_by(&decide(&follow_up, &p)),
+            (Some("low-risk-follow-up"), Outcome::AutoApprove)
+        );
+        let mut medium = request("follow_up", Criticality::Normal);
+        medium.priority = Some(Priority::Medium);
+        medium.source = Some("agents/assistant".into());
+        assert_eq!(crate::risk::assess(&medium).level, RiskLevel::Medium);
+        assert_eq!(
+            decided_by(&decide(&medium, &p)),
+            (None, Outcome::RequireApproval)
+        );
+    }
+
+    #[test]
+    fn an_expression_over_the_context_decides() {
+        let budget = example_policy("approvalpolicy-budget.yaml");
+        let defaults = example_policy("approvalpolicy-defaults.yaml");
+        let mut small = request("budget_spend", Criticality::Normal);
+        small.context = Some([("amount".to_owned(), serde_json::json!(500))].into());
+        let v = decide(&small, &[&defaults, &budget]);
+        assert_eq!(decided_by(&v), (Some("small-budget"), Outcome::AutoApprove));
+        assert_eq!(v.evaluation.policy.as_deref(), Some("budget-and-cleanup"));
+
+        let mut large = small.clone();
+        large.context = Some([("amount".to_owned(), serde_json::json!(5000))].into());
+        let v = decide(&large, &[&defaults, &budget]);
+        assert_eq!(
+            decided_by(&v),
+            (Some("large-budget"), Outcome::RequireApproval)
+        );
+        assert_eq!(
+            v.expires_after,
+            Some(std::time::Duration::from_secs(4 * 3600))
+        );
+        assert!(v.trace[0].why.contains("is false"), "{:?}", v.trace);
+
+        // A context without the field: the expression errs, the rule does not match.
+        let v = decide(&request("budget_spend", Criticality::Normal), &[&budget]);
+        assert_eq!(
+            decided_by(&v),
+            (Some("large-budget"), Outcome::RequireApproval)
+        );
+        assert!(
+            v.trace[0].why.contains("could not be evaluated"),
+            "{:?}",
+            v.trace
+        );
+    }
+
+    #[test]
+    fn policies_are_tried_by_priority_then_name() {
+        let mut a = example_policy("approvalpolicy-budget.yaml");
+        a.metadata.name = Some("b-second".into());
+        a.spec.priority = 10;
+        a.spec.rules.truncate(1);
+        a.spec.rules[0].outcome = Outcome::AutoReject;
+        let mut b = a.clone();
+        b.metadata.name = Some("a-first".into());
+        b.spec.rules[0].outcome = Outcome::Escalate;
+        let mut c = a.clone();
+        c.metadata.name = Some("before-all".into());
+        c.spec.priority = 5;
+        c.spec.rules[0].match_.action_types = vec!["other".into()];
+        let mut small = request("budget_spend", Criticality::Normal);
+        small.context = Some([("amount".to_owned(), serde_json::json!(1))].into());
+        let v = decide(&small, &[&a, &b, &c]);
+        assert_eq!(v.evaluation.policy.as_deref(), Some("a-first"));
+        let tried: Vec<&str> = v.trace.iter().map(|t| t.policy.as_str()).collect();
+        assert_eq!(tried, ["before-all", "a-first"]);
+    }
+
+    #[test]
+    fn critical_is_never_auto_approved_and_says_why() {
+        let mut everything = example_policy("approvalpolicy-budget.yaml");
+        everything.spec.rules = vec![rule("approve-all", None)];
+        let v = decide(&request("deploy", Criticality::Critical), &[&everything]);
+        assert_eq!(v.evaluation.outcome, Outcome::RequireApproval);
+        assert_eq!(v.evaluation.required_approvals, 1);
+        assert!(
+            v.evaluation
+                .message
+                .contains("never approved automatically"),
+            "{}",
+            v.evaluation.message
+        );
+    }
+
+    #[test]
+    fn info_needs_no_confirmation_but_can_be_rejected() {
+        let v = decide(&request("status_update", Criticality::Info), &[]);
+        assert_eq!(v.evaluation.outcome, Outcome::AutoApprove);
+        assert!(v.evaluation.message.contains("needs no confirmation"));
+
+        let mut block = example_policy("approvalpolicy-budget.yaml");
+        block.spec.rules = vec![rule("block", None)];
+        block.spec.rules[0].outcome = Outcome::AutoReject;
+        let v = decide(&request("status_update", Criticality::Info), &[&block]);
+        assert_eq!(v.evaluation.outcome, Outcome::AutoReject);
+    }
+
+    #[test]
+    fn no_match_and_no_policy_fail_closed() {
+        let v = decide(&request("deploy", Criticality::Normal), &[]);
+        assert_eq!(decided_by(&v), (None, Outcome::RequireApproval));
+        assert!(v.evaluation.message.contains("no ApprovalPolicy"));
+    }
+
+    #[test]
+    fn an_invalid_policy_is_skipped_and_the_rest_apply() {
+        let mut broken = example_policy("approvalpolicy-budget.yaml");
+        broken.metadata.name = Some("aaa-broken".into());
+        broken.spec.priority = 1;
+        broken.spec.rules = vec![rule("approve-all", Some("decision.context.amount <"))];
+        let defaults = example_policy("approvalpolicy-defaults.yaml");
+        let mut email = request("email", Criticality::Normal);
+        email.estimated_duration_minutes = Some(5);
+        let v = decide(&email, &[&broken, &defaults]);
+        assert_eq!(decided_by(&v), (Some("short-email"), Outcome::AutoApprove));
+        assert_eq!(v.skipped.len(), 1);
+        assert_eq!(v.skipped[0].0, "aaa-broken");
+    }
+
+    #[test]
+    fn the_fingerprint_follows_names_and_generations() {
+        let spec = spec(vec![rule("r", None)]);
+        let one = [Policy {
+            name: "a",
+            generation: 1,
+            spec: &spec,
+        }];
+        let two = [Policy {
+            name: "a",
+            generation: 2,
+            spec: &spec,
+        }];
+        assert_eq!(fingerprint(&one), fingerprint(&one));
+        assert_ne!(fingerprint(&one), fingerprint(&two));
+        assert_ne!(fingerprint(&one), fingerprint(&[]));
+    }
+
+    mod invariants {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn any_criticality() -> impl Strategy<Value = Criticality> {
+            prop_oneof![
+                Just(Criticality::Critical),
+                Just(Criticality::High),
+                Just(Criticality::Normal),
+                Just(Criticality::Info)
+            ]
+        }
+
+        fn any_outcome() -> impl Strategy<Value = Outcome> {
+            prop_oneof![
+                Just(Outcome::AutoApprove),
+                Just(Outcome::RequireApproval),
+                Just(Outcome::AutoReject),
+                Just(Outcome::Escalate)
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn the_gates_invariants_hold_whatever_the_rules_say(
+                criticality in any_criticality(),
+                outcomes in proptest::collection::vec(any_outcome(), 0..4),
+                match_criticality in proptest::option::of(any_criticality()),
+                minutes in proptest::option::of(0u32..600),
+                amount in 0i64..5000,
+            ) {
+                let rules: Vec<PolicyRule> = outcomes.iter().enumerate().map(|(i, outcome)| {
+                    let mut r = rule(&format!("r{i}"), (i % 2 == 1).then_some("decision.context.amount < 2500"));
+                    r.outcome = *outcome;
+                    if let Some(c) = match_criticality.filter(|_| i == 0) {
+                        r.match_.criticalities = vec![c];
+                    }
+                    r
+                }).collect();
+                let mut policy = example_policy("approvalpolicy-budget.yaml");
+                policy.spec.rules = rules.clone();
+                let mut spec = request("deploy", criticality);
+                spec.estimated_duration_minutes = minutes;
+                spec.context = Some([("amount".to_owned(), serde_json::json!(amount))].into());
+                let policies: Vec<&ApprovalPolicy> = if rules.is_empty() { vec![] } else { vec![&policy] };
+                let v = decide(&spec, &policies);
+                match criticality {
+                    Criticality::Critical => prop_assert_ne!(v.evaluation.outcome, Outcome::AutoApprove),
+                    Criticality::Info => prop_assert!(matches!(v.evaluation.outcome, Outcome::AutoApprove | Outcome::AutoReject)),
+                    _ => {}
+                }
+                if v.evaluation.rule.is_none() && criticality != Criticality::Info {
+                    prop_assert_eq!(v.evaluation.outcome, Outcome::RequireApproval);
+                }
+                if matches!(v.evaluation.outcome, Outcome::RequireApproval | Outcome::Escalate) {
+                    prop_assert!(v.evaluation.required_approvals >= 1);
+                }
+            }
+        }
     }
 }

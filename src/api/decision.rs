@@ -274,6 +274,10 @@ pub struct Evaluation {
     /// Who may approve; empty means anyone allowed to approve Decisions in the namespace.
     #[serde(default, skip_serializing_if = "Approvers::is_empty")]
     pub approvers: Approvers,
+    /// A fingerprint of the namespace's policies this evaluation used. When the policies
+    /// change, a Decision still waiting for an answer is evaluated again.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub policy_set: String,
 }
 
 /// One approver's approval.
