@@ -1,59 +1,684 @@
-//! The Decision lifecycle, as pure functions of the Decision and the time: no client, no
-//! clock. The reconciler reads, calls these, and writes what they return.
+//! The Decision lifecycle as pure functions of the Decision, the namespace's policies and
+//! the time: no client, no clock. The reconciler reads, calls [`advance`], writes the
+//! audit lines and the status it returns, and publishes the events.
+//!
+//! ```text
+//! (new) ──evaluate──▶ Pending ─┬─ approvals reach the quorum ─▶ Approved
+//!    │                Escalated┼─ rejected-by ───────────────▶ Rejected
+//!    │                         └─ expiresAt passes ───────────▶ Expired
+//!    ├─ rule says AutoApprove ─────────────────────────────────▶ Approved
+//!    └─ rule says AutoReject ──────────────────────────────────▶ Rejected
+//! ```
+//! Nothing leaves Approved, Rejected or Expired here; execution takes Approved further.
+
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use kube::ResourceExt;
 
+use crate::api::annotations;
 use crate::api::common::set_condition;
-use crate::api::{Condition, ConditionStatus, Decision, DecisionPhase, DecisionStatus};
+use crate::api::decision::{
+    Approval, Evaluation, IgnoredAnswer, Outcome, Rejection, RiskAssessment,
+};
+use crate::api::{Approvers, Condition, ConditionStatus, Decision, DecisionPhase, DecisionStatus};
+use crate::policy::{self, Policy, Subject};
+use crate::risk;
 
 /// The condition that says whether a Decision has been approved.
 pub const CONDITION_APPROVED: &str = "Approved";
 
-/// What a Decision's status should become, or `None` when it is already right.
-///
-/// A new Decision starts Pending, with its expiry fixed from its creation time: the
-/// Decision's own `expiresAfter`, else `default_expiry`.
-pub fn next_status(
-    decision: &Decision,
-    now: DateTime<Utc>,
-    default_expiry: std::time::Duration,
-) -> Option<DecisionStatus> {
-    let current = decision.status.clone().unwrap_or_default();
-    if current.phase.is_some() {
-        return None;
+/// At most this many ignored answers are kept in the status; the audit log keeps all.
+const IGNORED_ANSWERS_KEPT: usize = 20;
+
+/// Something that happened to a Decision. Each becomes one audit line and one Kubernetes
+/// Event.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DecisionEvent {
+    Requested {
+        requested_by: Option<String>,
+    },
+    PolicyEvaluated {
+        evaluation: Evaluation,
+        risk: RiskAssessment,
+        reevaluation: bool,
+    },
+    ApprovalRequested {
+        required: u32,
+        approvers: Approvers,
+    },
+    Escalated {
+        required: u32,
+        approvers: Approvers,
+    },
+    AutoApproved {
+        by: String,
+        message: String,
+    },
+    AutoRejected {
+        by: String,
+        message: String,
+    },
+    ApprovalGranted {
+        approver: String,
+        reason: Option<String>,
+        approvals: u32,
+        required: u32,
+    },
+    ApprovalRejected {
+        rejected_by: String,
+        reason: String,
+    },
+    Expired {
+        expires_at: DateTime<Utc>,
+    },
+    AnswerIgnored {
+        user: String,
+        answer: &'static str,
+        why: String,
+    },
+}
+
+impl DecisionEvent {
+    /// The audit log's `event_type`.
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            DecisionEvent::Requested { .. } => "decision_requested",
+            DecisionEvent::PolicyEvaluated { .. } => "policy_evaluated",
+            DecisionEvent::ApprovalRequested { .. } => "approval_requested",
+            DecisionEvent::Escalated { .. } => "escalated",
+            DecisionEvent::AutoApproved { .. } => "auto_approved",
+            DecisionEvent::AutoRejected { .. } => "auto_rejected",
+            DecisionEvent::ApprovalGranted { .. } => "approval_granted",
+            DecisionEvent::ApprovalRejected { .. } => "approval_rejected",
+            DecisionEvent::Expired { .. } => "expired",
+            DecisionEvent::AnswerIgnored { .. } => "answer_ignored",
+        }
     }
-    let created = decision
+
+    /// The Kubernetes Event's reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            DecisionEvent::Requested { .. } => "Requested",
+            DecisionEvent::PolicyEvaluated { .. } => "PolicyEvaluated",
+            DecisionEvent::ApprovalRequested { .. } => "ApprovalRequested",
+            DecisionEvent::Escalated { .. } => "Escalated",
+            DecisionEvent::AutoApproved { .. } => "AutoApproved",
+            DecisionEvent::AutoRejected { .. } => "AutoRejected",
+            DecisionEvent::ApprovalGranted { .. } => "ApprovalGranted",
+            DecisionEvent::ApprovalRejected { .. } => "Rejected",
+            DecisionEvent::Expired { .. } => "Expired",
+            DecisionEvent::AnswerIgnored { .. } => "AnswerIgnored",
+        }
+    }
+
+    /// Whether the Event is a warning.
+    pub fn is_warning(&self) -> bool {
+        matches!(
+            self,
+            DecisionEvent::AutoRejected { .. }
+                | DecisionEvent::ApprovalRejected { .. }
+                | DecisionEvent::Expired { .. }
+                | DecisionEvent::AnswerIgnored { .. }
+        )
+    }
+
+    /// Who caused it: a user, a policy rule, or the operator.
+    pub fn actor(&self) -> String {
+        match self {
+            DecisionEvent::Requested { requested_by } => {
+                requested_by.clone().unwrap_or_else(|| "unknown".to_owned())
+            }
+            DecisionEvent::AutoApproved { by, .. } | DecisionEvent::AutoRejected { by, .. } => {
+                by.clone()
+            }
+            DecisionEvent::ApprovalGranted { approver, .. } => approver.clone(),
+            DecisionEvent::ApprovalRejected { rejected_by, .. } => rejected_by.clone(),
+            DecisionEvent::AnswerIgnored { user, .. } => user.clone(),
+            _ => "decision-gate".to_owned(),
+        }
+    }
+
+    /// What distinguishes this event from others of its type on the same Decision, so
+    /// that writing it twice (a retried reconcile, a restart) records it once.
+    pub fn discriminator(&self) -> String {
+        match self {
+            DecisionEvent::PolicyEvaluated { evaluation, .. } => evaluation.policy_set.clone(),
+            DecisionEvent::ApprovalGranted { approver, .. } => approver.clone(),
+            DecisionEvent::AnswerIgnored { user, answer, why } => format!("{user}/{answer}/{why}"),
+            _ => String::new(),
+        }
+    }
+
+    /// The sentence for people: the Event's note and the audit line's message.
+    pub fn note(&self) -> String {
+        match self {
+            DecisionEvent::Requested { requested_by } => match requested_by {
+                Some(who) => format!("requested by {who}"),
+                None => "requested".to_owned(),
+            },
+            DecisionEvent::PolicyEvaluated {
+                evaluation,
+                risk,
+                reevaluation,
+            } => format!(
+                "{}risk {:?} (score {}); {}",
+                if *reevaluation {
+                    "the policies changed: "
+                } else {
+                    ""
+                },
+                risk.level,
+                risk.score,
+                evaluation.message
+            ),
+            DecisionEvent::ApprovalRequested {
+                required,
+                approvers,
+            } => {
+                format!("waiting for {required} approval(s){}", describe(approvers))
+            }
+            DecisionEvent::Escalated {
+                required,
+                approvers,
+            } => {
+                format!(
+                    "escalated: waiting for {required} approval(s){}",
+                    describe(approvers)
+                )
+            }
+            DecisionEvent::AutoApproved { by, message } => format!("approved by {by}: {message}"),
+            DecisionEvent::AutoRejected { by, message } => format!("rejected by {by}: {message}"),
+            DecisionEvent::ApprovalGranted {
+                approver,
+                reason,
+                approvals,
+                required,
+            } => format!(
+                "approved by {approver} ({approvals}/{required}){}",
+                reason
+                    .as_deref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            ),
+            DecisionEvent::ApprovalRejected {
+                rejected_by,
+                reason,
+            } => {
+                format!("rejected by {rejected_by}: {reason}")
+            }
+            DecisionEvent::Expired { expires_at } => {
+                format!("nobody answered before {}", expires_at.to_rfc3339())
+            }
+            DecisionEvent::AnswerIgnored { user, answer, why } => {
+                format!("the {answer} by {user} does not count: {why}")
+            }
+        }
+    }
+}
+
+fn describe(approvers: &Approvers) -> String {
+    let mut parts = Vec::new();
+    if !approvers.users.is_empty() {
+        parts.push(format!("users {}", approvers.users.join(", ")));
+    }
+    if !approvers.groups.is_empty() {
+        parts.push(format!("groups {}", approvers.groups.join(", ")));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" from {}", parts.join(" or "))
+    }
+}
+
+/// What [`advance`] needs.
+pub struct Input<'a> {
+    pub decision: &'a Decision,
+    /// The ApprovalPolicies of the Decision's namespace, in any order.
+    pub policies: &'a [Policy<'a>],
+    pub now: DateTime<Utc>,
+    /// The expiry when neither the Decision nor its rule says.
+    pub default_expiry: std::time::Duration,
+}
+
+/// What [`advance`] decided.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Advance {
+    pub status: DecisionStatus,
+    /// What happened, in order. Empty when nothing did.
+    pub events: Vec<DecisionEvent>,
+    /// When to look again without any change: the expiry of a waiting Decision.
+    pub wake_at: Option<DateTime<Utc>>,
+}
+
+/// Moves a Decision as far as it can go now.
+pub fn advance(input: &Input<'_>) -> Advance {
+    let decision = input.decision;
+    let now = input.now;
+    let mut status = decision.status.clone().unwrap_or_default();
+    let mut events = Vec::new();
+    let subject_risk;
+
+    match status.phase {
+        None => {
+            let requested_by = annotation(decision, annotations::REQUESTED_BY);
+            events.push(DecisionEvent::Requested {
+                requested_by: requested_by.clone(),
+            });
+            status.requested_by = requested_by;
+            subject_risk = risk::assess(&decision.spec);
+            let verdict = policy::evaluate(&subject(decision, &subject_risk), input.policies);
+            let expiry = decision
+                .spec
+                .expires_after
+                .as_ref()
+                .and_then(|d| d.parse().ok())
+                .or(verdict.expires_after)
+                .unwrap_or(input.default_expiry);
+            let created = created_at(decision).unwrap_or(now);
+            status.expires_at =
+                Some(created + chrono::Duration::from_std(expiry).unwrap_or(chrono::Duration::MAX));
+            status.risk = Some(subject_risk.clone());
+            apply_verdict(
+                &mut status,
+                verdict.evaluation,
+                subject_risk,
+                false,
+                now,
+                &mut events,
+            );
+        }
+        Some(phase) if phase.is_awaiting_answer() => {
+            let current = status.evaluation.as_ref().map(|e| e.policy_set.as_str());
+            if current != Some(policy::fingerprint(input.policies).as_str()) {
+                subject_risk = status
+                    .risk
+                    .clone()
+                    .unwrap_or_else(|| risk::assess(&decision.spec));
+                let verdict = policy::evaluate(&subject(decision, &subject_risk), input.policies);
+                if status
+                    .evaluation
+                    .as_ref()
+                    .is_some_and(|e| same_decision(e, &verdict.evaluation))
+                {
+                    // Only the fingerprint moved: nothing to tell anyone.
+                    if let Some(e) = status.evaluation.as_mut() {
+                        e.policy_set = verdict.evaluation.policy_set;
+                    }
+                } else {
+                    apply_verdict(
+                        &mut status,
+                        verdict.evaluation,
+                        subject_risk,
+                        true,
+                        now,
+                        &mut events,
+                    );
+                }
+            }
+        }
+        Some(_) => {}
+    }
+
+    if status.phase.is_some_and(DecisionPhase::is_awaiting_answer) {
+        take_answers(decision, &mut status, now, &mut events);
+    } else {
+        ignore_late_answers(decision, &mut status, now, &mut events);
+    }
+
+    status.approval_progress = Some(progress(&status));
+    status.observed_generation = decision.metadata.generation;
+    set_approved_condition(&mut status, decision.metadata.generation, now);
+    let wake_at = status
+        .phase
+        .filter(|p| p.is_awaiting_answer())
+        .and(status.expires_at);
+    Advance {
+        status,
+        events,
+        wake_at,
+    }
+}
+
+fn subject<'a>(decision: &'a Decision, risk: &'a RiskAssessment) -> Subject<'a> {
+    Subject {
+        name: decision.metadata.name.as_deref().unwrap_or_default(),
+        namespace: decision.metadata.namespace.as_deref().unwrap_or_default(),
+        spec: &decision.spec,
+        risk,
+    }
+}
+
+fn same_decision(a: &Evaluation, b: &Evaluation) -> bool {
+    a.policy == b.policy
+        && a.rule == b.rule
+        && a.outcome == b.outcome
+        && a.required_approvals == b.required_approvals
+        && a.approvers == b.approvers
+}
+
+/// Puts a policy verdict into effect on a Decision that has not been answered.
+fn apply_verdict(
+    status: &mut DecisionStatus,
+    evaluation: Evaluation,
+    risk: RiskAssessment,
+    reevaluation: bool,
+    now: DateTime<Utc>,
+    events: &mut Vec<DecisionEvent>,
+) {
+    events.push(DecisionEvent::PolicyEvaluated {
+        evaluation: evaluation.clone(),
+        risk,
+        reevaluation,
+    });
+    let by = match (&evaluation.policy, &evaluation.rule) {
+        (Some(p), Some(r)) => format!("policy:{p}/{r}"),
+        _ => "decision-gate".to_owned(),
+    };
+    match evaluation.outcome {
+        Outcome::AutoApprove => {
+            status.phase = Some(DecisionPhase::Approved);
+            events.push(DecisionEvent::AutoApproved {
+                by,
+                message: evaluation.message.clone(),
+            });
+        }
+        Outcome::AutoReject => {
+            status.phase = Some(DecisionPhase::Rejected);
+            status.rejection = Some(Rejection {
+                rejected_by: by.clone(),
+                reason: evaluation.message.clone(),
+                at: now,
+            });
+            events.push(DecisionEvent::AutoRejected {
+                by,
+                message: evaluation.message.clone(),
+            });
+        }
+        Outcome::RequireApproval => {
+            status.phase = Some(DecisionPhase::Pending);
+            events.push(DecisionEvent::ApprovalRequested {
+                required: evaluation.required_approvals,
+                approvers: evaluation.approvers.clone(),
+            });
+        }
+        Outcome::Escalate => {
+            status.phase = Some(DecisionPhase::Escalated);
+            events.push(DecisionEvent::Escalated {
+                required: evaluation.required_approvals,
+                approvers: evaluation.approvers.clone(),
+            });
+        }
+    }
+    status.evaluation = Some(evaluation);
+    // A re-evaluation may have lowered the bar below the approvals already given.
+    if status.phase.is_some_and(DecisionPhase::is_awaiting_answer) && quorum_reached(status) {
+        status.phase = Some(DecisionPhase::Approved);
+    }
+}
+
+/// Reads `rejected-by` and `approved-by` on a Decision that waits for an answer.
+fn take_answers(
+    decision: &Decision,
+    status: &mut DecisionStatus,
+    now: DateTime<Utc>,
+    events: &mut Vec<DecisionEvent>,
+) {
+    if let Some(expires_at) = status.expires_at
+        && now >= expires_at
+    {
+        status.phase = Some(DecisionPhase::Expired);
+        events.push(DecisionEvent::Expired { expires_at });
+        ignore_late_answers(decision, status, now, events);
+        return;
+    }
+
+    // A rejection vetoes, whatever approvals came before it.
+    if let Some(user) = annotation(decision, annotations::REJECTED_BY) {
+        match may_answer(&user, status, false) {
+            Ok(()) => {
+                let reason = annotation(decision, annotations::REJECTION_REASON)
+                    .unwrap_or_else(|| "no reason given".to_owned());
+                status.phase = Some(DecisionPhase::Rejected);
+                status.rejection = Some(Rejection {
+                    rejected_by: user.clone(),
+                    reason: reason.clone(),
+                    at: now,
+                });
+                events.push(DecisionEvent::ApprovalRejected {
+                    rejected_by: user,
+                    reason,
+                });
+                return;
+            }
+            Err(why) => ignore(status, events, user, "rejection", why, now),
+        }
+    }
+
+    if let Some(user) = annotation(decision, annotations::APPROVED_BY)
+        && !status.approvals.iter().any(|a| a.approver == user)
+    {
+        match may_answer(&user, status, true) {
+            Ok(()) => {
+                let reason = annotation(decision, annotations::APPROVAL_REASON);
+                status.approvals.push(Approval {
+                    approver: user.clone(),
+                    reason: reason.clone(),
+                    at: now,
+                });
+                let approvals = counted_approvals(status);
+                let required = required(status);
+                events.push(DecisionEvent::ApprovalGranted {
+                    approver: user,
+                    reason,
+                    approvals,
+                    required,
+                });
+                if quorum_reached(status) {
+                    status.phase = Some(DecisionPhase::Approved);
+                }
+            }
+            Err(why) => ignore(status, events, user, "approval", why, now),
+        }
+    }
+}
+
+/// Answers given to a Decision that no longer waits for one are recorded as ignored.
+fn ignore_late_answers(
+    decision: &Decision,
+    status: &mut DecisionStatus,
+    now: DateTime<Utc>,
+    events: &mut Vec<DecisionEvent>,
+) {
+    let Some(phase) = status.phase else { return };
+    let why = match (phase, status.expires_at) {
+        (DecisionPhase::Expired, Some(at)) => {
+            format!("the Decision expired at {}", at.to_rfc3339())
+        }
+        _ => format!("the Decision is already {phase:?}"),
+    };
+    if let Some(user) = annotation(decision, annotations::APPROVED_BY)
+        && !status.approvals.iter().any(|a| a.approver == user)
+    {
+        ignore(status, events, user, "approval", why.clone(), now);
+    }
+    if let Some(user) = annotation(decision, annotations::REJECTED_BY)
+        && status
+            .rejection
+            .as_ref()
+            .is_none_or(|r| r.rejected_by != user)
+    {
+        ignore(status, events, user, "rejection", why, now);
+    }
+}
+
+/// Records an answer that did not count, once.
+fn ignore(
+    status: &mut DecisionStatus,
+    events: &mut Vec<DecisionEvent>,
+    user: String,
+    answer: &'static str,
+    why: String,
+    now: DateTime<Utc>,
+) {
+    if status
+        .ignored_answers
+        .iter()
+        .any(|i| i.user == user && i.answer == answer && i.reason == why)
+    {
+        return;
+    }
+    status.ignored_answers.push(IgnoredAnswer {
+        user: user.clone(),
+        answer: answer.to_owned(),
+        reason: why.clone(),
+        at: now,
+    });
+    if status.ignored_answers.len() > IGNORED_ANSWERS_KEPT {
+        status.ignored_answers.remove(0);
+    }
+    events.push(DecisionEvent::AnswerIgnored { user, answer, why });
+}
+
+/// Whether `user` may answer. The operator checks what it can see: the requester never
+/// approves their own Decision, and a rule that names only users admits only them.
+/// Group membership is only known to the API server; the chart's admission policy
+/// enforces it before the annotation is ever stored.
+pub fn may_answer(user: &str, status: &DecisionStatus, approving: bool) -> Result<(), String> {
+    if approving && status.requested_by.as_deref() == Some(user) {
+        return Err(format!(
+            "{user} requested the Decision and cannot approve it"
+        ));
+    }
+    if let Some(evaluation) = &status.evaluation {
+        let approvers = &evaluation.approvers;
+        if !approvers.users.is_empty()
+            && approvers.groups.is_empty()
+            && !approvers.users.iter().any(|u| u == user)
+        {
+            return Err(format!(
+                "{user} is not among the approvers named by rule {}: {}",
+                evaluation.rule.as_deref().unwrap_or("-"),
+                approvers.users.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn required(status: &DecisionStatus) -> u32 {
+    status
+        .evaluation
+        .as_ref()
+        .map_or(1, |e| e.required_approvals)
+}
+
+/// Approvals that count under the current evaluation: distinct approvers, still allowed.
+fn counted_approvals(status: &DecisionStatus) -> u32 {
+    let mut seen = std::collections::BTreeSet::new();
+    status
+        .approvals
+        .iter()
+        .filter(|a| may_answer(&a.approver, status, true).is_ok())
+        .filter(|a| seen.insert(a.approver.as_str()))
+        .count() as u32
+}
+
+fn quorum_reached(status: &DecisionStatus) -> bool {
+    counted_approvals(status) >= required(status).max(1)
+}
+
+fn progress(status: &DecisionStatus) -> String {
+    match status.evaluation.as_ref().map(|e| e.outcome) {
+        Some(Outcome::AutoApprove | Outcome::AutoReject) => "auto".to_owned(),
+        _ => format!("{}/{}", counted_approvals(status), required(status)),
+    }
+}
+
+fn set_approved_condition(
+    status: &mut DecisionStatus,
+    generation: Option<i64>,
+    now: DateTime<Utc>,
+) {
+    let Some(phase) = status.phase else { return };
+    let auto = matches!(
+        status.evaluation.as_ref().map(|e| e.outcome),
+        Some(Outcome::AutoApprove | Outcome::AutoReject)
+    );
+    let (state, reason, message) = match phase {
+        DecisionPhase::Pending | DecisionPhase::Escalated => (
+            ConditionStatus::Unknown,
+            if phase == DecisionPhase::Escalated {
+                "Escalated"
+            } else {
+                "AwaitingApproval"
+            },
+            format!(
+                "{} approval(s) of {} so far; waiting until {}",
+                counted_approvals(status),
+                required(status),
+                status
+                    .expires_at
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_default()
+            ),
+        ),
+        DecisionPhase::Rejected => (
+            ConditionStatus::False,
+            if auto { "AutoRejected" } else { "Rejected" },
+            status
+                .rejection
+                .as_ref()
+                .map(|r| format!("rejected by {}: {}", r.rejected_by, r.reason))
+                .unwrap_or_default(),
+        ),
+        DecisionPhase::Expired => (
+            ConditionStatus::False,
+            "Expired",
+            "nobody answered in time".to_owned(),
+        ),
+        _ => (
+            ConditionStatus::True,
+            if auto { "AutoApproved" } else { "Approved" },
+            if auto {
+                status
+                    .evaluation
+                    .as_ref()
+                    .map(|e| e.message.clone())
+                    .unwrap_or_default()
+            } else {
+                let names: Vec<&str> = status
+                    .approvals
+                    .iter()
+                    .map(|a| a.approver.as_str())
+                    .collect();
+                format!("approved by {}", names.join(", "))
+            },
+        ),
+    };
+    set_condition(
+        &mut status.conditions,
+        Condition::new(CONDITION_APPROVED, state, reason, message).generation(generation),
+        now,
+    );
+}
+
+/// An annotation's value, trimmed; absent when unset or blank.
+fn annotation(decision: &Decision, key: &str) -> Option<String> {
+    let annotations: &BTreeMap<String, String> = decision.annotations();
+    annotations
+        .get(key)
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
+fn created_at(decision: &Decision) -> Option<DateTime<Utc>> {
+    decision
         .metadata
         .creation_timestamp
         .as_ref()
         .map(|t| to_chrono(&t.0))
-        .unwrap_or(now);
-    // The schema has already refused anything that does not parse; fall back to the
-    // default rather than fail if an older schema let one through.
-    let expiry = decision
-        .spec
-        .expires_after
-        .as_ref()
-        .and_then(|d| d.parse().ok())
-        .unwrap_or(default_expiry);
-    let expires_at = created + chrono::Duration::from_std(expiry).unwrap_or(chrono::Duration::MAX);
-
-    let mut status = current;
-    status.phase = Some(DecisionPhase::Pending);
-    status.expires_at = Some(expires_at);
-    status.observed_generation = decision.metadata.generation;
-    set_condition(
-        &mut status.conditions,
-        Condition::new(
-            CONDITION_APPROVED,
-            ConditionStatus::Unknown,
-            "AwaitingApproval",
-            format!("waiting for approval until {}", expires_at.to_rfc3339()),
-        )
-        .generation(decision.metadata.generation),
-        now,
-    );
-    Some(status)
 }
 
 /// Converts the API machinery's timestamp to chrono.
@@ -65,80 +690,441 @@ pub fn to_chrono(t: &k8s_openapi::jiff::Timestamp) -> DateTime<Utc> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::DecisionSpec;
+    use crate::api::approval_policy::{ApprovalPolicySpec, PolicyRule, RuleMatch};
     use crate::api::decision::Criticality;
+    use crate::api::{ApprovalPolicy, DecisionSpec};
     use chrono::TimeZone;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-    fn decision(expires_after: Option<&str>) -> Decision {
-        let mut d = Decision::new(
-            "deploy-api",
-            DecisionSpec {
-                action_type: "deploy".into(),
-                description: "Deploy api-gateway 2.0".into(),
-                criticality: Criticality::Critical,
-                priority: None,
-                estimated_duration_minutes: None,
-                source: None,
-                context: None,
-                plan_ref: None,
-                expires_after: expires_after.map(Into::into),
-            },
-        );
-        d.metadata.generation = Some(1);
-        d.metadata.creation_timestamp = Some(Time(
-            k8s_openapi::jiff::Timestamp::from_second(1_800_000_000).unwrap(),
-        ));
-        d
-    }
+    const DAY: std::time::Duration = std::time::Duration::from_secs(86400);
 
     fn created() -> DateTime<Utc> {
         Utc.timestamp_opt(1_800_000_000, 0).unwrap()
     }
 
-    #[test]
-    fn a_new_decision_is_pending_until_its_expiry() {
-        let now = created() + chrono::Duration::seconds(2);
-        let status = next_status(
-            &decision(Some("30m")),
+    fn at(seconds: i64) -> DateTime<Utc> {
+        created() + chrono::Duration::seconds(seconds)
+    }
+
+    fn decision(criticality: Criticality) -> Decision {
+        let mut d = Decision::new(
+            "deploy",
+            DecisionSpec {
+                action_type: "deploy".into(),
+                description: "Deploy 2.0".into(),
+                criticality,
+                priority: None,
+                estimated_duration_minutes: None,
+                source: None,
+                context: None,
+                plan_ref: None,
+                expires_after: Some("1h".into()),
+            },
+        );
+        d.metadata.namespace = Some("ops".into());
+        d.metadata.generation = Some(1);
+        d.metadata.creation_timestamp = Some(Time(
+            k8s_openapi::jiff::Timestamp::from_second(created().timestamp()).unwrap(),
+        ));
+        d
+    }
+
+    fn policy(outcome: Outcome, required: Option<u32>, users: &[&str]) -> ApprovalPolicy {
+        ApprovalPolicy::new(
+            "p",
+            ApprovalPolicySpec {
+                priority: 100,
+                rules: vec![PolicyRule {
+                    name: "r".into(),
+                    match_: RuleMatch::default(),
+                    outcome,
+                    approvers: (!users.is_empty()).then(|| Approvers {
+                        users: users.iter().map(|u| u.to_string()).collect(),
+                        groups: vec![],
+                    }),
+                    required_approvals: required,
+                    expires_after: None,
+                }],
+                expires_after: None,
+            },
+        )
+    }
+
+    fn views(policies: &[ApprovalPolicy]) -> Vec<Policy<'_>> {
+        policies
+            .iter()
+            .map(|p| Policy {
+                name: p.metadata.name.as_deref().unwrap(),
+                generation: p.metadata.generation.unwrap_or(1),
+                spec: &p.spec,
+            })
+            .collect()
+    }
+
+    /// Runs one step and keeps the result on the Decision, as the reconciler does.
+    fn step(d: &mut Decision, policies: &[ApprovalPolicy], now: DateTime<Utc>) -> Advance {
+        let views = views(policies);
+        let advance = advance(&Input {
+            decision: d,
+            policies: &views,
             now,
-            std::time::Duration::from_secs(86400),
-        )
-        .expect("a new Decision gets a status");
-        assert_eq!(status.phase, Some(DecisionPhase::Pending));
+            default_expiry: DAY,
+        });
+        d.status = Some(advance.status.clone());
+        advance
+    }
+
+    fn annotate(d: &mut Decision, pairs: &[(&str, &str)]) {
+        let annotations = d.metadata.annotations.get_or_insert_with(Default::default);
+        for (k, v) in pairs {
+            annotations.insert(k.to_string(), v.to_string());
+        }
+    }
+
+    fn phase(d: &Decision) -> DecisionPhase {
+        d.status.as_ref().unwrap().phase.unwrap()
+    }
+
+    fn types(a: &Advance) -> Vec<&'static str> {
+        a.events.iter().map(DecisionEvent::event_type).collect()
+    }
+
+    #[test]
+    fn a_new_decision_is_evaluated_and_waits_until_its_expiry() {
+        let mut d = decision(Criticality::High);
+        let a = step(&mut d, &[], at(2));
+        assert_eq!(phase(&d), DecisionPhase::Pending);
         assert_eq!(
-            status.expires_at,
-            Some(created() + chrono::Duration::minutes(30))
+            types(&a),
+            [
+                "decision_requested",
+                "policy_evaluated",
+                "approval_requested"
+            ]
         );
-        assert_eq!(status.observed_generation, Some(1));
+        let status = d.status.as_ref().unwrap();
+        assert_eq!(status.expires_at, Some(at(3600)));
+        assert_eq!(a.wake_at, Some(at(3600)));
+        assert_eq!(status.approval_progress.as_deref(), Some("0/1"));
+        assert!(status.risk.is_some());
         let approved = &status.conditions[0];
-        assert_eq!(approved.type_, CONDITION_APPROVED);
-        assert_eq!(approved.status, ConditionStatus::Unknown);
-        assert_eq!(approved.reason, "AwaitingApproval");
-        assert_eq!(approved.last_transition_time, now);
+        assert_eq!(
+            (approved.status, approved.reason.as_str()),
+            (ConditionStatus::Unknown, "AwaitingApproval")
+        );
+
+        // Nothing new: nothing happens.
+        let again = step(&mut d, &[], at(5));
+        assert!(again.events.is_empty());
+        assert_eq!(again.status.conditions[0].last_transition_time, at(2));
     }
 
     #[test]
-    fn without_its_own_expiry_the_default_applies() {
-        let status = next_status(
-            &decision(None),
-            created(),
-            std::time::Duration::from_secs(86400),
-        )
-        .unwrap();
-        assert_eq!(
-            status.expires_at,
-            Some(created() + chrono::Duration::hours(24))
-        );
+    fn the_expiry_comes_from_the_decision_then_the_rule_then_the_default() {
+        let mut d = decision(Criticality::High);
+        d.spec.expires_after = None;
+        step(&mut d, &[], at(0));
+        assert_eq!(d.status.as_ref().unwrap().expires_at, Some(at(86400)));
+
+        let mut d = decision(Criticality::High);
+        d.spec.expires_after = None;
+        let mut p = policy(Outcome::RequireApproval, None, &[]);
+        p.spec.rules[0].expires_after = Some("10m".into());
+        step(&mut d, &[p], at(0));
+        assert_eq!(d.status.as_ref().unwrap().expires_at, Some(at(600)));
     }
 
     #[test]
-    fn a_decision_with_a_phase_is_left_alone() {
-        let mut d = decision(None);
-        d.status = next_status(&d, created(), std::time::Duration::from_secs(60));
-        assert_eq!(
-            next_status(&d, created(), std::time::Duration::from_secs(60)),
-            None
+    fn two_distinct_approvers_make_a_quorum_of_two() {
+        let p = [policy(Outcome::RequireApproval, Some(2), &[])];
+        let mut d = decision(Criticality::High);
+        step(&mut d, &p, at(0));
+
+        annotate(
+            &mut d,
+            &[
+                ("approved-by", "alice"),
+                ("approval-reason", "tested in staging"),
+            ],
         );
+        let a = step(&mut d, &p, at(10));
+        assert_eq!(types(&a), ["approval_granted"]);
+        assert_eq!(phase(&d), DecisionPhase::Pending);
+        let status = d.status.as_ref().unwrap();
+        assert_eq!(status.approval_progress.as_deref(), Some("1/2"));
+        assert_eq!(status.approvals[0].approver, "alice");
+        assert_eq!(
+            status.approvals[0].reason.as_deref(),
+            Some("tested in staging")
+        );
+        assert_eq!(status.approvals[0].at, at(10));
+
+        // alice again: still one approval.
+        let a = step(&mut d, &p, at(20));
+        assert!(a.events.is_empty());
+        assert_eq!(
+            d.status.as_ref().unwrap().approval_progress.as_deref(),
+            Some("1/2")
+        );
+
+        annotate(&mut d, &[("approved-by", "bob")]);
+        let a = step(&mut d, &p, at(30));
+        assert_eq!(types(&a), ["approval_granted"]);
+        assert_eq!(phase(&d), DecisionPhase::Approved);
+        assert_eq!(a.wake_at, None);
+        let status = d.status.as_ref().unwrap();
+        assert_eq!(status.approval_progress.as_deref(), Some("2/2"));
+        assert_eq!(status.conditions[0].status, ConditionStatus::True);
+        assert_eq!(status.conditions[0].message, "approved by alice, bob");
+    }
+
+    #[test]
+    fn one_rejection_vetoes_even_after_approvals() {
+        let p = [policy(Outcome::RequireApproval, Some(2), &[])];
+        let mut d = decision(Criticality::High);
+        step(&mut d, &p, at(0));
+        annotate(&mut d, &[("approved-by", "alice")]);
+        step(&mut d, &p, at(1));
+        annotate(
+            &mut d,
+            &[
+                ("rejected-by", "carol"),
+                ("rejection-reason", "freeze week"),
+            ],
+        );
+        let a = step(&mut d, &p, at(2));
+        assert_eq!(types(&a), ["approval_rejected"]);
+        assert_eq!(phase(&d), DecisionPhase::Rejected);
+        let rejection = d.status.as_ref().unwrap().rejection.clone().unwrap();
+        assert_eq!(
+            (rejection.rejected_by.as_str(), rejection.reason.as_str()),
+            ("carol", "freeze week")
+        );
+        assert_eq!(d.status.as_ref().unwrap().conditions[0].reason, "Rejected");
+    }
+
+    #[test]
+    fn expiry_is_its_own_outcome_and_a_late_approval_changes_nothing() {
+        let mut d = decision(Criticality::High);
+        step(&mut d, &[], at(0));
+        let a = step(&mut d, &[], at(3600));
+        assert_eq!(types(&a), ["expired"]);
+        assert_eq!(phase(&d), DecisionPhase::Expired);
+        assert!(
+            d.status.as_ref().unwrap().rejection.is_none(),
+            "expiry is not a rejection"
+        );
+        assert_eq!(d.status.as_ref().unwrap().conditions[0].reason, "Expired");
+
+        annotate(&mut d, &[("approved-by", "alice")]);
+        let a = step(&mut d, &[], at(3700));
+        assert_eq!(types(&a), ["answer_ignored"]);
+        assert_eq!(phase(&d), DecisionPhase::Expired);
+        assert!(d.status.as_ref().unwrap().approvals.is_empty());
+        // Recorded once, not at every look.
+        assert!(step(&mut d, &[], at(3800)).events.is_empty());
+    }
+
+    #[test]
+    fn only_named_users_may_approve_and_never_the_requester() {
+        let p = [policy(Outcome::RequireApproval, Some(1), &["alice", "bob"])];
+        let mut d = decision(Criticality::High);
+        annotate(&mut d, &[(annotations::REQUESTED_BY, "bob")]);
+        step(&mut d, &p, at(0));
+        assert_eq!(
+            d.status.as_ref().unwrap().requested_by.as_deref(),
+            Some("bob")
+        );
+
+        annotate(&mut d, &[("approved-by", "carol")]);
+        let a = step(&mut d, &p, at(1));
+        assert_eq!(types(&a), ["answer_ignored"]);
+        assert!(
+            a.events[0].note().contains("not among the approvers"),
+            "{}",
+            a.events[0].note()
+        );
+
+        annotate(&mut d, &[("approved-by", "bob")]);
+        let a = step(&mut d, &p, at(2));
+        assert!(
+            a.events[0].note().contains("requested the Decision"),
+            "{}",
+            a.events[0].note()
+        );
+        assert_eq!(phase(&d), DecisionPhase::Pending);
+
+        annotate(&mut d, &[("approved-by", "alice")]);
+        step(&mut d, &p, at(3));
+        assert_eq!(phase(&d), DecisionPhase::Approved);
+        assert_eq!(d.status.as_ref().unwrap().ignored_answers.len(), 2);
+    }
+
+    #[test]
+    fn policies_decide_automatically_within_the_invariants() {
+        let mut d = decision(Criticality::Normal);
+        let a = step(&mut d, &[policy(Outcome::AutoApprove, None, &[])], at(0));
+        assert_eq!(phase(&d), DecisionPhase::Approved);
+        assert_eq!(
+            types(&a),
+            ["decision_requested", "policy_evaluated", "auto_approved"]
+        );
+        assert_eq!(
+            d.status.as_ref().unwrap().approval_progress.as_deref(),
+            Some("auto")
+        );
+
+        let mut d = decision(Criticality::Critical);
+        step(&mut d, &[policy(Outcome::AutoApprove, None, &[])], at(0));
+        assert_eq!(phase(&d), DecisionPhase::Pending);
+
+        let mut d = decision(Criticality::Info);
+        step(&mut d, &[], at(0));
+        assert_eq!(phase(&d), DecisionPhase::Approved);
+
+        let mut d = decision(Criticality::Normal);
+        let a = step(&mut d, &[policy(Outcome::AutoReject, None, &[])], at(0));
+        assert_eq!(phase(&d), DecisionPhase::Rejected);
+        assert_eq!(a.events.last().unwrap().event_type(), "auto_rejected");
+        assert_eq!(
+            d.status
+                .as_ref()
+                .unwrap()
+                .rejection
+                .as_ref()
+                .unwrap()
+                .rejected_by,
+            "policy:p/r"
+        );
+
+        let mut d = decision(Criticality::Normal);
+        step(&mut d, &[policy(Outcome::Escalate, Some(2), &[])], at(0));
+        assert_eq!(phase(&d), DecisionPhase::Escalated);
+        assert_eq!(d.status.as_ref().unwrap().conditions[0].reason, "Escalated");
+    }
+
+    #[test]
+    fn a_policy_change_reevaluates_a_waiting_decision() {
+        let mut p = vec![policy(Outcome::RequireApproval, Some(2), &[])];
+        let mut d = decision(Criticality::Normal);
+        step(&mut d, &p, at(0));
+        annotate(&mut d, &[("approved-by", "alice")]);
+        step(&mut d, &p, at(1));
+
+        // The bar is lowered to one approval: alice's suffices.
+        p[0].spec.rules[0].required_approvals = Some(1);
+        p[0].metadata.generation = Some(2);
+        let a = step(&mut d, &p, at(2));
+        assert_eq!(types(&a), ["policy_evaluated", "approval_requested"]);
+        assert_eq!(phase(&d), DecisionPhase::Approved);
+
+        // A decided Decision is not re-evaluated.
+        p[0].spec.rules[0].outcome = Outcome::AutoReject;
+        p[0].metadata.generation = Some(3);
+        assert!(step(&mut d, &p, at(3)).events.is_empty());
+        assert_eq!(phase(&d), DecisionPhase::Approved);
+    }
+
+    #[test]
+    fn a_new_policy_generation_with_the_same_verdict_is_silent() {
+        let mut p = vec![policy(Outcome::RequireApproval, Some(1), &[])];
+        let mut d = decision(Criticality::Normal);
+        step(&mut d, &p, at(0));
+        p[0].spec.priority = 5;
+        p[0].metadata.generation = Some(2);
+        assert!(step(&mut d, &p, at(1)).events.is_empty());
+        let fingerprint = policy::fingerprint(&views(&p));
+        assert_eq!(
+            d.status
+                .as_ref()
+                .unwrap()
+                .evaluation
+                .as_ref()
+                .unwrap()
+                .policy_set,
+            fingerprint
+        );
+    }
+
+    mod invariants {
+        use super::*;
+        use proptest::prelude::*;
+
+        #[derive(Clone, Debug)]
+        enum Act {
+            Approve(&'static str),
+            Reject(&'static str),
+            Wait(i64),
+        }
+
+        fn act() -> impl Strategy<Value = Act> {
+            let user = prop_oneof![Just("alice"), Just("bob"), Just("carol"), Just("dave")];
+            prop_oneof![
+                user.clone().prop_map(Act::Approve),
+                user.prop_map(Act::Reject),
+                (1i64..2000).prop_map(Act::Wait),
+            ]
+        }
+
+        fn outcome() -> impl Strategy<Value = Outcome> {
+            prop_oneof![
+                Just(Outcome::AutoApprove),
+                Just(Outcome::RequireApproval),
+                Just(Outcome::AutoReject),
+                Just(Outcome::Escalate)
+            ]
+        }
+
+        proptest! {
+            /// Whatever people do and whenever, a Decision is approved only by its policy or
+            /// by enough distinct allowed approvers before it expired; a decided Decision
+            /// never changes phase; the requester never counts.
+            #[test]
+            fn no_path_reaches_approval_without_a_valid_approval(
+                acts in proptest::collection::vec(act(), 0..12),
+                outcome in outcome(),
+                required in 1u32..4,
+                named in any::<bool>(),
+                critical in any::<bool>(),
+            ) {
+                let users: &[&str] = if named { &["alice", "bob", "carol"] } else { &[] };
+                let p = [policy(outcome, Some(required), users)];
+                let mut d = decision(if critical { Criticality::Critical } else { Criticality::Normal });
+                annotate(&mut d, &[(annotations::REQUESTED_BY, "bob")]);
+                let mut now = 0;
+                step(&mut d, &p, at(now));
+                let mut decided: Option<DecisionPhase> = None;
+                for act in acts {
+                    match act {
+                        Act::Approve(u) => annotate(&mut d, &[("approved-by", u)]),
+                        Act::Reject(u) => annotate(&mut d, &[("rejected-by", u)]),
+                        Act::Wait(s) => now += s,
+                    }
+                    step(&mut d, &p, at(now));
+                    let status = d.status.as_ref().unwrap();
+                    let current = status.phase.unwrap();
+                    if let Some(before) = decided {
+                        prop_assert_eq!(current, before, "a decided Decision changed phase");
+                    }
+                    if !current.is_awaiting_answer() {
+                        decided = Some(current);
+                    }
+                    prop_assert!(status.approvals.iter().all(|a| a.approver != "bob"));
+                    if current == DecisionPhase::Approved {
+                        let auto = status.evaluation.as_ref().unwrap().outcome == Outcome::AutoApprove;
+                        prop_assert!(!(auto && critical), "a Critical Decision was auto-approved");
+                        if !auto {
+                            let mut approvers: Vec<&str> = status.approvals.iter().map(|a| a.approver.as_str()).collect();
+                            approvers.dedup();
+                            prop_assert!(approvers.len() as u32 >= required);
+                            prop_assert!(status.approvals.iter().all(|a| a.at < status.expires_at.unwrap()));
+                        }
+                    }
+                    if current == DecisionPhase::Expired {
+                        prop_assert!(status.rejection.is_none());
+                    }
+                }
+            }
+        }
     }
 }

@@ -215,6 +215,12 @@ pub struct DecisionStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejection: Option<Rejection>,
 
+    /// Answers (approvals or rejections) that did not count, and why: the requester
+    /// approving their own Decision, someone outside the rule's approvers, an answer
+    /// after the Decision was decided or expired.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignored_answers: Vec<IgnoredAnswer>,
+
     /// When the Decision expires if nobody answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
@@ -289,6 +295,19 @@ pub struct Approval {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// When the operator recorded the approval.
+    pub at: DateTime<Utc>,
+}
+
+/// An answer that did not count.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct IgnoredAnswer {
+    /// Who answered.
+    pub user: String,
+    /// `approval`, `rejection` or `rollback-approval`.
+    pub answer: String,
+    /// Why it did not count.
+    pub reason: String,
+    /// When the operator saw it.
     pub at: DateTime<Utc>,
 }
 

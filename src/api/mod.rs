@@ -27,4 +27,7 @@ pub mod annotations {
     pub const REJECTION_REASON: &str = "rejection-reason";
     /// `rollback-approved-by=<user>`: start a Manual rollback.
     pub const ROLLBACK_APPROVED_BY: &str = "rollback-approved-by";
+    /// Who created the Decision, stamped from the API server's authenticated identity
+    /// by the chart's admission policy; never taken from a client.
+    pub const REQUESTED_BY: &str = "decisiongate.io/requested-by";
 }

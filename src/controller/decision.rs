@@ -40,25 +40,33 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
 async fn reconcile(decision: Arc<Decision>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile_started(KIND);
     let now = Utc::now();
-    let Some(status) = lifecycle::next_status(&decision, now, ctx.settings.default_expiry) else {
-        return Ok(Action::await_change());
-    };
-    apply_status(decision.as_ref(), &ctx.client, &status).await?;
-    if let (Some(phase), Some(expires_at)) = (status.phase, status.expires_at) {
-        info!(name = %decision.name_any(), namespace = ?decision.namespace(), ?phase, %expires_at, "Decision is pending");
+    let advance = lifecycle::advance(&lifecycle::Input {
+        decision: &decision,
+        policies: &[],
+        now,
+        default_expiry: ctx.settings.default_expiry,
+    });
+    if decision.status.as_ref() != Some(&advance.status) {
+        apply_status(decision.as_ref(), &ctx.client, &advance.status).await?;
+    }
+    for event in &advance.events {
+        info!(name = %decision.name_any(), namespace = ?decision.namespace(), event = event.event_type(), note = %event.note(), "decision event");
+        let type_ = if event.is_warning() {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
         ctx.publish(
             decision.as_ref(),
-            EventType::Normal,
-            "Pending",
-            "Request",
-            format!(
-                "{} ({:?}) waits for approval until {}",
-                decision.spec.action_type,
-                decision.spec.criticality,
-                expires_at.to_rfc3339()
-            ),
+            type_,
+            event.reason(),
+            "Decide",
+            event.note(),
         )
         .await;
     }
-    Ok(Action::await_change())
+    Ok(match advance.wake_at {
+        Some(at) => Action::requeue((at - now).to_std().unwrap_or_default()),
+        None => Action::await_change(),
+    })
 }
