@@ -5,6 +5,7 @@
 //! [`jobs`]; [`controller`] holds the thin reconcilers that read, call it, and write.
 
 pub mod api;
+pub mod audit;
 pub mod controller;
 pub mod crd;
 pub mod error;
