@@ -69,7 +69,7 @@ uninstall: ## Remove the CRDs (and with them every Decision, policy and plan)
 
 .PHONY: run
 run: install build ## Run the operator in the foreground against the current cluster
-	RUST_LOG=$${RUST_LOG:-info} cargo run --bin decision-gate -- run --http-addr $${HTTP_ADDR:-127.0.0.1:8080}
+	RUST_LOG=$${RUST_LOG:-info} cargo run --bin decision-gate -- run --http-addr $${HTTP_ADDR:-127.0.0.1:8080} --audit-log $(CURDIR)/.local/audit/audit.jsonl
 
 .PHONY: lint
 lint: ## Formatting and clippy with warnings as errors

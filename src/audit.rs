@@ -519,7 +519,7 @@ pub fn log_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
 
 fn newest_rotated(path: &Path) -> std::io::Result<Option<PathBuf>> {
     let files = log_files(path)?;
-    Ok(files.into_iter().filter(|p| p != path).next_back())
+    Ok(files.into_iter().rfind(|p| p != path))
 }
 
 /// Where a check of the chain failed.

@@ -21,6 +21,9 @@ pub enum Error {
 
     #[error("{0}")]
     Config(String),
+
+    #[error("{0}")]
+    Audit(#[from] crate::audit::AuditError),
 }
 
 impl Error {
@@ -34,6 +37,7 @@ impl Error {
             Error::CrdMissing(_) => "CrdMissing",
             Error::Serialization { .. } => "SerializationError",
             Error::Config(_) => "ConfigError",
+            Error::Audit(_) => "AuditError",
         }
     }
 }

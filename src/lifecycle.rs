@@ -100,7 +100,13 @@ impl DecisionEvent {
     pub fn reason(&self) -> &'static str {
         match self {
             DecisionEvent::Requested { .. } => "Requested",
-            DecisionEvent::PolicyEvaluated { .. } => "PolicyEvaluated",
+            DecisionEvent::PolicyEvaluated {
+                reevaluation: false,
+                ..
+            } => "PolicyEvaluated",
+            DecisionEvent::PolicyEvaluated {
+                reevaluation: true, ..
+            } => "Reevaluated",
             DecisionEvent::ApprovalRequested { .. } => "ApprovalRequested",
             DecisionEvent::Escalated { .. } => "Escalated",
             DecisionEvent::AutoApproved { .. } => "AutoApproved",
@@ -213,6 +219,85 @@ impl DecisionEvent {
             DecisionEvent::AnswerIgnored { user, answer, why } => {
                 format!("the {answer} by {user} does not count: {why}")
             }
+        }
+    }
+}
+
+impl DecisionEvent {
+    /// The audit log's record of this event on `decision`.
+    pub fn record(&self, decision: &Decision) -> crate::audit::Record {
+        let (approver, outcome, reason) = match self {
+            DecisionEvent::Requested { .. } => (None, "requested", None),
+            DecisionEvent::PolicyEvaluated { evaluation, .. } => (
+                None,
+                match evaluation.outcome {
+                    Outcome::AutoApprove => "auto_approve",
+                    Outcome::RequireApproval => "require_approval",
+                    Outcome::AutoReject => "auto_reject",
+                    Outcome::Escalate => "escalate",
+                },
+                Some(evaluation.message.clone()),
+            ),
+            DecisionEvent::ApprovalRequested { .. } => (None, "pending", None),
+            DecisionEvent::Escalated { .. } => (None, "escalated", None),
+            DecisionEvent::AutoApproved { message, .. } => {
+                (None, "approved", Some(message.clone()))
+            }
+            DecisionEvent::AutoRejected { message, .. } => {
+                (None, "rejected", Some(message.clone()))
+            }
+            DecisionEvent::ApprovalGranted {
+                approver, reason, ..
+            } => (Some(approver.clone()), "approved", reason.clone()),
+            DecisionEvent::ApprovalRejected {
+                rejected_by,
+                reason,
+            } => (Some(rejected_by.clone()), "rejected", Some(reason.clone())),
+            DecisionEvent::Expired { .. } => (None, "expired", None),
+            DecisionEvent::AnswerIgnored { user, why, .. } => {
+                (Some(user.clone()), "ignored", Some(why.clone()))
+            }
+        };
+        let details = match self {
+            DecisionEvent::PolicyEvaluated {
+                evaluation,
+                risk,
+                reevaluation,
+            } => Some(serde_json::json!({
+                "policy": evaluation.policy,
+                "rule": evaluation.rule,
+                "required_approvals": evaluation.required_approvals,
+                "approvers": evaluation.approvers,
+                "risk": risk,
+                "reevaluation": reevaluation,
+            })),
+            DecisionEvent::ApprovalGranted {
+                approvals,
+                required,
+                ..
+            } => Some(serde_json::json!({ "approvals": approvals, "required": required })),
+            DecisionEvent::Expired { expires_at } => {
+                Some(serde_json::json!({ "expires_at": expires_at }))
+            }
+            _ => None,
+        };
+        crate::audit::Record {
+            event_type: self.event_type().to_owned(),
+            actor: self.actor(),
+            decision: Some(crate::audit::DecisionRef {
+                namespace: decision.metadata.namespace.clone().unwrap_or_default(),
+                name: decision.metadata.name.clone().unwrap_or_default(),
+                uid: decision.metadata.uid.clone().unwrap_or_default(),
+            }),
+            action_type: Some(decision.spec.action_type.clone()),
+            plan: decision.spec.plan_ref.as_ref().map(|p| p.name.clone()),
+            approver,
+            outcome: Some(outcome.to_owned()),
+            reason,
+            message: self.note(),
+            details,
+            discriminator: self.discriminator(),
+            ..Default::default()
         }
     }
 }

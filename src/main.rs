@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use decision_gate::api::duration;
+use decision_gate::audit;
 use decision_gate::controller::{self, Settings};
 use decision_gate::{crd, telemetry};
 
@@ -30,6 +31,9 @@ enum Command {
         #[arg(long)]
         output_dir: Option<PathBuf>,
     },
+    /// Read and check the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
 }
 
 #[derive(clap::Args)]
@@ -43,6 +47,44 @@ struct RunArgs {
     /// Where /healthz, /readyz and /metrics are served.
     #[arg(long, env = "DECISION_GATE_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     http_addr: SocketAddr,
+    /// The audit log (JSON Lines, hash-chained); rotated files are kept beside it.
+    #[arg(
+        long,
+        env = "DECISION_GATE_AUDIT_LOG",
+        default_value = "/var/lib/decision-gate/audit.jsonl"
+    )]
+    audit_log: PathBuf,
+    /// Rotate the audit log when it reaches this many bytes.
+    #[arg(long, env = "DECISION_GATE_AUDIT_MAX_BYTES", default_value_t = 64 * 1024 * 1024)]
+    audit_max_bytes: u64,
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain of audit log files, given oldest first (a directory or the
+    /// current file brings its rotated files along). Exits non-zero naming the first bad line.
+    Verify {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print entries, optionally one view: approvals (requests, approvals, rejections,
+    /// expiries) or executions (steps and rollbacks).
+    Show {
+        #[arg(long, value_enum, default_value = "all")]
+        view: ViewArg,
+        /// Only entries of this Decision, as NAMESPACE/NAME or NAME.
+        #[arg(long)]
+        decision: Option<String>,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ViewArg {
+    All,
+    Approvals,
+    Executions,
 }
 
 fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
@@ -69,12 +111,15 @@ async fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Command::Audit(command) => audit_command(command),
         Command::Run(args) => {
             telemetry::init();
             let settings = Settings {
                 namespace: args.namespace,
                 default_expiry: args.default_expiry,
                 http_addr: args.http_addr,
+                audit_log: args.audit_log,
+                audit_max_bytes: args.audit_max_bytes,
             };
             match controller::run(settings).await {
                 Ok(()) => ExitCode::SUCCESS,
@@ -82,6 +127,90 @@ async fn main() -> ExitCode {
                     tracing::error!(reason = e.category(), "{e}");
                     eprintln!("error: {e}");
                     ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+/// The files to read: each argument as given, except that a log's current file (or its
+/// directory) brings its rotated files along, oldest first.
+fn expand(files: Vec<PathBuf>) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for path in files {
+        if path.is_dir() {
+            out.extend(audit::log_files(&path.join("audit.jsonl"))?);
+        } else if path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| !n.contains('-'))
+        {
+            out.extend(audit::log_files(&path)?);
+        } else {
+            out.push(path);
+        }
+    }
+    Ok(out)
+}
+
+fn audit_command(command: AuditCommand) -> ExitCode {
+    match command {
+        AuditCommand::Verify { files } => {
+            let files = match expand(files) {
+                Ok(files) => files,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match audit::verify(&files) {
+                Ok(verified) => {
+                    println!(
+                        "ok: {} entries in {} file(s), chain intact; last hash {}",
+                        verified.entries,
+                        files.len(),
+                        verified.last_hash
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("audit log tampered with or damaged: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        AuditCommand::Show {
+            view,
+            decision,
+            files,
+        } => {
+            let view = match view {
+                ViewArg::All => audit::View::All,
+                ViewArg::Approvals => audit::View::Approvals,
+                ViewArg::Executions => audit::View::Executions,
+            };
+            let wanted = decision.map(|d| match d.split_once('/') {
+                Some((ns, name)) => (Some(ns.to_owned()), name.to_owned()),
+                None => (None, d),
+            });
+            let keep = |e: &audit::Entry| {
+                view.includes(&e.event_type)
+                    && wanted.as_ref().is_none_or(|(ns, name)| {
+                        e.decision.as_ref().is_some_and(|d| {
+                            &d.name == name && ns.as_ref().is_none_or(|ns| &d.namespace == ns)
+                        })
+                    })
+            };
+            match expand(files).and_then(|files| audit::read(&files, keep)) {
+                Ok(entries) => {
+                    for e in entries {
+                        println!("{}", serde_json::to_string(&e).unwrap_or_default());
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
                 }
             }
         }

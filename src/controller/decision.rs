@@ -4,53 +4,104 @@ use std::future::Future;
 use std::sync::Arc;
 
 use chrono::Utc;
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use kube::ResourceExt;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use tracing::{debug, info};
 
-use super::{Context, apply_status, on_error};
-use crate::api::Decision;
+use super::{Context, apply_status, audit, on_error};
+use crate::api::{ApprovalPolicy, Decision, DecisionPhase};
 use crate::error::Result;
 use crate::lifecycle;
+use crate::policy::Policy;
 
 const KIND: &str = "Decision";
 
-pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    Controller::new(
+pub async fn run(
+    ctx: Arc<Context>,
+    policy_changes: impl Stream<Item = Result<ApprovalPolicy, watcher::Error>> + Send + 'static,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let controller = Controller::new(
         ctx.api::<Decision>(),
         watcher::Config::default().any_semantic(),
-    )
-    .graceful_shutdown_on(shutdown)
-    .run(
-        reconcile,
-        |obj, err, ctx| on_error(KIND, obj.as_ref(), err, &ctx),
-        ctx,
-    )
-    .for_each(|result| async move {
-        if let Err(e) = result {
-            debug!(error = %e, "Decision controller event");
-        }
-    })
-    .await;
+    );
+    let decisions = controller.store();
+    controller
+        // A policy change re-evaluates the Decisions of its namespace that still wait.
+        .watches_stream(policy_changes, move |policy: ApprovalPolicy| {
+            let namespace = policy.namespace();
+            decisions
+                .state()
+                .into_iter()
+                .filter(|d| d.namespace() == namespace)
+                .filter(|d| {
+                    d.status
+                        .as_ref()
+                        .and_then(|s| s.phase)
+                        .is_none_or(DecisionPhase::is_awaiting_answer)
+                })
+                .map(|d| ObjectRef::from(d.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        .graceful_shutdown_on(shutdown)
+        .run(
+            reconcile,
+            |obj, err, ctx| on_error(KIND, obj.as_ref(), err, &ctx),
+            ctx,
+        )
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                debug!(error = %e, "Decision controller event");
+            }
+        })
+        .await;
 }
 
 async fn reconcile(decision: Arc<Decision>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile_started(KIND);
+    ctx.policies
+        .wait_until_ready()
+        .await
+        .map_err(|e| crate::error::Error::Config(format!("the policy cache is not ready: {e}")))?;
+    let namespace = decision.namespace();
+    let policies: Vec<Arc<ApprovalPolicy>> = ctx
+        .policies
+        .state()
+        .into_iter()
+        .filter(|p| p.namespace() == namespace)
+        .collect();
+    let views: Vec<Policy<'_>> = policies
+        .iter()
+        .map(|p| Policy {
+            name: p.metadata.name.as_deref().unwrap_or_default(),
+            generation: p.metadata.generation.unwrap_or_default(),
+            spec: &p.spec,
+        })
+        .collect();
     let now = Utc::now();
     let advance = lifecycle::advance(&lifecycle::Input {
         decision: &decision,
-        policies: &[],
+        policies: &views,
         now,
         default_expiry: ctx.settings.default_expiry,
     });
+
+    // The audit line is on disk before the transition is visible: an auditor never finds
+    // a decided Decision whose decision is missing from the log.
+    audit(
+        &ctx,
+        advance.events.iter().map(|e| e.record(&decision)).collect(),
+    )
+    .await?;
     if decision.status.as_ref() != Some(&advance.status) {
         apply_status(decision.as_ref(), &ctx.client, &advance.status).await?;
     }
     for event in &advance.events {
-        info!(name = %decision.name_any(), namespace = ?decision.namespace(), event = event.event_type(), note = %event.note(), "decision event");
+        info!(name = %decision.name_any(), namespace = ?namespace, event = event.event_type(), note = %event.note(), "decision event");
         let type_ = if event.is_warning() {
             EventType::Warning
         } else {

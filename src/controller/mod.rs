@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use futures::FutureExt;
 use kube::api::{ListParams, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::{self, Store, reflector};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use prometheus_client::registry::Registry;
 use serde::Serialize;
@@ -18,12 +20,16 @@ use serde::de::DeserializeOwned;
 use tracing::{info, warn};
 
 use crate::api::{ApprovalPolicy, Decision, ExecutionPlan};
+use crate::audit::{AuditLog, Record};
 use crate::error::{Error, Result};
 use crate::http::Health;
 use crate::metrics::Metrics;
 
 /// The field manager of every write the operator makes.
 pub const FIELD_MANAGER: &str = "decision-gate";
+
+/// The `reportingController` of the operator's Events.
+pub const REPORTING_CONTROLLER: &str = "decisiongate.io/decision-gate";
 
 /// How the operator was started.
 #[derive(Clone, Debug)]
@@ -34,14 +40,22 @@ pub struct Settings {
     pub default_expiry: std::time::Duration,
     /// Where `/healthz`, `/readyz` and `/metrics` are served.
     pub http_addr: SocketAddr,
+    /// The audit log file (rotated files sit beside it).
+    pub audit_log: std::path::PathBuf,
+    /// The size at which the audit log is rotated.
+    pub audit_max_bytes: u64,
 }
 
 /// What every reconciler gets.
 pub struct Context {
     pub client: Client,
-    pub recorder: Recorder,
+    /// This replica's name in Events (the pod's name in a cluster).
+    pub instance: String,
     pub metrics: Metrics,
     pub settings: Settings,
+    pub audit: Arc<AuditLog>,
+    /// Every ApprovalPolicy the operator watches, kept current by a reflector.
+    pub policies: Store<ApprovalPolicy>,
 }
 
 impl Context {
@@ -53,8 +67,10 @@ impl Context {
         scoped_api(&self.client, self.settings.namespace.as_deref())
     }
 
-    /// Publishes a Kubernetes Event on `obj`. A failure is logged, never fatal: the
-    /// object's status and the audit log are the record, Events are the courtesy.
+    /// Publishes a Kubernetes Event (events.k8s.io/v1) on `obj`. Every call makes a new
+    /// Event: each one marks a distinct transition, and folding two approvals into one
+    /// series would hide the second approver from `kubectl events`. A failure is logged,
+    /// never fatal: the status and the audit log are the record, Events the courtesy.
     pub async fn publish<K>(
         &self,
         obj: &K,
@@ -65,14 +81,44 @@ impl Context {
     ) where
         K: Resource<DynamicType = ()>,
     {
-        let event = Event {
-            type_,
-            reason: reason.to_owned(),
-            note: Some(note),
-            action: action.to_owned(),
-            secondary: None,
+        let regarding = obj.object_ref(&());
+        let namespace = regarding
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_owned());
+        let now = k8s_openapi::jiff::Timestamp::now();
+        let event = k8s_openapi::api::events::v1::Event {
+            metadata: kube::api::ObjectMeta {
+                name: Some(format!(
+                    "{}.{:x}",
+                    regarding.name.as_deref().unwrap_or("decision-gate"),
+                    now.as_nanosecond()
+                )),
+                namespace: Some(namespace.clone()),
+                ..Default::default()
+            },
+            event_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+                now,
+            )),
+            type_: Some(match type_ {
+                EventType::Normal => "Normal".to_owned(),
+                EventType::Warning => "Warning".to_owned(),
+            }),
+            reason: Some(reason.to_owned()),
+            action: Some(action.to_owned()),
+            // The API server limits a note to 1kB.
+            note: Some(note.chars().take(1000).collect()),
+            regarding: Some(regarding),
+            reporting_controller: Some(REPORTING_CONTROLLER.to_owned()),
+            reporting_instance: Some(self.instance.clone()),
+            ..Default::default()
         };
-        if let Err(e) = self.recorder.publish(&event, &obj.object_ref(&())).await {
+        let events: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(self.client.clone(), &namespace);
+        if let Err(e) = events
+            .create(&kube::api::PostParams::default(), &event)
+            .await
+        {
             warn!(error = %e, reason, "could not publish an Event");
         }
     }
@@ -86,6 +132,19 @@ where
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     }
+}
+
+/// Appends records to the audit log, durably, off the async threads.
+pub async fn audit(ctx: &Context, records: Vec<Record>) -> Result<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let log = ctx.audit.clone();
+    tokio::task::spawn_blocking(move || log.append(&records, chrono::Utc::now()))
+        .await
+        .map_err(|e| Error::Config(format!("the audit writer stopped: {e}")))?
+        .map_err(Error::Audit)?;
+    Ok(())
 }
 
 /// Writes `status` with server-side apply, owned by the operator's field manager.
@@ -159,6 +218,11 @@ pub async fn run(settings: Settings) -> Result<()> {
         ))
     })?;
     check_crds(&client, settings.namespace.as_deref()).await?;
+    let audit = Arc::new(
+        AuditLog::open(&settings.audit_log, settings.audit_max_bytes)
+            .map_err(|e| Error::Config(format!("the audit log is unusable: {e}")))?,
+    );
+    info!(path = %settings.audit_log.display(), next_seq = audit.next_seq(), "audit log open");
 
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);
@@ -169,22 +233,32 @@ pub async fn run(settings: Settings) -> Result<()> {
     info!(%addr, "serving /healthz, /readyz and /metrics");
     let server = tokio::spawn(server);
 
-    let reporter = Reporter {
-        controller: "decision-gate".into(),
-        instance: std::env::var("POD_NAME").ok(),
-    };
+    // One watch on policies feeds both the store the Decision reconciler reads and the
+    // trigger that re-evaluates waiting Decisions; the store is updated before the trigger
+    // fires, so a re-evaluation always sees the change that caused it.
+    let (policies, policy_writer) = reflector::store();
+    let policy_changes = reflector(
+        policy_writer,
+        watcher(
+            scoped_api::<ApprovalPolicy>(&client, settings.namespace.as_deref()),
+            watcher::Config::default(),
+        ),
+    )
+    .touched_objects();
     let ctx = Arc::new(Context {
-        recorder: Recorder::new(client.clone(), reporter),
+        instance: std::env::var("POD_NAME").unwrap_or_else(|_| REPORTING_CONTROLLER.to_owned()),
         client,
         metrics,
         settings,
+        audit,
+        policies,
     });
     info!(namespace = ?ctx.settings.namespace, "starting the Decision, ApprovalPolicy and ExecutionPlan controllers");
 
     let shutdown = shutdown_signal().shared();
     health.set_ready(true);
     tokio::join!(
-        decision::run(ctx.clone(), shutdown.clone()),
+        decision::run(ctx.clone(), policy_changes, shutdown.clone()),
         policy::run(ctx.clone(), shutdown.clone()),
         plan::run(ctx.clone(), shutdown.clone()),
     );

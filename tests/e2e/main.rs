@@ -3,5 +3,6 @@
 
 mod api;
 mod cluster;
+mod decisions;
 mod operator;
 mod support;

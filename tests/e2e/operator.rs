@@ -64,7 +64,7 @@ async fn a_new_decision_becomes_pending_with_its_expiry() {
     wait_until("the Pending event", || {
         kubectl_admin(&["events", "-n", &ns.name, "--for", "decision/deploy"])
             .success()
-            .contains("waits for approval until")
+            .contains("waiting for 1 approval(s)")
     })
     .await;
 }

@@ -256,6 +256,14 @@ impl Operator {
         operator
     }
 
+    /// The audit log of the operators of a namespace: the same file across restarts.
+    pub fn audit_log(namespace: &str) -> PathBuf {
+        repo_root()
+            .join("target/e2e-logs")
+            .join(namespace)
+            .join("audit.jsonl")
+    }
+
     /// Starts the binary without waiting for it to become ready.
     pub fn spawn(namespace: &str, kubeconfig: &Path, extra_args: &[&str]) -> Self {
         let http_port = free_port();
@@ -269,6 +277,8 @@ impl Operator {
             .arg(namespace)
             .arg("--http-addr")
             .arg(format!("127.0.0.1:{http_port}"))
+            .arg("--audit-log")
+            .arg(Self::audit_log(namespace))
             .args(extra_args)
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,decision_gate=debug")
@@ -367,4 +377,57 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// Lets the test users answer Decisions in a namespace, as the chart's approver role
+/// does: read them and patch their annotations. Who may approve what is the policies'
+/// and the admission policies' business, not RBAC's.
+pub fn grant_answering(namespace: &str) {
+    let manifest = format!(
+        "apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: answer-decisions, namespace: {namespace}}}
+rules:
+- apiGroups: [decisiongate.io]
+  resources: [decisions]
+  verbs: [get, list, watch, patch, update]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: answer-decisions, namespace: {namespace}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: answer-decisions}}
+subjects:
+- {{apiGroup: rbac.authorization.k8s.io, kind: Group, name: approvers}}
+- {{apiGroup: rbac.authorization.k8s.io, kind: Group, name: sre}}
+"
+    );
+    apply(namespace, &manifest).success();
+}
+
+/// `kubectl annotate --overwrite` as one of the test users.
+#[track_caller]
+pub fn annotate_as(user: &str, namespace: &str, decision: &str, pairs: &[&str]) {
+    let mut args = vec![
+        "annotate",
+        "--overwrite",
+        "-n",
+        namespace,
+        "decision",
+        decision,
+    ];
+    args.extend_from_slice(pairs);
+    kubectl(&user_kubeconfig(user), &args, None).success();
+}
+
+/// The decision-gate binary itself, for its `audit` subcommands.
+pub fn decision_gate(args: &[&str]) -> Kubectl {
+    let out = Command::new(env!("CARGO_BIN_EXE_decision-gate"))
+        .args(args)
+        .output()
+        .unwrap();
+    Kubectl {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
 }
