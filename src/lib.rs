@@ -9,6 +9,7 @@ pub mod audit;
 pub mod controller;
 pub mod crd;
 pub mod error;
+pub mod execution;
 pub mod http;
 pub mod jobs;
 pub mod lifecycle;

@@ -77,6 +77,8 @@ pub enum DecisionEvent {
         answer: &'static str,
         why: String,
     },
+    /// Something that happened while running the Decision's plan.
+    Execution(crate::execution::ExecutionEvent),
 }
 
 impl DecisionEvent {
@@ -93,6 +95,7 @@ impl DecisionEvent {
             DecisionEvent::ApprovalRejected { .. } => "approval_rejected",
             DecisionEvent::Expired { .. } => "expired",
             DecisionEvent::AnswerIgnored { .. } => "answer_ignored",
+            DecisionEvent::Execution(e) => e.event_type(),
         }
     }
 
@@ -115,6 +118,7 @@ impl DecisionEvent {
             DecisionEvent::ApprovalRejected { .. } => "Rejected",
             DecisionEvent::Expired { .. } => "Expired",
             DecisionEvent::AnswerIgnored { .. } => "AnswerIgnored",
+            DecisionEvent::Execution(e) => e.reason(),
         }
     }
 
@@ -126,7 +130,7 @@ impl DecisionEvent {
                 | DecisionEvent::ApprovalRejected { .. }
                 | DecisionEvent::Expired { .. }
                 | DecisionEvent::AnswerIgnored { .. }
-        )
+        ) || matches!(self, DecisionEvent::Execution(e) if e.is_warning())
     }
 
     /// Who caused it: a user, a policy rule, or the operator.
@@ -141,6 +145,7 @@ impl DecisionEvent {
             DecisionEvent::ApprovalGranted { approver, .. } => approver.clone(),
             DecisionEvent::ApprovalRejected { rejected_by, .. } => rejected_by.clone(),
             DecisionEvent::AnswerIgnored { user, .. } => user.clone(),
+            DecisionEvent::Execution(e) => e.actor(),
             _ => "decision-gate".to_owned(),
         }
     }
@@ -152,6 +157,7 @@ impl DecisionEvent {
             DecisionEvent::PolicyEvaluated { evaluation, .. } => evaluation.policy_set.clone(),
             DecisionEvent::ApprovalGranted { approver, .. } => approver.clone(),
             DecisionEvent::AnswerIgnored { user, answer, why } => format!("{user}/{answer}/{why}"),
+            DecisionEvent::Execution(e) => e.discriminator(),
             _ => String::new(),
         }
     }
@@ -219,6 +225,7 @@ impl DecisionEvent {
             DecisionEvent::AnswerIgnored { user, answer, why } => {
                 format!("the {answer} by {user} does not count: {why}")
             }
+            DecisionEvent::Execution(e) => e.note(),
         }
     }
 }
@@ -257,6 +264,7 @@ impl DecisionEvent {
             DecisionEvent::AnswerIgnored { user, why, .. } => {
                 (Some(user.clone()), "ignored", Some(why.clone()))
             }
+            DecisionEvent::Execution(e) => (None, e.event_type(), e.result()),
         };
         let details = match self {
             DecisionEvent::PolicyEvaluated {
@@ -281,7 +289,20 @@ impl DecisionEvent {
             }
             _ => None,
         };
+        let (step, mode) = match self {
+            DecisionEvent::Execution(e) => (
+                e.step().map(str::to_owned),
+                decision
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.execution.as_ref())
+                    .map(|x| crate::jobs::mode_name(x.mode).to_owned()),
+            ),
+            _ => (None, None),
+        };
         crate::audit::Record {
+            step,
+            mode,
             event_type: self.event_type().to_owned(),
             actor: self.actor(),
             decision: Some(crate::audit::DecisionRef {

@@ -334,6 +334,10 @@ pub struct ExecutionStatus {
     /// not allowed on this cluster).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode_reason: Option<String>,
+    /// The ExecutionPlan's `.metadata.generation` when the execution started; a plan
+    /// that changes while it runs fails the execution rather than run a mix of versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_generation: Option<i64>,
     /// When the first step started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<DateTime<Utc>>,
