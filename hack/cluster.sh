@@ -15,6 +15,7 @@ PIDS=$CLUSTER_DIR/pids
 COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
 
 pid_of() { cat "$PIDS/$1.pid" 2>/dev/null || true; }
+stopped() { ! kill -0 "$1" 2>/dev/null; }
 is_running() {
   local pid
   pid=$(pid_of "$1")
@@ -185,16 +186,21 @@ down() {
       pid=$(pid_of "$name")
       log "stopping $name (pid $pid)"
       kill -TERM "$pid" 2>/dev/null || true
-      wait_until "$name to stop" 30 bash -c "! kill -0 $pid" || kill -KILL "$pid" 2>/dev/null || true
+      wait_until "$name to stop" 30 stopped "$pid" || kill -KILL "$pid" 2>/dev/null || true
     fi
     rm -f "$PIDS/$name.pid"
   done
   # Anything else started from this cluster's files (a lost pid file) goes too.
-  if pgrep -f -- "$CLUSTER_DIR/" >/dev/null; then
+  if leftovers; then
     pkill -KILL -f -- "$CLUSTER_DIR/" || true
   fi
-  wait_until "every control-plane process to exit" 30 bash -c "! pgrep -f -- '$CLUSTER_DIR/'"
+  wait_until "every control-plane process to exit" 30 no_leftovers
 }
+
+# Processes whose command line names this cluster's directory. (Run from this shell, whose
+# own command line does not, so that the check never finds itself.)
+leftovers() { pgrep -f -- "$CLUSTER_DIR/" >/dev/null; }
+no_leftovers() { ! leftovers; }
 
 status() {
   local name rc=0

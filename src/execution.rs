@@ -35,8 +35,19 @@ pub struct PlanView<'a> {
     pub name: &'a str,
     pub generation: i64,
     pub spec: &'a ExecutionPlanSpec,
-    /// The plan's `Ready` message when the API server refused one of its Jobs.
-    pub invalid: Option<&'a str>,
+    /// What the plan's dry-run check found, for the plan's current generation.
+    pub check: PlanCheck<'a>,
+}
+
+/// The outcome of the plan controller's check of the plan's current generation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlanCheck<'a> {
+    /// The API server admitted every Job of the plan.
+    Ready,
+    /// The API server refused a Job; the message says which and why.
+    Invalid(&'a str),
+    /// Not checked yet (a new or changed plan).
+    Unchecked,
 }
 
 /// What was observed of one Job.
@@ -388,12 +399,6 @@ impl Run<'_, '_> {
             }
             Some(plan) => plan,
         };
-        if let Some(why) = plan.invalid {
-            return self.wait(
-                format!("the ExecutionPlan {} is Invalid: {why}", plan.name),
-                "PlanInvalid",
-            );
-        }
         let (mode, mode_reason) = match plan.spec.mode {
             ExecutionMode::Real if !self.input.allow_real => (
                 ExecutionMode::DryRun,
@@ -401,6 +406,29 @@ impl Run<'_, '_> {
             ),
             mode => (mode, None),
         };
+        // Nothing runs for real before the API server has admitted every step: a plan
+        // whose third step is broken must not run its first two. A dry run needs no such
+        // wait; it reports the server's verdict itself.
+        if mode == ExecutionMode::Real {
+            match plan.check {
+                PlanCheck::Ready => {}
+                PlanCheck::Invalid(why) => {
+                    return self.wait(
+                        format!("the ExecutionPlan {} is Invalid: {why}", plan.name),
+                        "PlanInvalid",
+                    );
+                }
+                PlanCheck::Unchecked => {
+                    return self.wait(
+                        format!(
+                            "the ExecutionPlan {} has not been checked against the API server yet",
+                            plan.name
+                        ),
+                        "PlanNotChecked",
+                    );
+                }
+            }
+        }
         self.status.execution = Some(ExecutionStatus {
             mode,
             mode_reason: mode_reason.clone(),
@@ -496,7 +524,6 @@ impl Run<'_, '_> {
         step: &str,
         purpose: &str,
         name: String,
-        generate: bool,
         template: &Value,
         timeout: Option<u32>,
         plan: PlanView<'_>,
@@ -516,7 +543,7 @@ impl Run<'_, '_> {
             .unwrap_or_default();
         let mut job = jobs::build(&StepJob {
             name,
-            generate_name: generate,
+            generate_name: false,
             namespace: decision.metadata.namespace.as_deref().unwrap_or_default(),
             decision: self.decision_name(),
             plan: plan.name,
@@ -546,7 +573,6 @@ impl Run<'_, '_> {
                     &step.name,
                     "step",
                     name.clone(),
-                    false,
                     &step.template,
                     step.timeout_seconds,
                     plan,
@@ -643,7 +669,6 @@ impl Run<'_, '_> {
                     &step.name,
                     "step",
                     name.clone(),
-                    false,
                     &step.template,
                     step.timeout_seconds,
                     plan,
@@ -657,7 +682,6 @@ impl Run<'_, '_> {
                         &step.name,
                         "step",
                         name.to_owned(),
-                        false,
                         &step.template,
                         step.timeout_seconds,
                         plan,
@@ -971,7 +995,6 @@ impl Run<'_, '_> {
                         &current.name,
                         "rollback",
                         name.clone(),
-                        false,
                         &action.template,
                         action.timeout_seconds,
                         plan,
@@ -1142,7 +1165,7 @@ mod tests {
             template: template.clone(),
             timeout_seconds: Some(60),
             retries: 0,
-            rollback: rollback.then(|| RollbackAction {
+            rollback: rollback.then_some(RollbackAction {
                 template,
                 timeout_seconds: None,
             }),
@@ -1225,7 +1248,7 @@ mod tests {
                     name: "p",
                     generation: self.generation,
                     spec: &self.plan,
-                    invalid: None,
+                    check: PlanCheck::Ready,
                 };
                 let status = self.decision.status.clone().unwrap();
                 let advance = advance(&Input {
@@ -1700,20 +1723,42 @@ mod tests {
             RollbackStrategy::None,
             vec![step("a", false)],
         );
-        let invalid = advance(&Input {
+        for (check, reason) in [
+            (PlanCheck::Invalid("step a: bad"), "PlanInvalid"),
+            (PlanCheck::Unchecked, "PlanNotChecked"),
+        ] {
+            let waiting = advance(&Input {
+                plan: Some(PlanView {
+                    name: "p",
+                    generation: 1,
+                    spec: &spec,
+                    check,
+                }),
+                ..input
+            });
+            let executed =
+                crate::api::common::find_condition(&waiting.status.conditions, CONDITION_EXECUTED)
+                    .unwrap();
+            assert_eq!(executed.reason, reason);
+            assert!(waiting.action.is_none());
+            assert_eq!(waiting.status.phase, Some(DecisionPhase::Approved));
+        }
+        // A dry run does not wait: it reports the API server's verdict itself.
+        let dry = plan(
+            ExecutionMode::DryRun,
+            RollbackStrategy::None,
+            vec![step("a", false)],
+        );
+        let running = advance(&Input {
             plan: Some(PlanView {
                 name: "p",
                 generation: 1,
-                spec: &spec,
-                invalid: Some("step a: bad"),
+                spec: &dry,
+                check: PlanCheck::Invalid("step a: bad"),
             }),
             ..input
         });
-        let executed =
-            crate::api::common::find_condition(&invalid.status.conditions, CONDITION_EXECUTED)
-                .unwrap();
-        assert_eq!(executed.reason, "PlanInvalid");
-        assert!(invalid.action.is_none());
+        assert!(matches!(running.action, Some(JobAction::DryRun { .. })));
     }
 
     #[test]

@@ -318,7 +318,6 @@ impl DecisionEvent {
             message: self.note(),
             details,
             discriminator: self.discriminator(),
-            ..Default::default()
         }
     }
 }

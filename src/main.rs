@@ -57,6 +57,10 @@ struct RunArgs {
     /// Rotate the audit log when it reaches this many bytes.
     #[arg(long, env = "DECISION_GATE_AUDIT_MAX_BYTES", default_value_t = 64 * 1024 * 1024)]
     audit_max_bytes: u64,
+    /// Let plans in Real mode run for real. Off by default: until an admin opts in, Real
+    /// plans run as DryRun and their status says so.
+    #[arg(long, env = "DECISION_GATE_ALLOW_REAL_EXECUTION", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    allow_real_execution: bool,
 }
 
 #[derive(Subcommand)]
@@ -120,6 +124,7 @@ async fn main() -> ExitCode {
                 http_addr: args.http_addr,
                 audit_log: args.audit_log,
                 audit_max_bytes: args.audit_max_bytes,
+                allow_real_execution: args.allow_real_execution,
             };
             match controller::run(settings).await {
                 Ok(()) => ExitCode::SUCCESS,

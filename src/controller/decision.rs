@@ -13,10 +13,13 @@ use kube::runtime::watcher;
 use tracing::{debug, info};
 
 use super::{Context, apply_status, audit, on_error};
-use crate::api::{ApprovalPolicy, Decision, DecisionPhase};
+use crate::api::{ApprovalPolicy, Decision, DecisionPhase, ExecutionPlan};
+use crate::controller;
 use crate::error::Result;
+use crate::execution;
 use crate::lifecycle;
 use crate::policy::Policy;
+use k8s_openapi::api::batch::v1::Job;
 
 const KIND: &str = "Decision";
 
@@ -30,7 +33,31 @@ pub async fn run(
         watcher::Config::default().any_semantic(),
     );
     let decisions = controller.store();
+    let waiting_for_plan = decisions.clone();
+    let jobs = ctx.api::<Job>().clone();
     controller
+        // The step Jobs a Decision owns wake it when they finish.
+        .owns(
+            jobs,
+            watcher::Config::default().labels("app.kubernetes.io/managed-by=decision-gate"),
+        )
+        // A plan that appears or is fixed starts the approved Decisions that wait for it.
+        .watches(
+            ctx.api::<ExecutionPlan>(),
+            watcher::Config::default(),
+            move |plan: ExecutionPlan| {
+                let namespace = plan.namespace();
+                let name = plan.name_any();
+                waiting_for_plan
+                    .state()
+                    .into_iter()
+                    .filter(|d| d.namespace() == namespace)
+                    .filter(|d| d.spec.plan_ref.as_ref().is_some_and(|p| p.name == name))
+                    .filter(|d| d.status.as_ref().is_some_and(|s| s.execution.is_none()))
+                    .map(|d| ObjectRef::from(d.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
         // A policy change re-evaluates the Decisions of its namespace that still wait.
         .watches_stream(policy_changes, move |policy: ApprovalPolicy| {
             let namespace = policy.namespace();
@@ -116,8 +143,14 @@ async fn reconcile(decision: Arc<Decision>, ctx: Arc<Context>) -> Result<Action>
         )
         .await;
     }
-    Ok(match advance.wake_at {
-        Some(at) => Action::requeue((at - now).to_std().unwrap_or_default()),
+    let mut wake_at = advance.wake_at;
+    if execution::applies(&decision, &advance.status) {
+        let mut current = (*decision).clone();
+        current.status = Some(advance.status);
+        wake_at = controller::execution::run(&mut current, &ctx).await?;
+    }
+    Ok(match wake_at {
+        Some(at) => Action::requeue((at - Utc::now()).to_std().unwrap_or_default()),
         None => Action::await_change(),
     })
 }

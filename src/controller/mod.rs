@@ -2,6 +2,7 @@
 //! thin: they read, call the pure modules, and write.
 
 pub mod decision;
+pub mod execution;
 pub mod plan;
 pub mod policy;
 
@@ -44,6 +45,8 @@ pub struct Settings {
     pub audit_log: std::path::PathBuf,
     /// The size at which the audit log is rotated.
     pub audit_max_bytes: u64,
+    /// Whether Real plans run for real; when false they run as DryRun.
+    pub allow_real_execution: bool,
 }
 
 /// What every reconciler gets.
@@ -169,6 +172,27 @@ where
     )
     .await?;
     Ok(())
+}
+
+/// Submits a Job, for real or with `dryRun=All` (the API server runs validation and
+/// admission and stores nothing). Unknown fields are refused, so a misspelt field is
+/// reported rather than silently dropped.
+pub async fn submit_job(
+    client: &Client,
+    namespace: &str,
+    job: &serde_json::Value,
+    dry_run: bool,
+) -> Result<serde_json::Value, kube::Error> {
+    let dry = if dry_run { "dryRun=All&" } else { "" };
+    let uri = format!(
+        "/apis/batch/v1/namespaces/{namespace}/jobs?{dry}fieldValidation=Strict&fieldManager={FIELD_MANAGER}"
+    );
+    let body = serde_json::to_vec(job).map_err(kube::Error::SerdeError)?;
+    let request = http::Request::post(uri)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .map_err(kube::Error::HttpError)?;
+    client.request::<serde_json::Value>(request).await
 }
 
 /// Fails with a clear message when a CRD is missing (or the operator may not read it).

@@ -6,14 +6,13 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use futures::StreamExt;
+use kube::ResourceExt;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::watcher;
-use kube::{Client, ResourceExt};
-use serde_json::Value;
 use tracing::{debug, info};
 
-use super::{Context, FIELD_MANAGER, apply_status, on_error};
+use super::{Context, apply_status, on_error, submit_job};
 use crate::api::ExecutionPlan;
 use crate::api::execution_plan::PlanPhase;
 use crate::error::{Error, Result};
@@ -75,8 +74,8 @@ async fn reconcile(obj: Arc<ExecutionPlan>, ctx: Arc<Context>) -> Result<Action>
                 template,
                 timeout_seconds,
             });
-            let verdict = match dry_run_create(&ctx.client, &namespace, &job).await {
-                Ok(()) => Ok(()),
+            let verdict = match submit_job(&ctx.client, &namespace, &job, true).await {
+                Ok(_) => Ok(()),
                 Err(kube::Error::Api(s)) if is_refusal(s.code) => Err(s.message),
                 Err(e) => return Err(Error::Kube(e)),
             };
@@ -122,25 +121,6 @@ fn check_name_prefix(plan: &str, step: &str) -> String {
         prefix.pop();
     }
     prefix
-}
-
-/// Submits a Job with `dryRun=All`: the API server runs validation and admission and
-/// stores nothing. Unknown fields are refused, so a misspelt field is reported rather
-/// than silently dropped.
-pub async fn dry_run_create(
-    client: &Client,
-    namespace: &str,
-    job: &Value,
-) -> Result<(), kube::Error> {
-    let uri = format!(
-        "/apis/batch/v1/namespaces/{namespace}/jobs?dryRun=All&fieldValidation=Strict&fieldManager={FIELD_MANAGER}"
-    );
-    let body = serde_json::to_vec(job).map_err(kube::Error::SerdeError)?;
-    let request = http::Request::post(uri)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(body)
-        .map_err(kube::Error::HttpError)?;
-    client.request::<Value>(request).await.map(drop)
 }
 
 #[cfg(test)]

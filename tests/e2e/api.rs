@@ -58,6 +58,11 @@ async fn examples_apply_and_kubectl_shows_the_columns() {
 #[tokio::test]
 async fn kubectl_explain_teaches_the_api() {
     ensure_crds().await;
+    // The API server publishes a new CRD's schema a moment after the CRD is established.
+    wait_until("the Decision schema to be published", || {
+        kubectl_admin(&["explain", "decision.spec.criticality"]).ok
+    })
+    .await;
     let out = kubectl_admin(&["explain", "decision.spec.criticality"]).success();
     assert!(out.contains("How critical the action is"), "{out}");
     assert!(out.contains("Critical: never auto-approved"), "{out}");

@@ -4,5 +4,6 @@
 mod api;
 mod cluster;
 mod decisions;
+mod execution;
 mod operator;
 mod support;

@@ -256,6 +256,13 @@ impl Operator {
         operator
     }
 
+    /// Starts an operator that may run Real plans for real.
+    pub async fn start_allowing_real(namespace: &str) -> Self {
+        let operator = Self::spawn(namespace, &admin_kubeconfig(), &["--allow-real-execution"]);
+        operator.wait_ready().await;
+        operator
+    }
+
     /// The audit log of the operators of a namespace: the same file across restarts.
     pub fn audit_log(namespace: &str) -> PathBuf {
         repo_root()
