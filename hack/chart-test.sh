@@ -1,28 +1,63 @@
 #!/usr/bin/env bash
-# The Helm chart: it lints, renders, keeps the same CRDs as crds/, refuses values outside
-# its schema, and installs into the local control plane.
+# The Helm chart: it lints, renders what it should, keeps the same CRDs as crds/, refuses
+# values outside its schema, and installs into the local control plane with a real
+# PersistentVolumeClaim for the audit log. (The end-to-end suite installs it too, with
+# the admission policies, and runs every test against that install.)
 . "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
 HELM=${HELM:-$HELM_BIN/helm}
 CHART=charts/decision-gate
 fail() { printf 'chart check failed: %s\n' "$*" >&2; exit 1; }
+template() { "$HELM" template decision-gate "$CHART" --kube-version "$KUBERNETES_VERSION" --namespace decision-gate-system "$@"; }
 
 diff -r crds "$CHART/crds" >/dev/null || fail "$CHART/crds differs from crds/; run make crds"
 "$HELM" lint --strict "$CHART"
-rendered=$("$HELM" template decision-gate "$CHART" --kube-version "$KUBERNETES_VERSION" --namespace decision-gate-system)
-for kind in ServiceAccount ClusterRole ClusterRoleBinding Deployment Service; do
+
+rendered=$(template)
+for kind in ServiceAccount ClusterRole ClusterRoleBinding Role RoleBinding Deployment Service PersistentVolumeClaim \
+  ValidatingAdmissionPolicy ValidatingAdmissionPolicyBinding MutatingAdmissionPolicy MutatingAdmissionPolicyBinding; do
   grep -q "^kind: $kind$" <<<"$rendered" || fail "helm template renders no $kind"
 done
-if out=$("$HELM" template decision-gate "$CHART" --kube-version "$KUBERNETES_VERSION" --set replicaCount=none 2>&1); then
-  fail "a non-numeric replicaCount was accepted"
-fi
-grep -q "replicaCount" <<<"$out" || fail "the schema error does not name the bad value: $out"
+for role in decision-gate-requester decision-gate-approver decision-gate-admin; do
+  grep -q "name: $role$" <<<"$rendered" || fail "no ClusterRole $role"
+done
+grep -q "readOnlyRootFilesystem: true" <<<"$rendered" || fail "the root filesystem is writable"
+grep -q "runAsNonRoot: true" <<<"$rendered" || fail "the operator may run as root"
+grep -q -- "--allow-real-execution" <<<"$rendered" && fail "real execution is allowed by default"
+grep -q -- "--allow-real-execution" <<<"$(template --set operator.allowRealExecution=true)" ||
+  fail "operator.allowRealExecution=true does not allow real execution"
+grep -q "^kind: ServiceMonitor$" <<<"$(template --set metrics.serviceMonitor.enabled=true)" ||
+  fail "metrics.serviceMonitor.enabled=true renders no ServiceMonitor"
+grep -q "claimName: kept-audit" <<<"$(template --set audit.persistence.existingClaim=kept-audit)" ||
+  fail "audit.persistence.existingClaim is not used"
 
-ns=chart-test-$RANDOM
-"$HELM" install decision-gate "$CHART" --kubeconfig "$ADMIN_KUBECONFIG" --namespace "$ns" --create-namespace \
-  --set image.tag=test --wait --timeout 120s >/dev/null
-kubectl_admin -n "$ns" get deployment decision-gate -o jsonpath='{.status.readyReplicas}' | grep -q 1 ||
+for bad in "replicaCount=none" "audit.persistence.size=lots" "operator.defaultExpiry=tomorrow" "surprise=1"; do
+  if out=$(template --set "$bad" 2>&1); then
+    fail "the schema accepted $bad"
+  fi
+  grep -q "${bad%%[.=]*}" <<<"$out" || fail "the schema error for $bad does not name the value: $out"
+done
+
+# Install for real, with the audit log on a claim bound to a volume made for the check.
+ns=chart-check-$RANDOM
+kubectl_admin apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: $ns-audit}
+spec:
+  capacity: {storage: 1Gi}
+  accessModes: [ReadWriteOnce]
+  storageClassName: chart-check
+  hostPath: {path: /tmp/$ns}
+YAML
+"$HELM" install chart-check "$CHART" --kubeconfig "$ADMIN_KUBECONFIG" --namespace "$ns" --create-namespace \
+  --set image.tag=test --set admission.enabled=false --set userRoles.create=false \
+  --set audit.persistence.storageClass=chart-check --wait --timeout 120s >/dev/null
+[ "$(kubectl_admin -n "$ns" get pvc chart-check-decision-gate-audit -o jsonpath='{.status.phase}')" = Bound ] ||
+  fail "the audit claim is not bound"
+[ "$(kubectl_admin -n "$ns" get deployment chart-check-decision-gate -o jsonpath='{.status.readyReplicas}')" = 1 ] ||
   fail "the Deployment did not become ready"
-"$HELM" uninstall decision-gate --kubeconfig "$ADMIN_KUBECONFIG" --namespace "$ns" --wait >/dev/null
+"$HELM" uninstall chart-check --kubeconfig "$ADMIN_KUBECONFIG" --namespace "$ns" --wait >/dev/null
 kubectl_admin delete namespace "$ns" --wait=false >/dev/null
+kubectl_admin delete pv "$ns-audit" --wait=false >/dev/null
 log "chart: lint, template, schema and install checks passed"

@@ -260,6 +260,24 @@ impl AuditLog {
         Ok(written)
     }
 
+    /// Whether the log can still be written: its file is where it was and writable.
+    pub fn check_writable(&self) -> Result<(), AuditError> {
+        let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let io = |source| AuditError::Io {
+            path: inner.path.clone(),
+            source,
+        };
+        let on_disk = std::fs::metadata(&inner.path).map_err(io)?;
+        if on_disk.permissions().readonly() {
+            return Err(io(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "the file became read-only",
+            )));
+        }
+        inner.file.metadata().map_err(io)?;
+        Ok(())
+    }
+
     /// The sequence number the next entry will get.
     pub fn next_seq(&self) -> u64 {
         self.inner

@@ -12,22 +12,56 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus_client::registry::Registry;
 
+use crate::audit::AuditLog;
+
 /// What the endpoints report on.
 pub struct Health {
-    ready: AtomicBool,
+    crds: AtomicBool,
+    /// The audit log, while this replica leads.
+    audit: std::sync::Mutex<Option<Arc<AuditLog>>>,
     registry: Registry,
 }
 
 impl Health {
     pub fn new(registry: Registry) -> Self {
         Health {
-            ready: AtomicBool::new(false),
+            crds: AtomicBool::new(false),
+            audit: std::sync::Mutex::new(None),
             registry,
         }
     }
 
-    pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::SeqCst);
+    pub fn set_crds(&self, served: bool) {
+        self.crds.store(served, Ordering::SeqCst);
+    }
+
+    /// This replica leads and writes to `audit`.
+    pub fn lead(&self, audit: Arc<AuditLog>) {
+        *self.audit.lock().unwrap_or_else(|p| p.into_inner()) = Some(audit);
+    }
+
+    pub fn stand_down(&self) {
+        *self.audit.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// Ready when the CRDs are served and, on the leader, the audit log can be written.
+    /// A standby replica is ready: it serves metrics and waits to take over.
+    fn readiness(&self) -> Result<&'static str, String> {
+        if !self.crds.load(Ordering::SeqCst) {
+            return Err("the decisiongate.io CRDs are not served".to_owned());
+        }
+        match self
+            .audit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            Some(audit) => audit
+                .check_writable()
+                .map(|()| "leader")
+                .map_err(|e| e.to_string()),
+            None => Ok("standby"),
+        }
     }
 }
 
@@ -40,13 +74,12 @@ pub fn router(health: Arc<Health>) -> Router {
 }
 
 async fn readyz(State(health): State<Arc<Health>>) -> impl IntoResponse {
-    if health.ready.load(Ordering::SeqCst) {
-        (StatusCode::OK, "ok\n")
-    } else {
-        (
+    match health.readiness() {
+        Ok(role) => (StatusCode::OK, format!("ok: {role}\n")),
+        Err(why) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: the controllers have not started\n",
-        )
+            format!("not ready: {why}\n"),
+        ),
     }
 }
 

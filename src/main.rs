@@ -61,6 +61,14 @@ struct RunArgs {
     /// plans run as DryRun and their status says so.
     #[arg(long, env = "DECISION_GATE_ALLOW_REAL_EXECUTION", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     allow_real_execution: bool,
+    /// The namespace of the leader Lease (default: the pod's namespace, else the watched
+    /// namespace, else "default").
+    #[arg(long, env = "DECISION_GATE_LEASE_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// How long a leader's Lease lasts without renewal; a replica takes over at most this
+    /// long after the leader dies.
+    #[arg(long, env = "DECISION_GATE_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    lease_duration: std::time::Duration,
 }
 
 #[derive(Subcommand)]
@@ -119,12 +127,18 @@ async fn main() -> ExitCode {
         Command::Run(args) => {
             telemetry::init();
             let settings = Settings {
-                namespace: args.namespace,
                 default_expiry: args.default_expiry,
                 http_addr: args.http_addr,
                 audit_log: args.audit_log,
                 audit_max_bytes: args.audit_max_bytes,
                 allow_real_execution: args.allow_real_execution,
+                lease_namespace: args
+                    .lease_namespace
+                    .or_else(|| std::env::var("POD_NAMESPACE").ok())
+                    .or(args.namespace.clone())
+                    .unwrap_or_else(|| "default".to_owned()),
+                lease_duration: args.lease_duration,
+                namespace: args.namespace,
             };
             match controller::run(settings).await {
                 Ok(()) => ExitCode::SUCCESS,

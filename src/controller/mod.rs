@@ -15,6 +15,7 @@ use kube::runtime::events::EventType;
 use kube::runtime::reflector::{self, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
+use kube_lease_manager::LeaseManagerBuilder;
 use prometheus_client::registry::Registry;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -47,6 +48,10 @@ pub struct Settings {
     pub audit_max_bytes: u64,
     /// Whether Real plans run for real; when false they run as DryRun.
     pub allow_real_execution: bool,
+    /// The namespace of the leader Lease.
+    pub lease_namespace: String,
+    /// How long a leader's Lease lasts without renewal: the longest a dead leader blocks.
+    pub lease_duration: std::time::Duration,
 }
 
 /// What every reconciler gets.
@@ -234,7 +239,9 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Runs the operator until a shutdown signal, then stops the controllers cleanly.
+/// Runs the operator until a shutdown signal, then stops the controllers cleanly. Every
+/// replica serves its endpoints; only the holder of the leader Lease opens the audit log
+/// and runs the controllers, so there is never a second writer of Jobs or audit lines.
 pub async fn run(settings: Settings) -> Result<()> {
     let client = Client::try_default().await.map_err(|e| {
         Error::Config(format!(
@@ -242,11 +249,6 @@ pub async fn run(settings: Settings) -> Result<()> {
         ))
     })?;
     check_crds(&client, settings.namespace.as_deref()).await?;
-    let audit = Arc::new(
-        AuditLog::open(&settings.audit_log, settings.audit_max_bytes)
-            .map_err(|e| Error::Config(format!("the audit log is unusable: {e}")))?,
-    );
-    info!(path = %settings.audit_log.display(), next_seq = audit.next_seq(), "audit log open");
 
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);
@@ -256,6 +258,46 @@ pub async fn run(settings: Settings) -> Result<()> {
         .map_err(|e| Error::Config(format!("cannot serve on {}: {e}", settings.http_addr)))?;
     info!(%addr, "serving /healthz, /readyz and /metrics");
     let server = tokio::spawn(server);
+    health.set_crds(true);
+    let watchdog = tokio::spawn(watch_dependencies(
+        client.clone(),
+        settings.namespace.clone(),
+        health.clone(),
+    ));
+
+    let shutdown = shutdown_signal().shared();
+    let identity = instance_name();
+    let lease = LeaseManagerBuilder::new(client.clone(), lease_name(settings.namespace.as_deref()))
+        .with_namespace(settings.lease_namespace.clone())
+        .with_identity(identity.clone())
+        .with_duration(settings.lease_duration.as_secs().max(2))
+        .with_grace((settings.lease_duration.as_secs() / 3).max(1))
+        .with_field_manager(FIELD_MANAGER)
+        .build()
+        .await
+        .map_err(|e| Error::Config(format!("cannot use the leader Lease: {e}")))?;
+    let (mut leading, lease_task) = lease.watch().await;
+    info!(identity, lease_namespace = %settings.lease_namespace, "waiting for the leader Lease");
+    tokio::select! {
+        held = wait_for_lease(&mut leading) => {
+            if !held {
+                return Err(Error::Config("the leader election stopped".into()));
+            }
+        }
+        _ = shutdown.clone() => {
+            info!("stopped before becoming the leader");
+            server.abort();
+            return Ok(());
+        }
+    }
+    info!(identity, "became the leader");
+
+    let audit = Arc::new(
+        AuditLog::open(&settings.audit_log, settings.audit_max_bytes)
+            .map_err(|e| Error::Config(format!("the audit log is unusable: {e}")))?,
+    );
+    info!(path = %settings.audit_log.display(), next_seq = audit.next_seq(), "audit log open");
+    health.lead(audit.clone());
 
     // One watch on policies feeds both the store the Decision reconciler reads and the
     // trigger that re-evaluates waiting Decisions; the store is updated before the trigger
@@ -270,7 +312,7 @@ pub async fn run(settings: Settings) -> Result<()> {
     )
     .touched_objects();
     let ctx = Arc::new(Context {
-        instance: std::env::var("POD_NAME").unwrap_or_else(|_| REPORTING_CONTROLLER.to_owned()),
+        instance: identity,
         client,
         metrics,
         settings,
@@ -279,17 +321,85 @@ pub async fn run(settings: Settings) -> Result<()> {
     });
     info!(namespace = ?ctx.settings.namespace, "starting the Decision, ApprovalPolicy and ExecutionPlan controllers");
 
-    let shutdown = shutdown_signal().shared();
-    health.set_ready(true);
+    // Stop on a signal, or at once when the Lease is lost: a replica that is no longer
+    // the leader must not write another line.
+    let lost = {
+        let mut leading = leading.clone();
+        async move {
+            while leading.changed().await.is_ok() {
+                if !*leading.borrow() {
+                    break;
+                }
+            }
+        }
+    }
+    .shared();
+    let stop = futures::future::select(Box::pin(shutdown.clone()), Box::pin(lost.clone()))
+        .map(|_| ())
+        .shared();
     tokio::join!(
-        decision::run(ctx.clone(), policy_changes, shutdown.clone()),
-        policy::run(ctx.clone(), shutdown.clone()),
-        plan::run(ctx.clone(), shutdown.clone()),
+        decision::run(ctx.clone(), policy_changes, stop.clone()),
+        policy::run(ctx.clone(), stop.clone()),
+        plan::run(ctx.clone(), stop.clone()),
     );
-    health.set_ready(false);
+    health.stand_down();
+    watchdog.abort();
     server.abort();
+    if lost.peek().is_some() && shutdown.peek().is_none() {
+        return Err(Error::Config(
+            "lost the leader Lease; stopping so that the new leader acts alone".into(),
+        ));
+    }
+    // Hand the Lease over at once rather than make the next leader wait for it to expire.
+    drop(leading);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), lease_task).await;
     info!("stopped");
     Ok(())
+}
+
+/// The Lease that elects the leader: one per watched scope, so that operators watching
+/// different namespaces do not stand in each other's way.
+pub fn lease_name(namespace: Option<&str>) -> String {
+    match namespace {
+        Some(ns) => format!("decision-gate-{ns}"),
+        None => "decision-gate".to_owned(),
+    }
+}
+
+/// This replica's name: the pod's, or the host and process id outside a cluster.
+fn instance_name() -> String {
+    if let Ok(pod) = std::env::var("POD_NAME") {
+        return pod;
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "decision-gate".to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
+/// Resolves true once this replica holds the Lease, false if the election ends.
+async fn wait_for_lease(leading: &mut tokio::sync::watch::Receiver<bool>) -> bool {
+    loop {
+        if *leading.borrow_and_update() {
+            return true;
+        }
+        if leading.changed().await.is_err() {
+            return false;
+        }
+    }
+}
+
+/// Keeps `/readyz` honest: re-checks every few seconds that the CRDs are still served.
+async fn watch_dependencies(client: Client, namespace: Option<String>, health: Arc<Health>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+    loop {
+        tick.tick().await;
+        let ok = check_crds(&client, namespace.as_deref()).await;
+        if let Err(e) = &ok {
+            warn!(error = %e, "not ready");
+        }
+        health.set_crds(ok.is_ok());
+    }
 }
 
 /// The error policy shared by the controllers: count, log, retry with a pause.

@@ -352,26 +352,27 @@ async fn an_unanswered_decision_expires_and_stays_expired() {
     let expired_at = status.expires_at.unwrap();
     assert!(chrono::Utc::now() >= expired_at);
 
-    annotate_as("alice", &ns.name, "short-lived", &["approved-by=alice"]);
-    let d = wait_for(
-        &api,
-        "short-lived",
-        "the late approval ignored",
-        |d: Option<&Decision>| {
-            d.and_then(|d| d.status.as_ref())
-                .is_some_and(|s| !s.ignored_answers.is_empty())
-        },
+    // A late approval is refused at the door, and the Decision stays Expired.
+    let refusal = kubectl(
+        &user_kubeconfig("alice"),
+        &[
+            "annotate",
+            "-n",
+            &ns.name,
+            "decision",
+            "short-lived",
+            "approved-by=alice",
+        ],
+        None,
     )
-    .await;
-    let status = d.status.unwrap();
+    .refused();
+    assert!(
+        refusal.contains("is Expired and can no longer be approved"),
+        "{refusal}"
+    );
+    let status = api.get("short-lived").await.unwrap().status.unwrap();
     assert_eq!(status.phase, Some(DecisionPhase::Expired));
     assert!(status.approvals.is_empty());
-    assert_eq!(status.ignored_answers[0].user, "alice");
-    assert!(
-        status.ignored_answers[0].reason.contains("expired"),
-        "{:?}",
-        status.ignored_answers
-    );
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! End-to-end tests against the local control plane (`make cluster-up`; `make test` starts
 //! it). Every test gets its own namespace, and its own operator process where it needs one.
 
+mod admission;
 mod api;
 mod cluster;
 mod decisions;

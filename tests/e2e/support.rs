@@ -125,31 +125,115 @@ pub fn apply(namespace: &str, manifest: &str) -> Kubectl {
     )
 }
 
-static CRDS: OnceCell<()> = OnceCell::const_new();
+/// The namespace the chart is installed into for the suite.
+pub const RELEASE_NAMESPACE: &str = "decision-gate-system";
 
-/// Installs the CRDs from `crds/` once per test run and waits until they are served.
+static INSTALLED: OnceCell<PathBuf> = OnceCell::const_new();
+
+/// Installs, once per test run, the CRDs from `crds/` and then the chart (RBAC, user
+/// roles, admission policies; no operator pod: the tests run the operator themselves),
+/// and returns a kubeconfig that authenticates as the chart's ServiceAccount.
+pub async fn ensure_installed() -> PathBuf {
+    INSTALLED
+        .get_or_init(|| async {
+            let dir = repo_root().join("crds");
+            kubectl_admin(&[
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "-f",
+                dir.to_str().unwrap(),
+            ])
+            .success();
+            kubectl_admin(&[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "crd/decisions.decisiongate.io",
+                "crd/approvalpolicies.decisiongate.io",
+                "crd/executionplans.decisiongate.io",
+            ])
+            .success();
+            let helm = std::env::var("HELM").unwrap_or_else(|_| "helm".to_owned());
+            let chart = repo_root().join("charts/decision-gate");
+            let out = Command::new(&helm)
+                .args(["upgrade", "--install", "decision-gate"])
+                .arg(&chart)
+                .args([
+                    "--namespace",
+                    RELEASE_NAMESPACE,
+                    "--create-namespace",
+                    "--wait",
+                    "--timeout",
+                    "120s",
+                ])
+                .args([
+                    "--set",
+                    "replicaCount=0",
+                    "--set",
+                    "audit.persistence.enabled=false",
+                ])
+                .arg("--kubeconfig")
+                .arg(admin_kubeconfig())
+                .output()
+                .unwrap_or_else(|e| panic!("cannot run {helm} (set HELM): {e}"));
+            assert!(
+                out.status.success(),
+                "helm install failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            operator_kubeconfig()
+        })
+        .await
+        .clone()
+}
+
+/// Installs the CRDs and the chart (see [`ensure_installed`]).
 pub async fn ensure_crds() {
-    CRDS.get_or_init(|| async {
-        let dir = repo_root().join("crds");
-        kubectl_admin(&[
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "-f",
-            dir.to_str().unwrap(),
-        ])
-        .success();
-        kubectl_admin(&[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/decisions.decisiongate.io",
-            "crd/approvalpolicies.decisiongate.io",
-            "crd/executionplans.decisiongate.io",
-        ])
-        .success();
-    })
-    .await;
+    ensure_installed().await;
+}
+
+/// A kubeconfig that authenticates with a token of the chart's ServiceAccount: the
+/// operator under test has exactly the rights the chart gives it.
+fn operator_kubeconfig() -> PathBuf {
+    let token = kubectl_admin(&[
+        "create",
+        "token",
+        "decision-gate",
+        "-n",
+        RELEASE_NAMESPACE,
+        "--duration",
+        "6h",
+    ])
+    .success();
+    let server = kubectl_admin(&[
+        "config",
+        "view",
+        "--raw",
+        "-o",
+        "jsonpath={.clusters[0].cluster.server}",
+    ])
+    .success();
+    let ca = kubectl_admin(&[
+        "config",
+        "view",
+        "--raw",
+        "-o",
+        "jsonpath={.clusters[0].cluster.certificate-authority-data}",
+    ])
+    .success();
+    let path = repo_root().join("target/e2e-logs/operator.kubeconfig");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: local\n  cluster: {{server: {server}, certificate-authority-data: {ca}}}\nusers:\n- name: operator\n  user: {{token: {}}}\ncontexts:\n- name: operator\n  context: {{cluster: local, user: operator}}\ncurrent-context: operator\n",
+            token.trim()
+        ),
+    )
+    .unwrap();
+    path
 }
 
 /// A namespace for one test, deleted when the test ends (pass or fail).
@@ -246,8 +330,10 @@ pub struct Operator {
 }
 
 impl Operator {
+    /// Starts the operator for a namespace, authenticated as the chart's ServiceAccount.
     pub async fn start(namespace: &str) -> Self {
-        Self::start_as(namespace, &admin_kubeconfig()).await
+        let kubeconfig = ensure_installed().await;
+        Self::start_as(namespace, &kubeconfig).await
     }
 
     pub async fn start_as(namespace: &str, kubeconfig: &Path) -> Self {
@@ -258,7 +344,8 @@ impl Operator {
 
     /// Starts an operator that may run Real plans for real.
     pub async fn start_allowing_real(namespace: &str) -> Self {
-        let operator = Self::spawn(namespace, &admin_kubeconfig(), &["--allow-real-execution"]);
+        let kubeconfig = ensure_installed().await;
+        let operator = Self::spawn(namespace, &kubeconfig, &["--allow-real-execution"]);
         operator.wait_ready().await;
         operator
     }
@@ -286,6 +373,12 @@ impl Operator {
             .arg(format!("127.0.0.1:{http_port}"))
             .arg("--audit-log")
             .arg(Self::audit_log(namespace))
+            .args([
+                "--lease-namespace",
+                RELEASE_NAMESPACE,
+                "--lease-duration",
+                "4s",
+            ])
             .args(extra_args)
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,decision_gate=debug")
@@ -372,7 +465,22 @@ impl Operator {
 }
 
 impl Drop for Operator {
+    /// Stops the operator as Kubernetes would: SIGTERM (it hands its Lease over), then
+    /// SIGKILL if it is still there after a few seconds.
     fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(self.child.id().to_string())
+                .status();
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while std::time::Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50)); // poll interval of this bounded wait
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -386,29 +494,31 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Lets the test users answer Decisions in a namespace, as the chart's approver role
-/// does: read them and patch their annotations. Who may approve what is the policies'
-/// and the admission policies' business, not RBAC's.
+/// Lets the test users answer Decisions in a namespace: the chart's approver role for
+/// the groups approvers (alice, bob) and sre (carol).
 pub fn grant_answering(namespace: &str) {
-    let manifest = format!(
-        "apiVersion: rbac.authorization.k8s.io/v1
-kind: Role
-metadata: {{name: answer-decisions, namespace: {namespace}}}
-rules:
-- apiGroups: [decisiongate.io]
-  resources: [decisions]
-  verbs: [get, list, watch, patch, update]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {{name: answer-decisions, namespace: {namespace}}}
-roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: answer-decisions}}
-subjects:
-- {{apiGroup: rbac.authorization.k8s.io, kind: Group, name: approvers}}
-- {{apiGroup: rbac.authorization.k8s.io, kind: Group, name: sre}}
-"
+    bind_role(
+        namespace,
+        "decision-gate-approver",
+        "Group",
+        &["approvers", "sre"],
     );
-    apply(namespace, &manifest).success();
+}
+
+/// Binds one of the chart's user ClusterRoles in a namespace.
+pub fn bind_role(namespace: &str, role: &str, kind: &str, subjects: &[&str]) {
+    let subjects: String = subjects
+        .iter()
+        .map(|s| format!("- {{apiGroup: rbac.authorization.k8s.io, kind: {kind}, name: {s}}}\n"))
+        .collect();
+    let name = format!("{role}-{}", kind.to_lowercase());
+    apply(
+        namespace,
+        &format!(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: {name}, namespace: {namespace}}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {role}}}\nsubjects:\n{subjects}"
+        ),
+    )
+    .success();
 }
 
 /// `kubectl annotate --overwrite` as one of the test users.
