@@ -4,7 +4,7 @@
 . "$(dirname "$0")/lib.sh"
 
 missing=()
-for tool in openssl curl base64 setsid pgrep; do
+for tool in openssl curl base64 setsid pgrep lua5.1; do
   command -v "$tool" >/dev/null || missing+=("$tool")
 done
 command -v go >/dev/null || die "Go is required to build the local control plane: install it from https://go.dev/dl"
@@ -19,11 +19,13 @@ for tool in "${missing[@]}"; do
     base64) packages+=(coreutils) ;;
     setsid) packages+=(util-linux) ;;
     pgrep) packages+=(procps) ;;
+    lua5.1) packages+=(lua5.1) ;; # runs the Argo CD health checks in the tests
   esac
 done
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   log "installing ${packages[*]} (missing: ${missing[*]})"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null 2>&1 ||
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null; }
 else
   die "missing ${missing[*]}: install the packages ${packages[*]}"
 fi

@@ -1,10 +1,17 @@
 //! Prometheus metrics, served on `/metrics`.
 
+use chrono::{DateTime, Utc};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+use crate::api::decision::StepPhase;
+use crate::api::{Decision, DecisionPhase, DecisionStatus};
+use crate::execution::ExecutionEvent;
+use crate::lifecycle::{CONDITION_APPROVED, DecisionEvent};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
@@ -17,12 +24,65 @@ pub struct ErrorLabels {
     pub reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabels {
+    pub phase: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StepLabels {
+    pub mode: &'static str,
+    pub outcome: &'static str,
+}
+
 /// The operator's metrics, registered once at start-up.
 #[derive(Clone)]
 pub struct Metrics {
     pub reconciliations: Family<KindLabels, Counter>,
     pub reconcile_errors: Family<ErrorLabels, Counter>,
     pub reconcile_duration: Family<KindLabels, Histogram>,
+    pub decisions: Family<PhaseLabels, Gauge>,
+    pub time_to_decision: Histogram,
+    pub approval_to_execution: Histogram,
+    pub step_duration: Family<StepLabels, Histogram>,
+    pub audit_appends: Counter,
+    pub leader: Gauge,
+}
+
+/// Every phase, so that a phase with no Decision reads 0 rather than disappearing.
+const PHASES: [DecisionPhase; 10] = [
+    DecisionPhase::Pending,
+    DecisionPhase::Escalated,
+    DecisionPhase::Approved,
+    DecisionPhase::Rejected,
+    DecisionPhase::Expired,
+    DecisionPhase::Executing,
+    DecisionPhase::Succeeded,
+    DecisionPhase::Failed,
+    DecisionPhase::RollingBack,
+    DecisionPhase::RolledBack,
+];
+
+pub fn phase_name(phase: DecisionPhase) -> &'static str {
+    match phase {
+        DecisionPhase::Pending => "Pending",
+        DecisionPhase::Escalated => "Escalated",
+        DecisionPhase::Approved => "Approved",
+        DecisionPhase::Rejected => "Rejected",
+        DecisionPhase::Expired => "Expired",
+        DecisionPhase::Executing => "Executing",
+        DecisionPhase::Succeeded => "Succeeded",
+        DecisionPhase::Failed => "Failed",
+        DecisionPhase::RollingBack => "RollingBack",
+        DecisionPhase::RolledBack => "RolledBack",
+    }
+}
+
+fn seconds_buckets() -> impl Iterator<Item = f64> {
+    [
+        0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0,
+    ]
+    .into_iter()
 }
 
 impl Metrics {
@@ -33,22 +93,58 @@ impl Metrics {
             reconcile_duration: Family::new_with_constructor(|| {
                 Histogram::new([0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0])
             }),
+            decisions: Family::default(),
+            time_to_decision: Histogram::new(seconds_buckets()),
+            approval_to_execution: Histogram::new(seconds_buckets()),
+            step_duration: Family::new_with_constructor(|| Histogram::new(seconds_buckets())),
+            audit_appends: Counter::default(),
+            leader: Gauge::default(),
         };
-        let prefixed = registry.sub_registry_with_prefix("decision_gate");
-        prefixed.register(
+        let r = registry.sub_registry_with_prefix("decision_gate");
+        r.register(
             "reconciliations",
             "Reconciliations started, by kind",
             metrics.reconciliations.clone(),
         );
-        prefixed.register(
+        r.register(
             "reconcile_errors",
             "Reconciliations that failed, by kind and reason",
             metrics.reconcile_errors.clone(),
         );
-        prefixed.register(
+        r.register(
             "reconcile_duration_seconds",
             "How long reconciliations take, by kind",
             metrics.reconcile_duration.clone(),
+        );
+        r.register(
+            "decisions",
+            "Decisions watched, by phase",
+            metrics.decisions.clone(),
+        );
+        r.register(
+            "time_to_decision_seconds",
+            "From a Decision's creation to its approval, rejection or expiry",
+            metrics.time_to_decision.clone(),
+        );
+        r.register(
+            "approval_to_execution_seconds",
+            "From a Decision's approval to the start of its plan",
+            metrics.approval_to_execution.clone(),
+        );
+        r.register(
+            "step_duration_seconds",
+            "How long plan steps take, by mode and outcome",
+            metrics.step_duration.clone(),
+        );
+        r.register(
+            "audit_appends",
+            "Lines appended to the audit log",
+            metrics.audit_appends.clone(),
+        );
+        r.register(
+            "leader",
+            "1 while this replica holds the leader Lease",
+            metrics.leader.clone(),
         );
         metrics
     }
@@ -72,6 +168,95 @@ impl Metrics {
             .get_or_create(&ErrorLabels { kind, reason })
             .inc();
     }
+
+    /// Sets the per-phase gauge from the phases of every watched Decision.
+    pub fn count_phases(&self, phases: impl Iterator<Item = Option<DecisionPhase>>) {
+        let mut counts = [0i64; PHASES.len()];
+        for phase in phases.flatten() {
+            if let Some(i) = PHASES.iter().position(|p| *p == phase) {
+                counts[i] += 1;
+            }
+        }
+        for (phase, count) in PHASES.iter().zip(counts) {
+            self.decisions
+                .get_or_create(&PhaseLabels {
+                    phase: phase_name(*phase),
+                })
+                .set(count);
+        }
+    }
+
+    /// Records the timings that `events`, which moved `decision` to `status`, complete.
+    pub fn observe(
+        &self,
+        decision: &Decision,
+        status: &DecisionStatus,
+        events: &[DecisionEvent],
+        now: DateTime<Utc>,
+    ) {
+        let seconds =
+            |since: DateTime<Utc>| (now - since).num_milliseconds().max(0) as f64 / 1000.0;
+        for event in events {
+            match event {
+                DecisionEvent::AutoApproved { .. }
+                | DecisionEvent::AutoRejected { .. }
+                | DecisionEvent::ApprovalRejected { .. }
+                | DecisionEvent::Expired { .. } => self.decided(decision, seconds),
+                DecisionEvent::ApprovalGranted {
+                    approvals,
+                    required,
+                    ..
+                } if approvals >= required => self.decided(decision, seconds),
+                DecisionEvent::Execution(ExecutionEvent::Started { .. }) => {
+                    let approved = status
+                        .conditions
+                        .iter()
+                        .find(|c| c.type_ == CONDITION_APPROVED)
+                        .map(|c| c.last_transition_time);
+                    if let Some(at) = approved {
+                        self.approval_to_execution.observe(seconds(at));
+                    }
+                }
+                DecisionEvent::Execution(
+                    e @ (ExecutionEvent::StepExecuted { .. }
+                    | ExecutionEvent::StepFailed {
+                        retrying: false, ..
+                    }
+                    | ExecutionEvent::StepWouldExecute { .. }),
+                ) => {
+                    let Some(execution) = &status.execution else {
+                        continue;
+                    };
+                    let Some(step) = execution
+                        .steps
+                        .iter()
+                        .find(|s| Some(s.name.as_str()) == e.step())
+                    else {
+                        continue;
+                    };
+                    let outcome = match step.phase {
+                        StepPhase::Succeeded => "succeeded",
+                        StepPhase::WouldExecute => "would_execute",
+                        _ => "failed",
+                    };
+                    self.step_duration
+                        .get_or_create(&StepLabels {
+                            mode: crate::jobs::mode_name(execution.mode),
+                            outcome,
+                        })
+                        .observe(step.duration_seconds.unwrap_or_default());
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn decided(&self, decision: &Decision, seconds: impl Fn(DateTime<Utc>) -> f64) {
+        if let Some(created) = &decision.metadata.creation_timestamp {
+            self.time_to_decision
+                .observe(seconds(crate::lifecycle::to_chrono(&created.0)));
+        }
+    }
 }
 
 pub struct ReconcileTimer {
@@ -90,14 +275,19 @@ mod tests {
     use super::*;
     use prometheus_client::encoding::text::encode;
 
+    fn text(registry: &Registry) -> String {
+        let mut out = String::new();
+        encode(&mut out, registry).unwrap();
+        out
+    }
+
     #[test]
     fn reconciliations_and_errors_are_exposed() {
         let mut registry = Registry::default();
         let metrics = Metrics::new(&mut registry);
         drop(metrics.reconcile_started("Decision"));
         metrics.reconcile_failed("Decision", "ApiError");
-        let mut text = String::new();
-        encode(&mut text, &registry).unwrap();
+        let text = text(&registry);
         assert!(
             text.contains(r#"decision_gate_reconciliations_total{kind="Decision"} 1"#),
             "{text}"
@@ -110,6 +300,34 @@ mod tests {
         );
         assert!(
             text.contains("decision_gate_reconcile_duration_seconds_count{kind=\"Decision\"} 1"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn phases_are_counted_including_the_empty_ones() {
+        let mut registry = Registry::default();
+        let metrics = Metrics::new(&mut registry);
+        metrics.count_phases(
+            [
+                Some(DecisionPhase::Pending),
+                Some(DecisionPhase::Pending),
+                None,
+                Some(DecisionPhase::Approved),
+            ]
+            .into_iter(),
+        );
+        let text = text(&registry);
+        assert!(
+            text.contains(r#"decision_gate_decisions{phase="Pending"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"decision_gate_decisions{phase="Approved"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"decision_gate_decisions{phase="RolledBack"} 0"#),
             "{text}"
         );
     }

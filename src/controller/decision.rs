@@ -34,6 +34,20 @@ pub async fn run(
     );
     let decisions = controller.store();
     let waiting_for_plan = decisions.clone();
+    let counted = decisions.clone();
+    let metrics = ctx.metrics.clone();
+    let counter = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            metrics.count_phases(
+                counted
+                    .state()
+                    .iter()
+                    .map(|d| d.status.as_ref().and_then(|s| s.phase)),
+            );
+        }
+    });
     let jobs = ctx.api::<Job>().clone();
     controller
         // The step Jobs a Decision owns wake it when they finish.
@@ -86,6 +100,7 @@ pub async fn run(
             }
         })
         .await;
+    counter.abort();
 }
 
 async fn reconcile(decision: Arc<Decision>, ctx: Arc<Context>) -> Result<Action> {
@@ -127,6 +142,8 @@ async fn reconcile(decision: Arc<Decision>, ctx: Arc<Context>) -> Result<Action>
     if decision.status.as_ref() != Some(&advance.status) {
         apply_status(decision.as_ref(), &ctx.client, &advance.status).await?;
     }
+    ctx.metrics
+        .observe(&decision, &advance.status, &advance.events, now);
     for event in &advance.events {
         info!(name = %decision.name_any(), namespace = ?namespace, event = event.event_type(), note = %event.note(), "decision event");
         let type_ = if event.is_warning() {

@@ -110,6 +110,7 @@ async fn record(
     decision.status = Some(status.clone());
     audit(ctx, events.iter().map(|e| e.record(decision)).collect()).await?;
     apply_status(decision, &ctx.client, status).await?;
+    ctx.metrics.observe(decision, status, events, Utc::now());
     for event in events {
         info!(name = %decision.name_any(), namespace = ?decision.namespace(), event = event.event_type(), note = %event.note(), "execution event");
         let type_ = if event.is_warning() {

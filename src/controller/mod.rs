@@ -148,10 +148,11 @@ pub async fn audit(ctx: &Context, records: Vec<Record>) -> Result<()> {
         return Ok(());
     }
     let log = ctx.audit.clone();
-    tokio::task::spawn_blocking(move || log.append(&records, chrono::Utc::now()))
+    let written = tokio::task::spawn_blocking(move || log.append(&records, chrono::Utc::now()))
         .await
         .map_err(|e| Error::Config(format!("the audit writer stopped: {e}")))?
         .map_err(Error::Audit)?;
+    ctx.metrics.audit_appends.inc_by(written.len() as u64);
     Ok(())
 }
 
@@ -298,6 +299,7 @@ pub async fn run(settings: Settings) -> Result<()> {
     );
     info!(path = %settings.audit_log.display(), next_seq = audit.next_seq(), "audit log open");
     health.lead(audit.clone());
+    metrics.leader.set(1);
 
     // One watch on policies feeds both the store the Decision reconciler reads and the
     // trigger that re-evaluates waiting Decisions; the store is updated before the trigger
@@ -343,6 +345,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         plan::run(ctx.clone(), stop.clone()),
     );
     health.stand_down();
+    ctx.metrics.leader.set(0);
     watchdog.abort();
     server.abort();
     if lost.peek().is_some() && shutdown.peek().is_none() {

@@ -42,7 +42,7 @@ async fn only_true_and_authorised_answers_are_admitted() {
     // dave may edit Decisions, but holds no "approve".
     apply(n, "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: edit-decisions}\nrules:\n- {apiGroups: [decisiongate.io], resources: [decisions, decisions/status], verbs: [get, patch, update]}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: edit-decisions}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: edit-decisions}\nsubjects:\n- {apiGroup: rbac.authorization.k8s.io, kind: User, name: dave}\n- {apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}\n").success();
     let _operator = Operator::start(n).await;
-    apply(n, "apiVersion: decisiongate.io/v1alpha1\nkind: ApprovalPolicy\nmetadata: {name: gate}\nspec: {rules: [{name: approvers-only, match: {actionTypes: [deploy]}, outcome: RequireApproval, approvers: {groups: [approvers]}, {name: anyone, outcome: RequireApproval}]}\n").success();
+    apply(n, "apiVersion: decisiongate.io/v1alpha1\nkind: ApprovalPolicy\nmetadata: {name: gate}\nspec: {rules: [{name: approvers-only, match: {actionTypes: [deploy]}, outcome: RequireApproval, approvers: {groups: [approvers]}}, {name: anyone, outcome: RequireApproval}]}\n").success();
     let api: Api<Decision> = Api::namespaced(admin().await, n);
 
     // The requester is who the API server says, whatever the client claims.
@@ -54,7 +54,7 @@ async fn only_true_and_authorised_answers_are_admitted() {
         )
         .replace(
             "metadata: {name: claimed}",
-            "metadata: {name: claimed, annotations: {decisiongate.io/requested-by: mallory}",
+            "metadata: {name: claimed, annotations: {decisiongate.io/requested-by: mallory}}",
         ),
     )
     .success();

@@ -3,6 +3,7 @@
 
 mod admission;
 mod api;
+mod argocd;
 mod cluster;
 mod decisions;
 mod execution;

@@ -316,3 +316,139 @@ async fn the_operator_explains_why_it_cannot_start() {
     );
     assert!(log.contains("check its RBAC"), "{log}");
 }
+
+/// The value of a metric line that starts with `series`, if the text has one.
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn two_operators_elect_one_leader_and_hand_over_when_it_dies() {
+    let ns = TestNamespace::new("leader").await;
+    let n = ns.name.as_str();
+    apply(n, "apiVersion: decisiongate.io/v1alpha1\nkind: ApprovalPolicy\nmetadata: {name: ship-it}\nspec: {rules: [{name: ship, match: {actionTypes: [ship]}, outcome: AutoApprove}]}\n").success();
+    apply(n, "apiVersion: decisiongate.io/v1alpha1\nkind: ExecutionPlan\nmetadata: {name: one}\nspec: {mode: Real, steps: [{name: only, template: {metadata: {annotations: {decisiongate.io/test-delay: 1s}}, spec: {restartPolicy: Never, containers: [{name: main, image: busybox}]}}}]}\n").success();
+    let ship = |name: &str| {
+        format!(
+            "apiVersion: decisiongate.io/v1alpha1\nkind: Decision\nmetadata: {{name: {name}}}\nspec: {{actionType: ship, description: Ship, criticality: Normal, planRef: {{name: one}}}}\n"
+        )
+    };
+    let first = Operator::start_allowing_real(n).await;
+    let second = Operator::start_allowing_real(n).await;
+    let role = |body: String| body.trim().trim_start_matches("ok: ").to_owned();
+    // Exactly one of them takes the Lease; the other waits.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let leader_is_first = loop {
+        let a = role(first.get("/readyz").await.unwrap().1);
+        let b = role(second.get("/readyz").await.unwrap().1);
+        assert!(!(a == "leader" && b == "leader"), "two leaders");
+        if a == "leader" || b == "leader" {
+            break a == "leader";
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no leader was elected"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await; // poll interval of this bounded wait
+    };
+    let (leader, standby) = if leader_is_first {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    assert_eq!(role(standby.get("/readyz").await.unwrap().1), "standby");
+
+    let api: Api<Decision> = Api::namespaced(admin().await, n);
+    apply(n, &ship("before")).success();
+    wait_for(&api, "before", "Succeeded", |d: Option<&Decision>| {
+        phase_of(d) == Some(DecisionPhase::Succeeded)
+    })
+    .await;
+
+    // The leader's metrics tell what happened.
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while metric(&text, r#"decision_gate_decisions{phase="Succeeded"}"#) != Some(1.0) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the phase gauge never counted the Decision:\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await; // poll interval of this bounded wait
+        text = leader.get("/metrics").await.unwrap().1;
+    }
+    assert_eq!(metric(&text, "decision_gate_leader"), Some(1.0), "{text}");
+    assert!(
+        metric(&text, "decision_gate_time_to_decision_seconds_count").unwrap_or(0.0) >= 1.0,
+        "{text}"
+    );
+    assert!(
+        metric(&text, "decision_gate_approval_to_execution_seconds_count").unwrap_or(0.0) >= 1.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            r#"decision_gate_step_duration_seconds_count{mode="Real",outcome="succeeded"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        metric(&text, "decision_gate_audit_appends_total").unwrap_or(0.0) >= 6.0,
+        "{text}"
+    );
+    let standby_text = standby.get("/metrics").await.unwrap().1;
+    assert_eq!(
+        metric(&standby_text, "decision_gate_leader"),
+        Some(0.0),
+        "{standby_text}"
+    );
+
+    // The leader dies without a word; the standby takes over within the Lease's duration.
+    leader.signal("KILL");
+    drop(leader);
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while role(standby.get("/readyz").await.unwrap().1) != "leader" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the standby never took over:\n{}",
+            standby.logs()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await; // poll interval of this bounded wait
+    }
+    apply(n, &ship("after")).success();
+    wait_for(&api, "after", "Succeeded", |d: Option<&Decision>| {
+        phase_of(d) == Some(DecisionPhase::Succeeded)
+    })
+    .await;
+
+    // One Job per Decision, one line per event, one unbroken chain.
+    let jobs: Api<Job> = Api::namespaced(admin().await, n);
+    let names: Vec<String> = jobs
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|j| j.metadata.name.unwrap())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    let log = Operator::audit_log(n);
+    let lines = std::fs::read_to_string(&log).unwrap();
+    let ids: Vec<String> = lines
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["entry_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let unique: std::collections::BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "duplicate audit lines");
+    let out = decision_gate(&["audit", "verify", log.to_str().unwrap()]).success();
+    assert!(out.starts_with("ok"), "{out}");
+}

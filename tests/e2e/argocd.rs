@@ -1,0 +1,159 @@
+//! The Argo CD health checks shipped with the chart, run by a Lua 5.1 interpreter (as Argo
+//! CD runs them) against sample objects.
+
+use serde_json::{Value, json};
+
+use crate::support::repo_root;
+
+/// A JSON value as a Lua table constructor.
+fn lua(value: &Value) -> String {
+    match value {
+        Value::Null => "nil".to_owned(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => format!("{s:?}"),
+        Value::Array(items) => format!(
+            "{{{}}}",
+            items.iter().map(lua).collect::<Vec<_>>().join(", ")
+        ),
+        Value::Object(map) => format!(
+            "{{{}}}",
+            map.iter()
+                .map(|(k, v)| format!("[{k:?}] = {}", lua(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// Runs a health script on an object: (status, message).
+fn health(script: &str, obj: &Value) -> (String, String) {
+    let path = repo_root().join("charts/decision-gate/argocd").join(script);
+    let program = format!(
+        "obj = {}\nlocal hs = dofile({:?})\nio.write(hs.status, \"\\t\", hs.message or \"\")\n",
+        lua(obj),
+        path.to_str().unwrap()
+    );
+    let interpreter = std::env::var("LUA").unwrap_or_else(|_| "lua5.1".to_owned());
+    let out = std::process::Command::new(&interpreter)
+        .arg("-e")
+        .arg(&program)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {interpreter} (install lua5.1 or set LUA): {e}"));
+    assert!(
+        out.status.success(),
+        "{script} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (status, message) = text.split_once('\t').unwrap();
+    (status.to_owned(), message.to_owned())
+}
+
+fn decision(phase: Option<&str>, plan: bool, extra: Value) -> Value {
+    let mut obj = json!({
+        "apiVersion": "decisiongate.io/v1alpha1",
+        "kind": "Decision",
+        "metadata": {"name": "d", "generation": 1},
+        "spec": {"actionType": "deploy", "description": "x", "criticality": "High"},
+    });
+    if plan {
+        obj["spec"]["planRef"] = json!({"name": "deploy"});
+    }
+    if let Some(phase) = phase {
+        obj["status"] = json!({"phase": phase, "approvalProgress": "1/2"});
+        if let (Some(status), Some(extra)) = (obj["status"].as_object_mut(), extra.as_object()) {
+            status.extend(extra.clone());
+        }
+    }
+    obj
+}
+
+#[test]
+fn decisions_are_healthy_progressing_or_degraded_by_phase() {
+    let cases = [
+        (None, false, "Progressing"),
+        (Some("Pending"), false, "Progressing"),
+        (Some("Escalated"), true, "Progressing"),
+        (Some("Approved"), false, "Healthy"),
+        (Some("Approved"), true, "Progressing"),
+        (Some("Executing"), true, "Progressing"),
+        (Some("RollingBack"), true, "Progressing"),
+        (Some("Succeeded"), true, "Healthy"),
+        (Some("Rejected"), false, "Degraded"),
+        (Some("Expired"), false, "Degraded"),
+        (Some("Failed"), true, "Degraded"),
+        (Some("RolledBack"), true, "Degraded"),
+    ];
+    for (phase, plan, want) in cases {
+        let (status, message) = health("decision.lua", &decision(phase, plan, json!({})));
+        assert_eq!(status, want, "{phase:?} (plan: {plan}): {message}");
+    }
+    let (_, message) = health("decision.lua", &decision(Some("Pending"), false, json!({})));
+    assert_eq!(message, "Pending: waiting for approval (1/2)");
+    let rejected = decision(
+        Some("Rejected"),
+        false,
+        json!({"rejection": {"rejectedBy": "carol", "reason": "change freeze"}}),
+    );
+    assert_eq!(
+        health("decision.lua", &rejected).1,
+        "rejected by carol: change freeze"
+    );
+    let failed = decision(
+        Some("Failed"),
+        true,
+        json!({"conditions": [{"type": "Executed", "status": "False", "reason": "RollbackAwaitingApproval", "message": "step verify failed; a rollback awaits approval"}]}),
+    );
+    assert_eq!(
+        health("decision.lua", &failed).1,
+        "Failed: step verify failed; a rollback awaits approval"
+    );
+    let dry = decision(
+        Some("Succeeded"),
+        true,
+        json!({"execution": {"mode": "DryRun", "steps": []}}),
+    );
+    assert_eq!(
+        health("decision.lua", &dry).1,
+        "the plan succeeded (DryRun)"
+    );
+}
+
+#[test]
+fn plans_and_policies_are_healthy_when_checked_and_valid() {
+    let checked = |kind: &str, phase: Option<&str>, observed: i64| {
+        let mut obj = json!({"kind": kind, "metadata": {"name": "x", "generation": 2}, "spec": {}});
+        if let Some(phase) = phase {
+            obj["status"] = json!({
+                "phase": phase,
+                "observedGeneration": observed,
+                "conditions": [{"type": "Ready", "status": if phase == "Ready" { "True" } else { "False" }, "reason": phase, "message": format!("{phase} says why")}],
+            });
+        }
+        obj
+    };
+    for (script, kind) in [
+        ("executionplan.lua", "ExecutionPlan"),
+        ("approvalpolicy.lua", "ApprovalPolicy"),
+    ] {
+        assert_eq!(health(script, &checked(kind, None, 0)).0, "Progressing");
+        assert_eq!(
+            health(script, &checked(kind, Some("Ready"), 2)),
+            ("Healthy".to_owned(), "Ready says why".to_owned())
+        );
+        assert_eq!(
+            health(script, &checked(kind, Some("Invalid"), 2)),
+            ("Degraded".to_owned(), "Invalid says why".to_owned())
+        );
+    }
+    // A plan whose latest change is not checked yet is not vouched for.
+    assert_eq!(
+        health(
+            "executionplan.lua",
+            &checked("ExecutionPlan", Some("Ready"), 1)
+        )
+        .0,
+        "Progressing"
+    );
+}
