@@ -118,3 +118,40 @@ pub async fn bind(
         async move { axum::serve(listener, router(health)).await },
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_follows_the_crds_and_the_audit_log() {
+        let health = Health::new(Registry::default());
+        assert!(
+            health
+                .readiness()
+                .unwrap_err()
+                .contains("CRDs are not served")
+        );
+        health.set_crds(true);
+        assert_eq!(health.readiness(), Ok("standby"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let audit = Arc::new(AuditLog::open(&path, 1 << 20).unwrap());
+        health.lead(audit);
+        assert_eq!(health.readiness(), Ok("leader"));
+
+        let mut permissions = std::fs::metadata(&path).unwrap().permissions();
+        permissions.set_readonly(true);
+        std::fs::set_permissions(&path, permissions).unwrap();
+        assert!(health.readiness().unwrap_err().contains("read-only"));
+        std::fs::remove_file(&path).unwrap();
+        assert!(
+            health.readiness().is_err(),
+            "a log whose file is gone is not ready"
+        );
+
+        health.stand_down();
+        assert_eq!(health.readiness(), Ok("standby"));
+    }
+}
