@@ -4,15 +4,15 @@ use std::future::Future;
 use std::sync::Arc;
 
 use chrono::Utc;
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use kube::ResourceExt;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use tracing::{debug, info};
+use tracing::info;
 
-use super::{Context, apply_status, audit, on_error};
+use super::{Context, apply_status, audit, drive};
 use crate::api::{ApprovalPolicy, Decision, DecisionPhase, ExecutionPlan};
 use crate::controller;
 use crate::error::Result;
@@ -49,7 +49,7 @@ pub async fn run(
         }
     });
     let jobs = ctx.api::<Job>().clone();
-    controller
+    let controller = controller
         // The step Jobs a Decision owns wake it when they finish.
         .owns(
             jobs,
@@ -87,19 +87,8 @@ pub async fn run(
                 })
                 .map(|d| ObjectRef::from(d.as_ref()))
                 .collect::<Vec<_>>()
-        })
-        .graceful_shutdown_on(shutdown)
-        .run(
-            reconcile,
-            |obj, err, ctx| on_error(KIND, obj.as_ref(), err, &ctx),
-            ctx,
-        )
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                debug!(error = %e, "Decision controller event");
-            }
-        })
-        .await;
+        });
+    drive(controller, KIND, reconcile, ctx, shutdown).await;
     counter.abort();
 }
 

@@ -9,8 +9,9 @@ pub mod policy;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use kube::api::{ListParams, Patch, PatchParams};
+use kube::runtime::Controller;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::{self, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -19,6 +20,7 @@ use kube_lease_manager::LeaseManagerBuilder;
 use prometheus_client::registry::Registry;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::future::Future;
 use tracing::{info, warn};
 
 use crate::api::{ApprovalPolicy, Decision, ExecutionPlan};
@@ -403,6 +405,38 @@ async fn watch_dependencies(client: Client, namespace: Option<String>, health: A
         }
         health.set_crds(ok.is_ok());
     }
+}
+
+/// Runs a configured controller until `shutdown`, with the shared error policy.
+pub async fn drive<K, Fut>(
+    controller: Controller<K>,
+    kind: &'static str,
+    reconcile: impl FnMut(Arc<K>, Arc<Context>) -> Fut,
+    ctx: Arc<Context>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    Fut: Future<Output = Result<kube::runtime::controller::Action>> + Send + 'static,
+{
+    controller
+        .graceful_shutdown_on(shutdown)
+        .run(
+            reconcile,
+            move |obj, err, ctx| on_error(kind, obj.as_ref(), err, &ctx),
+            ctx,
+        )
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(kind, error = %e, "controller event");
+            }
+        })
+        .await;
 }
 
 /// The error policy shared by the controllers: count, log, retry with a pause.

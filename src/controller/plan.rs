@@ -5,14 +5,13 @@ use std::future::Future;
 use std::sync::Arc;
 
 use chrono::Utc;
-use futures::StreamExt;
 use kube::ResourceExt;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::watcher;
-use tracing::{debug, info};
+use tracing::info;
 
-use super::{Context, apply_status, on_error, submit_job};
+use super::{Context, apply_status, drive, submit_job};
 use crate::api::ExecutionPlan;
 use crate::api::execution_plan::PlanPhase;
 use crate::error::{Error, Result};
@@ -26,22 +25,11 @@ const KIND: &str = "ExecutionPlan";
 const RECHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 
 pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    Controller::new(
+    let controller = Controller::new(
         ctx.api::<ExecutionPlan>(),
         watcher::Config::default().any_semantic(),
-    )
-    .graceful_shutdown_on(shutdown)
-    .run(
-        reconcile,
-        |obj, err, ctx| on_error(KIND, obj.as_ref(), err, &ctx),
-        ctx,
-    )
-    .for_each(|result| async move {
-        if let Err(e) = result {
-            debug!(error = %e, "ExecutionPlan controller event");
-        }
-    })
-    .await;
+    );
+    drive(controller, KIND, reconcile, ctx, shutdown).await;
 }
 
 async fn reconcile(obj: Arc<ExecutionPlan>, ctx: Arc<Context>) -> Result<Action> {

@@ -4,14 +4,13 @@ use std::future::Future;
 use std::sync::Arc;
 
 use chrono::Utc;
-use futures::StreamExt;
 use kube::ResourceExt;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::watcher;
-use tracing::{debug, info};
+use tracing::info;
 
-use super::{Context, apply_status, on_error};
+use super::{Context, apply_status, drive};
 use crate::api::approval_policy::PolicyPhase;
 use crate::api::common::set_condition;
 use crate::api::{ApprovalPolicy, Condition, ConditionStatus};
@@ -22,22 +21,11 @@ const KIND: &str = "ApprovalPolicy";
 pub const CONDITION_READY: &str = "Ready";
 
 pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    Controller::new(
+    let controller = Controller::new(
         ctx.api::<ApprovalPolicy>(),
         watcher::Config::default().any_semantic(),
-    )
-    .graceful_shutdown_on(shutdown)
-    .run(
-        reconcile,
-        |obj, err, ctx| on_error(KIND, obj.as_ref(), err, &ctx),
-        ctx,
-    )
-    .for_each(|result| async move {
-        if let Err(e) = result {
-            debug!(error = %e, "ApprovalPolicy controller event");
-        }
-    })
-    .await;
+    );
+    drive(controller, KIND, reconcile, ctx, shutdown).await;
 }
 
 async fn reconcile(obj: Arc<ApprovalPolicy>, ctx: Arc<Context>) -> Result<Action> {
