@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod lifecycle;
 pub mod metrics;
 pub mod plan;
+pub mod plugin;
 pub mod policy;
 pub mod risk;
 pub mod telemetry;

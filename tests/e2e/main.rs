@@ -8,4 +8,5 @@ mod cluster;
 mod decisions;
 mod execution;
 mod operator;
+mod plugin;
 mod support;

@@ -51,6 +51,39 @@ pub async fn admin() -> Client {
     client_for(&admin_kubeconfig()).await
 }
 
+/// A tool `make` built: `$ENV` if set, else the pinned build in the cache
+/// (~/.cache/decision-gate/bin/<component>-<version>/<binary>, as hack/lib.sh lays it out).
+pub fn tool(env: &str, component: &str, version_key: &str, binary: &str) -> String {
+    if let Ok(path) = std::env::var(env) {
+        return path;
+    }
+    let versions =
+        std::fs::read_to_string(repo_root().join("hack/versions.env")).unwrap_or_default();
+    let version = versions
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{version_key}=")))
+        .unwrap_or_default();
+    let cache = std::env::var("DECISION_GATE_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::env::var("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|_| {
+                    PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache")
+                })
+                .join("decision-gate")
+        });
+    let built = cache
+        .join("bin")
+        .join(format!("{component}-{version}"))
+        .join(binary);
+    if built.exists() {
+        built.to_string_lossy().into_owned()
+    } else {
+        binary.to_owned()
+    }
+}
+
 /// What a kubectl invocation printed.
 pub struct Kubectl {
     pub ok: bool,
@@ -79,7 +112,7 @@ impl Kubectl {
 
 /// Runs kubectl (the one `make` built, through `$KUBECTL`) with a kubeconfig.
 pub fn kubectl(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Kubectl {
-    let program = std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".to_owned());
+    let program = tool("KUBECTL", "kubernetes", "KUBERNETES_VERSION", "kubectl");
     let mut cmd = Command::new(&program);
     cmd.arg("--kubeconfig").arg(kubeconfig).args(args);
     cmd.stdin(if stdin.is_some() {
@@ -154,7 +187,7 @@ pub async fn ensure_installed() -> PathBuf {
                 "crd/executionplans.decisiongate.io",
             ])
             .success();
-            let helm = std::env::var("HELM").unwrap_or_else(|_| "helm".to_owned());
+            let helm = tool("HELM", "helm", "HELM_VERSION", "helm");
             let chart = repo_root().join("charts/decision-gate");
             let out = Command::new(&helm)
                 .args(["upgrade", "--install", "decision-gate"])

@@ -1,0 +1,340 @@
+//! `kubectl decision`: list, review, approve, reject and explain Decisions where people
+//! work, with the current kubeconfig and context, as the user the API server says you are.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use decision_gate::api::{ApprovalPolicy, Decision, DecisionPhase, ExecutionPlan, annotations};
+use decision_gate::plugin;
+use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+
+#[derive(Parser)]
+#[command(
+    name = "kubectl-decision",
+    version,
+    about = "Review and answer decision-gate Decisions"
+)]
+struct Cli {
+    /// The kubeconfig to use (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long, global = true)]
+    kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use.
+    #[arg(long, global = true)]
+    context: Option<String>,
+    /// The namespace (default: the context's).
+    #[arg(short = 'n', long, global = true)]
+    namespace: Option<String>,
+    /// Every namespace (list only).
+    #[arg(short = 'A', long, global = true)]
+    all_namespaces: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Decisions waiting for an answer (or all of them, or those in one phase).
+    List {
+        /// Every Decision, not only those waiting for an answer.
+        #[arg(long)]
+        all: bool,
+        /// Only Decisions in this phase.
+        #[arg(long)]
+        phase: Option<String>,
+        #[arg(short = 'o', long, value_enum)]
+        output: Option<Format>,
+    },
+    /// Everything a reviewer needs before deciding.
+    Show { name: String },
+    /// Approve, as yourself.
+    Approve {
+        name: String,
+        #[arg(short = 'r', long)]
+        reason: Option<String>,
+    },
+    /// Reject, as yourself, saying why.
+    Reject {
+        name: String,
+        #[arg(short = 'r', long, required = true)]
+        reason: String,
+    },
+    /// Which policy and rule decide, and why each earlier rule did not.
+    Explain { name: String },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Json,
+    Yaml,
+}
+
+/// A failure to report in one line.
+struct Failure(String);
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure(e.to_string())
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn connect(cli: &Cli) -> Result<(Client, String), Failure> {
+    let kubeconfig = match &cli.kubeconfig {
+        Some(path) => Kubeconfig::read_from(path),
+        None => Kubeconfig::read(),
+    }
+    .map_err(|e| {
+        Failure(format!(
+            "no cluster to talk to: cannot read a kubeconfig ({e})"
+        ))
+    })?;
+    let options = KubeConfigOptions {
+        context: cli.context.clone(),
+        ..Default::default()
+    };
+    let config = Config::from_custom_kubeconfig(kubeconfig, &options)
+        .await
+        .map_err(|e| Failure(format!("no cluster to talk to: {e}")))?;
+    let namespace = cli
+        .namespace
+        .clone()
+        .unwrap_or_else(|| config.default_namespace.clone());
+    let client = Client::try_from(config)?;
+    Ok((client, namespace))
+}
+
+/// Explains an API error the way a person needs it.
+fn api_failure(e: kube::Error, what: &str, namespace: &str) -> Failure {
+    match e {
+        kube::Error::Api(s)
+            if s.code == 404 && s.message.contains("could not find the requested resource") =>
+        {
+            Failure("the decisiongate.io CRDs are not installed in this cluster".to_owned())
+        }
+        kube::Error::Api(s) if s.code == 404 => {
+            Failure(format!("no Decision {what} in namespace {namespace}"))
+        }
+        kube::Error::Api(s) if s.code == 403 => Failure(format!("forbidden: {}", s.message)),
+        kube::Error::Api(s) => Failure(s.message),
+        other => Failure(format!("cannot reach the cluster: {other}")),
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    let (client, namespace) = connect(&cli).await?;
+    let decisions: Api<Decision> = if cli.all_namespaces {
+        Api::all(client.clone())
+    } else {
+        Api::namespaced(client.clone(), &namespace)
+    };
+    let now = chrono::Utc::now();
+    match &cli.command {
+        Command::List { all, phase, output } => {
+            let mut items = decisions
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| api_failure(e, "", &namespace))?
+                .items;
+            items.retain(|d| {
+                let p = d.status.as_ref().and_then(|s| s.phase);
+                match phase {
+                    Some(wanted) => {
+                        p.is_some_and(|p| format!("{p:?}").eq_ignore_ascii_case(wanted))
+                    }
+                    None => *all || p.is_none_or(DecisionPhase::is_awaiting_answer),
+                }
+            });
+            items.sort_by_key(|d| {
+                (
+                    d.metadata.namespace.clone(),
+                    d.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                    d.metadata.name.clone(),
+                )
+            });
+            match output {
+                Some(Format::Json) => println!("{}", serde_json::to_string_pretty(&items)?),
+                Some(Format::Yaml) => print!("{}", serde_yaml::to_string(&items)?),
+                None if items.is_empty() => {
+                    let scope = if cli.all_namespaces {
+                        "any namespace".to_owned()
+                    } else {
+                        format!("namespace {namespace}")
+                    };
+                    let what = if *all || phase.is_some() {
+                        "No Decisions"
+                    } else {
+                        "No Decisions wait for an answer"
+                    };
+                    println!("{what} in {scope}.");
+                }
+                None => print!("{}", plugin::list_table(&items, cli.all_namespaces, now)),
+            }
+        }
+        Command::Show { name } => {
+            let d = get(&client, &namespace, name).await?;
+            let plan = match &d.spec.plan_ref {
+                Some(p) => {
+                    Api::<ExecutionPlan>::namespaced(client.clone(), &namespace)
+                        .get_opt(&p.name)
+                        .await?
+                }
+                None => None,
+            };
+            print!("{}", plugin::show(&d, plan.as_ref(), now));
+        }
+        Command::Explain { name } => {
+            let d = get(&client, &namespace, name).await?;
+            let policies = Api::<ApprovalPolicy>::namespaced(client.clone(), &namespace)
+                .list(&ListParams::default())
+                .await?
+                .items;
+            print!("{}", plugin::explain(&d, &policies));
+        }
+        Command::Approve { name, reason } => {
+            answer(
+                &client,
+                &namespace,
+                name,
+                annotations::APPROVED_BY,
+                annotations::APPROVAL_REASON,
+                reason.as_deref(),
+            )
+            .await?;
+        }
+        Command::Reject { name, reason } => {
+            answer(
+                &client,
+                &namespace,
+                name,
+                annotations::REJECTED_BY,
+                annotations::REJECTION_REASON,
+                Some(reason),
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn get(client: &Client, namespace: &str, name: &str) -> Result<Decision, Failure> {
+    Api::<Decision>::namespaced(client.clone(), namespace)
+        .get(name)
+        .await
+        .map_err(|e| api_failure(e, name, namespace))
+}
+
+/// Who the API server says we are.
+async fn whoami(client: &Client) -> Result<String, Failure> {
+    let review = Api::<SelfSubjectReview>::all(client.clone())
+        .create(&PostParams::default(), &SelfSubjectReview::default())
+        .await
+        .map_err(|e| Failure(format!("cannot ask the API server who you are: {e}")))?;
+    review
+        .status
+        .and_then(|s| s.user_info)
+        .and_then(|u| u.username)
+        .ok_or_else(|| Failure("the API server did not say who you are".to_owned()))
+}
+
+/// Sets `who_key=<me>` (and the reason) and waits until the operator has recorded it.
+async fn answer(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    who_key: &str,
+    reason_key: &str,
+    reason: Option<&str>,
+) -> Result<(), Failure> {
+    let approving = who_key == annotations::APPROVED_BY;
+    let verb = if approving { "approve" } else { "reject" };
+    let before = get(client, namespace, name).await?;
+    let phase = before.status.as_ref().and_then(|s| s.phase);
+    if !phase.is_some_and(DecisionPhase::is_awaiting_answer) {
+        let state = phase
+            .map(|p| format!("{p:?}"))
+            .unwrap_or_else(|| "not evaluated yet".to_owned());
+        return Err(Failure(format!(
+            "cannot {verb} {name}: it is {state}, not waiting for an answer"
+        )));
+    }
+    let me = whoami(client).await?;
+    let ignored_before = mine_ignored(&before, &me);
+    let mut patch = serde_json::json!({ "metadata": { "annotations": { who_key: me } } });
+    if let Some(reason) = reason {
+        patch["metadata"]["annotations"][reason_key] = serde_json::json!(reason);
+    }
+    let api: Api<Decision> = Api::namespaced(client.clone(), namespace);
+    if let Err(e) = api
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        return Err(match e {
+            kube::Error::Api(s) if s.code == 403 || s.code == 422 => {
+                Failure(plugin::refusal(&s.message))
+            }
+            other => api_failure(other, name, namespace),
+        });
+    }
+
+    // The operator records the answer within moments; say what came of it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let d = get(client, namespace, name).await?;
+        let status = d.status.clone().unwrap_or_default();
+        let counted = if approving {
+            status.approvals.iter().any(|a| a.approver == me)
+        } else {
+            status
+                .rejection
+                .as_ref()
+                .is_some_and(|r| r.rejected_by == me)
+        };
+        if mine_ignored(&d, &me) > ignored_before
+            && let Some(ignored) = status.ignored_answers.iter().rev().find(|i| i.user == me)
+        {
+            return Err(Failure(format!(
+                "your {} does not count: {}",
+                ignored.answer, ignored.reason
+            )));
+        }
+        if counted {
+            let phase = status.phase.map(|p| format!("{p:?}")).unwrap_or_default();
+            let progress = status.approval_progress.unwrap_or_default();
+            if approving {
+                println!("approved {namespace}/{name} as {me} ({progress}); it is now {phase}");
+            } else {
+                println!("rejected {namespace}/{name} as {me}; it is now {phase}");
+            }
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            println!(
+                "{verb}d {namespace}/{name} as {me}; the operator has not recorded it yet (is it running?)"
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await; // poll interval of this bounded wait
+    }
+}
+
+fn mine_ignored(d: &Decision, me: &str) -> usize {
+    d.status.as_ref().map_or(0, |s| {
+        s.ignored_answers.iter().filter(|i| i.user == me).count()
+    })
+}

@@ -1,0 +1,194 @@
+//! `kubectl decision` as alice and bob use it against the local control plane.
+
+use decision_gate::api::{Decision, DecisionPhase};
+use kube::Api;
+
+use crate::support::*;
+
+/// Runs the plugin as one of the test users.
+fn plugin(user: &str, args: &[&str]) -> Kubectl {
+    let kubeconfig = user_kubeconfig(user);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-decision"))
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(args)
+        .output()
+        .unwrap();
+    Kubectl {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn decision(name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: decisiongate.io/v1alpha1\nkind: Decision\nmetadata: {{name: {name}}}\nspec: {spec}\n"
+    )
+}
+
+#[tokio::test]
+async fn people_review_and_answer_with_kubectl_decision() {
+    let ns = TestNamespace::new("plugin").await;
+    let n = ns.name.as_str();
+    grant_answering(n);
+    let _operator = Operator::start(n).await;
+    apply(n, "apiVersion: decisiongate.io/v1alpha1\nkind: ApprovalPolicy\nmetadata: {name: gate}\nspec: {rules: [{name: mail, match: {actionTypes: [email]}, outcome: AutoApprove}, {name: two-keys, match: {actionTypes: [deploy]}, outcome: RequireApproval, requiredApprovals: 2, approvers: {groups: [approvers]}}, {name: anything-else, outcome: RequireApproval}]}\n").success();
+    apply(n, &decision("deploy-v2", "{actionType: deploy, description: Deploy v2, criticality: High, context: {version: 2.0.0}}")).success();
+    apply(
+        n,
+        &decision(
+            "restart-cache",
+            "{actionType: restart_service, description: Restart the cache, criticality: High}",
+        ),
+    )
+    .success();
+    apply(
+        n,
+        &decision(
+            "purge",
+            "{actionType: delete_data, description: Purge old rows, criticality: High}",
+        ),
+    )
+    .success();
+    apply(
+        n,
+        &decision(
+            "status-mail",
+            "{actionType: email, description: Weekly mail, criticality: Normal}",
+        ),
+    )
+    .success();
+    let api: Api<Decision> = Api::namespaced(admin().await, n);
+    for name in ["deploy-v2", "restart-cache", "purge", "status-mail"] {
+        wait_for(&api, name, "evaluated", |d: Option<&Decision>| {
+            d.and_then(|d| d.status.as_ref())
+                .and_then(|s| s.phase)
+                .is_some()
+        })
+        .await;
+    }
+
+    // list: exactly the Decisions that wait, with why.
+    let out = plugin("alice", &["list", "-n", n]).success();
+    let rows: Vec<&str> = out.lines().collect();
+    assert!(
+        rows[0].starts_with("NAME") && rows[0].contains("APPROVALS") && rows[0].ends_with("WHY"),
+        "{out}"
+    );
+    let mut names: Vec<&str> = rows[1..]
+        .iter()
+        .map(|r| r.split_whitespace().next().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["deploy-v2", "purge", "restart-cache"], "{out}");
+    assert!(
+        out.contains("gate/two-keys: RequireApproval") && out.contains("0/2"),
+        "{out}"
+    );
+    let all = plugin("alice", &["list", "-n", n, "--all"]).success();
+    assert!(all.contains("status-mail"), "{all}");
+    let json = plugin("alice", &["list", "-n", n, "-o", "json"]).success();
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&json)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+
+    // show and explain: what a reviewer needs, and which rule decided why.
+    let shown = plugin("bob", &["show", "deploy-v2", "-n", n]).success();
+    for needle in [
+        "Deploy v2",
+        "version: \"2.0.0\"",
+        "decided by:   policy gate, rule two-keys",
+        "needs:        2 approval(s)",
+        "groups approvers",
+        "Risk: ",
+    ] {
+        assert!(shown.contains(needle), "no {needle:?} in:\n{shown}");
+    }
+    let explained = plugin("bob", &["explain", "deploy-v2", "-n", n]).success();
+    assert!(
+        explained.contains("gate/mail: does not match: actionType deploy is not one of email"),
+        "{explained}"
+    );
+    assert!(
+        explained.contains("=> decided by policy gate, rule two-keys: RequireApproval"),
+        "{explained}"
+    );
+
+    // approve and reject, as the user the API server says they are.
+    let out = plugin(
+        "alice",
+        &["approve", "restart-cache", "-n", n, "-r", "cache is stale"],
+    )
+    .success();
+    assert_eq!(
+        out.trim(),
+        format!("approved {n}/restart-cache as alice (1/1); it is now Approved")
+    );
+    let out = plugin("alice", &["approve", "deploy-v2", "-n", n]).success();
+    assert!(out.contains("(1/2); it is now Pending"), "{out}");
+    let out = plugin("bob", &["approve", "deploy-v2", "-n", n]).success();
+    assert!(out.contains("as bob (2/2); it is now Approved"), "{out}");
+    let out = plugin(
+        "carol",
+        &["reject", "purge", "-n", n, "-r", "we still need those rows"],
+    )
+    .success();
+    assert!(
+        out.contains("rejected") && out.contains("it is now Rejected"),
+        "{out}"
+    );
+    let purge = api
+        .get("purge")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .rejection
+        .unwrap();
+    assert_eq!(
+        (purge.rejected_by.as_str(), purge.reason.as_str()),
+        ("carol", "we still need those rows")
+    );
+
+    // Refusals say why.
+    apply(
+        n,
+        &decision(
+            "deploy-v3",
+            "{actionType: deploy, description: Deploy v3, criticality: High}",
+        ),
+    )
+    .success();
+    wait_for(&api, "deploy-v3", "Pending", |d: Option<&Decision>| {
+        d.and_then(|d| d.status.as_ref()).and_then(|s| s.phase) == Some(DecisionPhase::Pending)
+    })
+    .await;
+    let err = plugin("carol", &["approve", "deploy-v3", "-n", n]).refused();
+    assert!(
+        err.contains("refused by the admission policy decision-gate-answers: carol is not among the approvers of this Decision"),
+        "{err}"
+    );
+    let err = plugin("alice", &["approve", "restart-cache", "-n", n]).refused();
+    assert!(
+        err.contains("it is Approved, not waiting for an answer"),
+        "{err}"
+    );
+    let err = plugin("alice", &["approve", "no-such-thing", "-n", n]).refused();
+    assert!(
+        err.contains(&format!("no Decision no-such-thing in namespace {n}")),
+        "{err}"
+    );
+    let err = plugin("dave", &["list", "-n", n]).refused();
+    assert!(err.contains("forbidden"), "{err}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-decision"))
+        .args(["--kubeconfig", "/nonexistent/kubeconfig", "list"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no cluster to talk to"));
+}
