@@ -14,6 +14,7 @@ pub mod http;
 pub mod jobs;
 pub mod lifecycle;
 pub mod metrics;
+pub mod notify;
 pub mod plan;
 pub mod plugin;
 pub mod policy;

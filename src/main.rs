@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use decision_gate::api::duration;
 use decision_gate::audit;
 use decision_gate::controller::{self, Settings};
-use decision_gate::{crd, telemetry};
+use decision_gate::{crd, notify, telemetry};
 
 #[derive(Parser)]
 #[command(
@@ -69,6 +69,9 @@ struct RunArgs {
     /// long after the leader dies.
     #[arg(long, env = "DECISION_GATE_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
     lease_duration: std::time::Duration,
+    /// The notification channels and rules (YAML); none are sent without it.
+    #[arg(long, env = "DECISION_GATE_NOTIFICATIONS")]
+    notifications_config: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -105,6 +108,9 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // One TLS crypto provider for every client in the process, chosen here rather than
+    // left to whichever dependencies' features happen to be enabled.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     match cli.command {
         Command::Crd { output_dir: None } => {
@@ -126,6 +132,18 @@ async fn main() -> ExitCode {
         Command::Audit(command) => audit_command(command),
         Command::Run(args) => {
             telemetry::init();
+            let notifications = match args
+                .notifications_config
+                .as_deref()
+                .map(notify::Config::load)
+                .transpose()
+            {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("error: the notification configuration is unusable: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
             let settings = Settings {
                 default_expiry: args.default_expiry,
                 http_addr: args.http_addr,
@@ -138,6 +156,7 @@ async fn main() -> ExitCode {
                     .or(args.namespace.clone())
                     .unwrap_or_else(|| "default".to_owned()),
                 lease_duration: args.lease_duration,
+                notifications,
                 namespace: args.namespace,
             };
             match controller::run(settings).await {

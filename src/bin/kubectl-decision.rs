@@ -84,6 +84,9 @@ impl<E: std::fmt::Display> From<E> for Failure {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // One TLS crypto provider for every client in the process, chosen here rather than
+    // left to whichever dependencies' features happen to be enabled.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,12 +7,10 @@ use chrono::Utc;
 use futures::Stream;
 use kube::ResourceExt;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use tracing::info;
 
-use super::{Context, apply_status, audit, drive};
+use super::{Context, commit, drive};
 use crate::api::{ApprovalPolicy, Decision, DecisionPhase, ExecutionPlan};
 use crate::controller;
 use crate::error::Result;
@@ -121,38 +119,11 @@ async fn reconcile(decision: Arc<Decision>, ctx: Arc<Context>) -> Result<Action>
         default_expiry: ctx.settings.default_expiry,
     });
 
-    // The audit line is on disk before the transition is visible: an auditor never finds
-    // a decided Decision whose decision is missing from the log.
-    audit(
-        &ctx,
-        advance.events.iter().map(|e| e.record(&decision)).collect(),
-    )
-    .await?;
-    if decision.status.as_ref() != Some(&advance.status) {
-        apply_status(decision.as_ref(), &ctx.client, &advance.status).await?;
-    }
-    ctx.metrics
-        .observe(&decision, &advance.status, &advance.events, now);
-    for event in &advance.events {
-        info!(name = %decision.name_any(), namespace = ?namespace, event = event.event_type(), note = %event.note(), "decision event");
-        let type_ = if event.is_warning() {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        };
-        ctx.publish(
-            decision.as_ref(),
-            type_,
-            event.reason(),
-            "Decide",
-            event.note(),
-        )
-        .await;
-    }
+    let mut current = (*decision).clone();
+    current.status = Some(advance.status.clone());
+    commit(&ctx, &decision, &current, &advance.events, "Decide").await?;
     let mut wake_at = advance.wake_at;
-    if execution::applies(&decision, &advance.status) {
-        let mut current = (*decision).clone();
-        current.status = Some(advance.status);
+    if execution::applies(&current, &advance.status) {
         wake_at = controller::execution::run(&mut current, &ctx).await?;
     }
     Ok(match wake_at {

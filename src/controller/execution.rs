@@ -7,17 +7,16 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
-use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
 use tracing::info;
 
-use super::{Context, apply_status, audit, submit_job};
+use super::{Context, commit, submit_job};
 use crate::api::decision::StepPhase;
 use crate::api::execution_plan::PlanPhase;
 use crate::api::{Decision, DecisionStatus, ExecutionPlan};
 use crate::error::{Error, Result};
 use crate::execution::{self, JobAction, JobState, PlanCheck, PlanView};
-use crate::lifecycle::{DecisionEvent, to_chrono};
+use crate::lifecycle::to_chrono;
 
 /// The most Job actions one reconcile performs before it yields to others.
 const ACTIONS_PER_RECONCILE: usize = 64;
@@ -52,7 +51,11 @@ pub async fn run(decision: &mut Decision, ctx: &Context) -> Result<Option<DateTi
             now: Utc::now(),
             allow_real: ctx.settings.allow_real_execution,
         });
-        record(decision, ctx, &advance.status, &advance.events).await?;
+        if decision.status.as_ref() != Some(&advance.status) || !advance.events.is_empty() {
+            let before = decision.clone();
+            decision.status = Some(advance.status.clone());
+            commit(ctx, &before, decision, &advance.events, "Execute").await?;
+        }
         let Some(action) = advance.action else {
             return Ok(advance.wake_at);
         };
@@ -95,33 +98,6 @@ fn plan_check(plan: &ExecutionPlan) -> PlanCheck<'_> {
         ),
         None => PlanCheck::Unchecked,
     }
-}
-
-/// Audits, writes and announces a new status, in that order.
-async fn record(
-    decision: &mut Decision,
-    ctx: &Context,
-    status: &DecisionStatus,
-    events: &[DecisionEvent],
-) -> Result<()> {
-    if decision.status.as_ref() == Some(status) && events.is_empty() {
-        return Ok(());
-    }
-    decision.status = Some(status.clone());
-    audit(ctx, events.iter().map(|e| e.record(decision)).collect()).await?;
-    apply_status(decision, &ctx.client, status).await?;
-    ctx.metrics.observe(decision, status, events, Utc::now());
-    for event in events {
-        info!(name = %decision.name_any(), namespace = ?decision.namespace(), event = event.event_type(), note = %event.note(), "execution event");
-        let type_ = if event.is_warning() {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        };
-        ctx.publish(decision, type_, event.reason(), "Execute", event.note())
-            .await;
-    }
-    Ok(())
 }
 
 /// Creates a step's Job. One that already exists and belongs to this Decision counts as

@@ -54,6 +54,8 @@ pub struct Settings {
     pub lease_namespace: String,
     /// How long a leader's Lease lasts without renewal: the longest a dead leader blocks.
     pub lease_duration: std::time::Duration,
+    /// Where notifications go, if anywhere.
+    pub notifications: Option<crate::notify::Config>,
 }
 
 /// What every reconciler gets.
@@ -66,6 +68,22 @@ pub struct Context {
     pub audit: Arc<AuditLog>,
     /// Every ApprovalPolicy the operator watches, kept current by a reflector.
     pub policies: Store<ApprovalPolicy>,
+    /// Sends notifications off the reconcile path, when configured.
+    pub notifier: Option<crate::notify::Notifier>,
+}
+
+impl Context {
+    /// Queues the notifications that `events` call for; never waits for them.
+    pub fn notify(
+        &self,
+        decision: &Decision,
+        status: &crate::api::DecisionStatus,
+        events: &[crate::lifecycle::DecisionEvent],
+    ) {
+        if let Some(notifier) = &self.notifier {
+            notifier.notify(decision, status, events);
+        }
+    }
 }
 
 impl Context {
@@ -155,6 +173,38 @@ pub async fn audit(ctx: &Context, records: Vec<Record>) -> Result<()> {
         .map_err(|e| Error::Config(format!("the audit writer stopped: {e}")))?
         .map_err(Error::Audit)?;
     ctx.metrics.audit_appends.inc_by(written.len() as u64);
+    Ok(())
+}
+
+/// Makes a Decision's transition from `before` to `after` (whose status is the new one)
+/// count, in this order: the audit lines on disk, the status written, then the metrics,
+/// the Events and the notifications. An auditor never finds a decided Decision whose
+/// decision is missing from the log.
+pub async fn commit(
+    ctx: &Context,
+    before: &Decision,
+    after: &Decision,
+    events: &[crate::lifecycle::DecisionEvent],
+    action: &str,
+) -> Result<()> {
+    let status = after.status.clone().unwrap_or_default();
+    audit(ctx, events.iter().map(|e| e.record(after)).collect()).await?;
+    if before.status.as_ref() != Some(&status) {
+        apply_status(after, &ctx.client, &status).await?;
+    }
+    ctx.metrics
+        .observe(after, &status, events, chrono::Utc::now());
+    for event in events {
+        info!(name = %after.name_any(), namespace = ?after.namespace(), event = event.event_type(), note = %event.note(), "decision event");
+        let type_ = if event.is_warning() {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        ctx.publish(after, type_, event.reason(), action, event.note())
+            .await;
+    }
+    ctx.notify(after, &status, events);
     Ok(())
 }
 
@@ -315,6 +365,14 @@ pub async fn run(settings: Settings) -> Result<()> {
         ),
     )
     .touched_objects();
+    let notifier = settings.notifications.clone().map(|config| {
+        crate::notify::Notifier::start(
+            config,
+            client.clone(),
+            settings.lease_namespace.clone(),
+            audit.clone(),
+        )
+    });
     let ctx = Arc::new(Context {
         instance: identity,
         client,
@@ -322,6 +380,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         settings,
         audit,
         policies,
+        notifier,
     });
     info!(namespace = ?ctx.settings.namespace, "starting the Decision, ApprovalPolicy and ExecutionPlan controllers");
 

@@ -40,6 +40,8 @@ pub fn user_kubeconfig(user: &str) -> PathBuf {
 }
 
 pub async fn client_for(kubeconfig: &Path) -> Client {
+    // The test build links two TLS providers (the SMTP test server brings its own); name one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let kubeconfig = Kubeconfig::read_from(kubeconfig).expect("a readable kubeconfig");
     let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
