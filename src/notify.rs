@@ -575,10 +575,16 @@ impl Sender {
         let SecretKey { name, key } = &reference.secret_key_ref;
         let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
             kube::Api::namespaced(self.client.clone(), &self.secrets_namespace);
-        let secret = secrets
-            .get(name)
-            .await
-            .map_err(|e| format!("cannot read Secret {}/{name}: {e}", self.secrets_namespace))?;
+        let secret = secrets.get(name).await.map_err(|e| {
+            let why = match e {
+                kube::Error::Api(status) => status.message,
+                other => other.to_string(),
+            };
+            format!(
+                "cannot read Secret {}/{name}: {why}",
+                self.secrets_namespace
+            )
+        })?;
         let value = secret
             .data
             .and_then(|d| d.get(key).cloned())

@@ -7,6 +7,7 @@ mod argocd;
 mod cluster;
 mod decisions;
 mod execution;
+mod notifications;
 mod operator;
 mod plugin;
 mod support;

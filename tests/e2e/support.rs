@@ -163,6 +163,10 @@ pub fn apply(namespace: &str, manifest: &str) -> Kubectl {
 /// The namespace the chart is installed into for the suite.
 pub const RELEASE_NAMESPACE: &str = "decision-gate-system";
 
+/// The Secret the notification tests keep a webhook URL in (the chart lets the operator
+/// read it and no other).
+pub const TEST_HOOKS_SECRET: &str = "decision-gate-test-hooks";
+
 static INSTALLED: OnceCell<PathBuf> = OnceCell::const_new();
 
 /// Installs, once per test run, the CRDs from `crds/` and then the chart (RBAC, user
@@ -207,6 +211,10 @@ pub async fn ensure_installed() -> PathBuf {
                     "replicaCount=0",
                     "--set",
                     "audit.persistence.enabled=false",
+                ])
+                .args([
+                    "--set",
+                    &format!("notifications.secretNames[0]={TEST_HOOKS_SECRET}"),
                 ])
                 .arg("--kubeconfig")
                 .arg(admin_kubeconfig())
