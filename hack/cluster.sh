@@ -115,6 +115,44 @@ nodes_ready() {
   [ "$(kubectl_admin get nodes -l type=kwok -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c True)" = 2 ]
 }
 
+# A network namespace joined to this host by a veth pair: the API server's service proxy
+# refuses loopback addresses, so an operator running outside the cluster is reached
+# through an address in this namespace (see tests/e2e). Needs root; skipped otherwise.
+OPERATOR_NETNS=dg-$APISERVER_PORT
+OPERATOR_HOST_ENV=$CLUSTER_DIR/operator-host.env
+subnet_octet=$((APISERVER_PORT % 200 + 20))
+HOST_IP=10.213.$subnet_octet.1
+NETNS_IP=10.213.$subnet_octet.2
+
+ensure_operator_netns() {
+  if [ "$(id -u)" != 0 ] || ! command -v ip >/dev/null; then
+    rm -f "$OPERATOR_HOST_ENV"
+    log "not root: no network namespace for reaching a local operator through the API server"
+    return 0
+  fi
+  if ! ip netns list | grep -qw "$OPERATOR_NETNS"; then
+    ip netns add "$OPERATOR_NETNS"
+    ip link add "$OPERATOR_NETNS-h" type veth peer name "$OPERATOR_NETNS-n"
+    ip link set "$OPERATOR_NETNS-n" netns "$OPERATOR_NETNS"
+    ip addr add "$HOST_IP/30" dev "$OPERATOR_NETNS-h"
+    ip link set "$OPERATOR_NETNS-h" up
+    ip netns exec "$OPERATOR_NETNS" ip addr add "$NETNS_IP/30" dev "$OPERATOR_NETNS-n"
+    ip netns exec "$OPERATOR_NETNS" ip link set "$OPERATOR_NETNS-n" up
+    ip netns exec "$OPERATOR_NETNS" ip link set lo up
+  fi
+  printf 'OPERATOR_NETNS=%s\nHOST_IP=%s\nNETNS_IP=%s\n' "$OPERATOR_NETNS" "$HOST_IP" "$NETNS_IP" >"$OPERATOR_HOST_ENV"
+}
+
+remove_operator_netns() {
+  rm -f "$OPERATOR_HOST_ENV"
+  [ "$(id -u)" = 0 ] && command -v ip >/dev/null || return 0
+  if ip netns list 2>/dev/null | grep -qw "$OPERATOR_NETNS"; then
+    ip netns pids "$OPERATOR_NETNS" 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
+    ip link del "$OPERATOR_NETNS-h" 2>/dev/null || true
+    ip netns del "$OPERATOR_NETNS" || true
+  fi
+}
+
 up() {
   "$REPO_ROOT/hack/build-tools.sh" cluster
   command -v openssl >/dev/null || die "openssl is required (apt-get install openssl)"
@@ -172,6 +210,7 @@ up() {
 
   kubectl_admin apply -f "$REPO_ROOT/hack/cluster/nodes.yaml" >/dev/null
   wait_until "the kwok nodes to be Ready" 90 nodes_ready || { tail -n 20 "$LOGS/kwok.log" >&2; exit 1; }
+  ensure_operator_netns
   wait_until "the controller manager to create the default ServiceAccount" 90 \
     kubectl_admin get serviceaccount default -n default ||
     { tail -n 20 "$LOGS/kube-controller-manager.log" >&2; exit 1; }
@@ -195,6 +234,7 @@ down() {
     pkill -KILL -f -- "$CLUSTER_DIR/" || true
   fi
   wait_until "every control-plane process to exit" 30 no_leftovers
+  remove_operator_netns
 }
 
 # Processes whose command line names this cluster's directory. (Run from this shell, whose

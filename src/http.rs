@@ -70,7 +70,128 @@ pub fn router(health: Arc<Health>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/audit/verify", get(audit_verify))
+        .route("/audit/entries", get(audit_entries))
+        .route("/audit/export", get(audit_export))
         .with_state(health)
+}
+
+/// The audit log's files, on the leader; a standby has none to serve.
+fn audit_files(health: &Health) -> Result<Vec<std::path::PathBuf>, (StatusCode, String)> {
+    let audit = health
+        .audit
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let audit = audit.ok_or((
+        StatusCode::SERVICE_UNAVAILABLE,
+        "this replica is not the leader and holds no audit log; ask the leader\n".to_owned(),
+    ))?;
+    audit
+        .files()
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")))
+}
+
+/// `GET /audit/verify`: the chain check, as JSON.
+async fn audit_verify(State(health): State<Arc<Health>>) -> axum::response::Response {
+    let files = match audit_files(&health) {
+        Ok(files) => files,
+        Err(e) => return e.into_response(),
+    };
+    let report = match tokio::task::spawn_blocking(move || crate::audit::verify(&files)).await {
+        Ok(Ok(v)) => {
+            serde_json::json!({"intact": true, "entries": v.entries, "lastHash": v.last_hash})
+        }
+        Ok(Err(e)) => {
+            serde_json::json!({"intact": false, "file": e.file, "line": e.line, "problem": e.problem})
+        }
+        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    };
+    axum::Json(report).into_response()
+}
+
+/// What `/audit/entries` may filter on.
+#[derive(serde::Deserialize)]
+struct EntryQuery {
+    /// `all`, `approvals` or `executions`.
+    view: Option<String>,
+    /// `NAMESPACE/NAME` or `NAME`.
+    decision: Option<String>,
+    /// Entries at or after this time (RFC 3339).
+    since: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// `GET /audit/entries`: matching entries as JSON lines, oldest first.
+async fn audit_entries(
+    State(health): State<Arc<Health>>,
+    axum::extract::Query(query): axum::extract::Query<EntryQuery>,
+) -> axum::response::Response {
+    let files = match audit_files(&health) {
+        Ok(files) => files,
+        Err(e) => return e.into_response(),
+    };
+    let view = match query.view.as_deref().unwrap_or("all") {
+        "all" => crate::audit::View::All,
+        "approvals" => crate::audit::View::Approvals,
+        "executions" => crate::audit::View::Executions,
+        other => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("unknown view {other:?}: all, approvals or executions\n"),
+            )
+                .into_response();
+        }
+    };
+    let wanted = query.decision.map(|d| match d.split_once('/') {
+        Some((ns, name)) => (Some(ns.to_owned()), name.to_owned()),
+        None => (None, d),
+    });
+    let since = query.since;
+    let read = tokio::task::spawn_blocking(move || {
+        crate::audit::read(&files, |e| {
+            view.includes(&e.event_type)
+                && since.is_none_or(|t| e.timestamp >= t)
+                && wanted.as_ref().is_none_or(|(ns, name)| {
+                    e.decision.as_ref().is_some_and(|d| {
+                        &d.name == name && ns.as_ref().is_none_or(|ns| &d.namespace == ns)
+                    })
+                })
+        })
+    })
+    .await;
+    match read {
+        Ok(Ok(entries)) => {
+            let body: String = entries
+                .iter()
+                .map(|e| serde_json::to_string(e).unwrap_or_default() + "\n")
+                .collect();
+            ([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response()
+        }
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+/// `GET /audit/export`: every file of the log, oldest first, byte for byte, so that the
+/// copy can be verified elsewhere.
+async fn audit_export(State(health): State<Arc<Health>>) -> axum::response::Response {
+    let files = match audit_files(&health) {
+        Ok(files) => files,
+        Err(e) => return e.into_response(),
+    };
+    let read = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+        let mut all = Vec::new();
+        for f in files {
+            all.extend(std::fs::read(f)?);
+        }
+        Ok(all)
+    })
+    .await;
+    match read {
+        Ok(Ok(bytes)) => ([(header::CONTENT_TYPE, "application/x-ndjson")], bytes).into_response(),
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
 }
 
 async fn readyz(State(health): State<Arc<Health>>) -> impl IntoResponse {

@@ -25,6 +25,28 @@ pub fn refusal(message: &str) -> String {
     }
 }
 
+/// `kubectl decision history`: one line per audit entry, oldest first.
+pub fn history(entries: &[crate::audit::Entry]) -> String {
+    let mut o = String::new();
+    for e in entries {
+        let decision = e
+            .decision
+            .as_ref()
+            .map(|d| format!("{}/{}", d.namespace, d.name))
+            .unwrap_or_default();
+        let _ = writeln!(
+            o,
+            "{}  {:<20} {:<32} {:<14} {}",
+            e.timestamp.format("%Y-%m-%d %H:%M:%S"),
+            e.event_type,
+            decision,
+            e.actor,
+            e.message
+        );
+    }
+    o
+}
+
 /// A human age, as kubectl prints it: 45s, 12m, 3h, 2d.
 pub fn age(created: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
     let Some(created) = created else {

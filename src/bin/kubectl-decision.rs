@@ -65,6 +65,86 @@ enum Command {
     },
     /// Which policy and rule decide, and why each earlier rule did not.
     Explain { name: String },
+    /// Approvals, rejections and executions over time, from the operator's audit log.
+    History {
+        /// Only this Decision (in the current namespace, or every one with -A).
+        #[arg(long)]
+        decision: Option<String>,
+        /// Only what happened in this last stretch of time, such as 1h or 7d.
+        #[arg(long)]
+        since: Option<String>,
+        #[command(flatten)]
+        operator: OperatorService,
+    },
+    /// Check or copy the operator's hash-chained audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the whole chain, on the operator; exits non-zero naming the first bad line.
+    Verify {
+        #[command(flatten)]
+        operator: OperatorService,
+    },
+    /// Copy the log, byte for byte (verify the copy with `decision-gate audit verify`).
+    Export {
+        /// Write to this file instead of standard output.
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        operator: OperatorService,
+    },
+}
+
+/// Where the operator serves its audit log: reached through the API server's service
+/// proxy, so RBAC (`get` on `services/proxy`) decides who may read it.
+#[derive(clap::Args)]
+struct OperatorService {
+    /// The operator's namespace.
+    #[arg(
+        long,
+        env = "DECISION_GATE_OPERATOR_NAMESPACE",
+        default_value = "decision-gate-system"
+    )]
+    operator_namespace: String,
+    /// The operator's metrics Service.
+    #[arg(
+        long,
+        env = "DECISION_GATE_OPERATOR_SERVICE",
+        default_value = "decision-gate-metrics"
+    )]
+    operator_service: String,
+}
+
+impl OperatorService {
+    /// GETs a path of the operator's HTTP endpoints through the service proxy.
+    async fn get(&self, client: &Client, path_and_query: &str) -> Result<Vec<u8>, Failure> {
+        let uri = format!(
+            "/api/v1/namespaces/{}/services/{}:http/proxy{path_and_query}",
+            self.operator_namespace, self.operator_service
+        );
+        let request = http::Request::get(uri)
+            .body(Vec::new())
+            .map_err(|e| Failure(e.to_string()))?;
+        client
+            .request_text(request)
+            .await
+            .map(String::into_bytes)
+            .map_err(|e| match e {
+                kube::Error::Api(s) if s.code == 403 => Failure(format!(
+                    "forbidden: reading the audit log takes get on services/proxy in {}: {}",
+                    self.operator_namespace, s.message
+                )),
+                kube::Error::Api(s) if s.code == 404 => Failure(format!(
+                    "no operator Service {}/{} (set --operator-namespace and --operator-service)",
+                    self.operator_namespace, self.operator_service
+                )),
+                kube::Error::Api(s) => Failure(format!("the operator answered: {}", s.message)),
+                other => Failure(format!("cannot reach the operator: {other}")),
+            })
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -208,6 +288,79 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 .await?
                 .items;
             print!("{}", plugin::explain(&d, &policies));
+        }
+        Command::History {
+            decision,
+            since,
+            operator,
+        } => {
+            let mut query = vec!["view=all".to_owned()];
+            if let Some(d) = decision {
+                let d = if cli.all_namespaces || d.contains('/') {
+                    d.clone()
+                } else {
+                    format!("{namespace}/{d}")
+                };
+                query.push(format!("decision={d}"));
+            }
+            if let Some(since) = since {
+                let back = decision_gate::api::duration::parse(since)
+                    .map_err(|e| Failure(e.to_string()))?;
+                let from = now - chrono::Duration::from_std(back).unwrap_or(chrono::Duration::MAX);
+                query.push(format!(
+                    "since={}",
+                    from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ));
+            }
+            let body = operator
+                .get(&client, &format!("/audit/entries?{}", query.join("&")))
+                .await?;
+            let entries: Vec<decision_gate::audit::Entry> = String::from_utf8_lossy(&body)
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .filter(|e: &decision_gate::audit::Entry| !e.event_type.starts_with("notification"))
+                .collect();
+            if entries.is_empty() {
+                println!("Nothing in the audit log matches.");
+            } else {
+                print!("{}", plugin::history(&entries));
+            }
+        }
+        Command::Audit(AuditCommand::Verify { operator }) => {
+            let body = operator.get(&client, "/audit/verify").await?;
+            let report: serde_json::Value = serde_json::from_slice(&body)?;
+            if report["intact"] == true {
+                println!(
+                    "intact: {} entries, the chain is unbroken; last hash {}",
+                    report["entries"],
+                    report["lastHash"].as_str().unwrap_or("")
+                );
+            } else {
+                return Err(Failure(format!(
+                    "the audit log is tampered with or damaged: {}:{}: {}",
+                    report["file"].as_str().unwrap_or("?"),
+                    report["line"],
+                    report["problem"].as_str().unwrap_or("?")
+                )));
+            }
+        }
+        Command::Audit(AuditCommand::Export { output, operator }) => {
+            let body = operator.get(&client, "/audit/export").await?;
+            match output {
+                Some(path) => {
+                    std::fs::write(path, &body)
+                        .map_err(|e| Failure(format!("cannot write {}: {e}", path.display())))?;
+                    eprintln!(
+                        "wrote {} lines to {}",
+                        body.iter().filter(|b| **b == b'\n').count(),
+                        path.display()
+                    );
+                }
+                None => {
+                    use std::io::Write;
+                    std::io::stdout().write_all(&body)?;
+                }
+            }
         }
         Command::Approve { name, reason } => {
             answer(

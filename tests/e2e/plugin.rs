@@ -192,3 +192,137 @@ async fn people_review_and_answer_with_kubectl_decision() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("no cluster to talk to"));
 }
+
+#[tokio::test]
+async fn history_and_the_audit_log_come_through_the_api_server() {
+    let ns = TestNamespace::new("history").await;
+    let n = ns.name.as_str();
+    grant_answering(n);
+    bind_role(n, "decision-gate-auditor", "User", &["alice"]);
+    let host = OperatorHost::get();
+    let kubeconfig = ensure_installed().await;
+    let operator = Operator::spawn_at(n, &kubeconfig, &[], &host.host_ip)
+        .ready()
+        .await;
+    let _relay = host.relay(operator.http_port);
+    // The operator's Service selects the operator's pod, as the chart's does. The pod is a
+    // kwok stand-in whose IP is the relay's, so the API server proxies to the local process.
+    apply(
+        n,
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: operator, labels: {{app: operator}}, annotations: {{decisiongate.io/test-pod-ip: '{ip}'}}}}\nspec: {{containers: [{{name: operator, image: decision-gate, ports: [{{name: http, containerPort: {port}}}]}}]}}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: operator}}\nspec: {{selector: {{app: operator}}, ports: [{{name: http, port: 8080, targetPort: http}}]}}\n",
+            port = operator.http_port,
+            ip = host.netns_ip
+        ),
+    )
+    .success();
+    wait_until("the operator Service to have an endpoint", || {
+        kubectl_admin(&[
+            "get",
+            "endpoints",
+            "operator",
+            "-n",
+            n,
+            "-o",
+            "jsonpath={.subsets[0].addresses[0].ip}",
+        ])
+        .stdout
+            == host.netns_ip
+    })
+    .await;
+
+    apply(
+        n,
+        &decision(
+            "rotate-keys",
+            "{actionType: rotate_keys, description: Rotate the signing keys, criticality: High}",
+        ),
+    )
+    .success();
+    let api: Api<Decision> = Api::namespaced(admin().await, n);
+    wait_for(&api, "rotate-keys", "Pending", |d: Option<&Decision>| {
+        d.and_then(|d| d.status.as_ref()).and_then(|s| s.phase) == Some(DecisionPhase::Pending)
+    })
+    .await;
+    plugin(
+        "bob",
+        &[
+            "approve",
+            "rotate-keys",
+            "-n",
+            n,
+            "-r",
+            "scheduled rotation",
+        ],
+    )
+    .success();
+
+    let at = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&[
+            "-n",
+            n,
+            "--operator-namespace",
+            n,
+            "--operator-service",
+            "operator",
+        ]);
+        all.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let args = at(&["history", "--decision", "rotate-keys", "--since", "1h"]);
+    let history = plugin(
+        "alice",
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .success();
+    let events: Vec<&str> = history
+        .lines()
+        .map(|l| l.split_whitespace().nth(2).unwrap())
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "decision_requested",
+            "policy_evaluated",
+            "approval_requested",
+            "approval_granted"
+        ],
+        "{history}"
+    );
+    assert!(
+        history.contains("bob") && history.contains("scheduled rotation"),
+        "{history}"
+    );
+
+    let args = at(&["audit", "verify"]);
+    let verified = plugin(
+        "alice",
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .success();
+    assert!(verified.starts_with("intact: 4 entries"), "{verified}");
+
+    let copy = repo_root()
+        .join("target/e2e-logs")
+        .join(format!("{n}-export.jsonl"));
+    let args = at(&["audit", "export", "-o", copy.to_str().unwrap()]);
+    plugin(
+        "alice",
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .success();
+    let out = decision_gate(&["audit", "verify", copy.to_str().unwrap()]).success();
+    assert!(out.starts_with("ok: 4 entries"), "{out}");
+
+    // Reading the audit log is a right of its own.
+    let args = at(&["audit", "verify"]);
+    let err = plugin(
+        "carol",
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .refused();
+    assert!(
+        err.contains("forbidden: reading the audit log takes get on services/proxy"),
+        "{err}"
+    );
+}

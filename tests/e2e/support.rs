@@ -369,6 +369,7 @@ where
 pub struct Operator {
     child: Child,
     pub http_port: u16,
+    pub http_ip: String,
     pub log: PathBuf,
 }
 
@@ -383,6 +384,12 @@ impl Operator {
         let operator = Self::spawn(namespace, kubeconfig, &[]);
         operator.wait_ready().await;
         operator
+    }
+
+    /// Waits until the operator's `/readyz` answers 200.
+    pub async fn ready(self) -> Self {
+        self.wait_ready().await;
+        self
     }
 
     /// Starts an operator that may run Real plans for real.
@@ -403,6 +410,11 @@ impl Operator {
 
     /// Starts the binary without waiting for it to become ready.
     pub fn spawn(namespace: &str, kubeconfig: &Path, extra_args: &[&str]) -> Self {
+        Self::spawn_at(namespace, kubeconfig, extra_args, "127.0.0.1")
+    }
+
+    /// Like [`Operator::spawn`], serving its endpoints on `ip`.
+    pub fn spawn_at(namespace: &str, kubeconfig: &Path, extra_args: &[&str], ip: &str) -> Self {
         let http_port = free_port();
         let logs = repo_root().join("target/e2e-logs");
         std::fs::create_dir_all(&logs).unwrap();
@@ -413,7 +425,7 @@ impl Operator {
             .arg("--namespace")
             .arg(namespace)
             .arg("--http-addr")
-            .arg(format!("127.0.0.1:{http_port}"))
+            .arg(format!("{ip}:{http_port}"))
             .arg("--audit-log")
             .arg(Self::audit_log(namespace))
             .args([
@@ -433,6 +445,7 @@ impl Operator {
         Operator {
             child,
             http_port,
+            http_ip: ip.to_owned(),
             log,
         }
     }
@@ -460,7 +473,8 @@ impl Operator {
     /// A plain HTTP GET against the operator's endpoints: (status, body).
     pub async fn get(&self, path: &str) -> std::io::Result<(u16, String)> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.http_port)).await?;
+        let mut stream =
+            tokio::net::TcpStream::connect((self.http_ip.as_str(), self.http_port)).await?;
         let request =
             format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await?;
@@ -589,5 +603,65 @@ pub fn decision_gate(args: &[&str]) -> Kubectl {
         ok: out.status.success(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The network namespace `make cluster-up` joins to the host, through which the API
+/// server's service proxy (which refuses loopback addresses) reaches a local operator.
+pub struct OperatorHost {
+    pub netns: String,
+    pub host_ip: String,
+    pub netns_ip: String,
+}
+
+impl OperatorHost {
+    pub fn get() -> OperatorHost {
+        let file = admin_kubeconfig()
+            .parent()
+            .unwrap()
+            .join("operator-host.env");
+        let text = std::fs::read_to_string(&file).unwrap_or_else(|_| {
+            panic!(
+                "{} is missing: the local control plane was started without root, so there is no network namespace to reach a local operator through",
+                file.display()
+            )
+        });
+        let value = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{key}=")))
+                .unwrap_or_default()
+                .to_owned()
+        };
+        OperatorHost {
+            netns: value("OPERATOR_NETNS"),
+            host_ip: value("HOST_IP"),
+            netns_ip: value("NETNS_IP"),
+        }
+    }
+
+    /// Relays `netns_ip:port` (inside the namespace) to `host_ip:port`, until dropped.
+    pub fn relay(&self, port: u16) -> Relay {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.netns, "socat"])
+            .arg(format!(
+                "TCP-LISTEN:{port},bind={},fork,reuseaddr",
+                self.netns_ip
+            ))
+            .arg(format!("TCP:{}:{port}", self.host_ip))
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("socat starts in the operator network namespace");
+        Relay { child }
+    }
+}
+
+pub struct Relay {
+    child: Child,
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
