@@ -118,9 +118,10 @@ nodes_ready() {
 # A network namespace joined to this host by a veth pair: the API server's service proxy
 # refuses loopback addresses, so an operator running outside the cluster is reached
 # through an address in this namespace (see tests/e2e). Needs root; skipped otherwise.
-OPERATOR_NETNS=dg-$APISERVER_PORT
+# A /30 of its own per cluster (by directory and port), so that two clusters never clash.
+subnet_octet=$(( $(printf '%s' "$CLUSTER_DIR:$APISERVER_PORT" | cksum | cut -d' ' -f1) % 250 + 1 ))
+OPERATOR_NETNS=dg-$subnet_octet
 OPERATOR_HOST_ENV=$CLUSTER_DIR/operator-host.env
-subnet_octet=$((APISERVER_PORT % 200 + 20))
 HOST_IP=10.213.$subnet_octet.1
 NETNS_IP=10.213.$subnet_octet.2
 
