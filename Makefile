@@ -79,3 +79,7 @@ lint: ## Formatting and clippy with warnings as errors
 .PHONY: test
 test: deps ## Every test: lint, unit, end to end and chart checks
 	@hack/test.sh
+
+.PHONY: bench
+bench: deps ## Benchmarks: the core, then the operator against the local control plane (prints a table)
+	@hack/bench.sh

@@ -6,7 +6,7 @@
 //!   ...), `prev_hash` (the previous line's `hash`; 64 zeros for the first line) and
 //!   `hash` (SHA-256 over the canonical JSON of the line without `hash`).
 //! - An append is written and fsynced before it returns: a transition counts as done only
-//!   once its line is on disk.
+//!   once its lines are on disk. The lines of one append share one fsync.
 //! - `entry_id` is derived from what the entry records, so a transition written twice (a
 //!   retried reconcile, a restart between the write and the status update) is written once.
 //! - When the file would pass its size limit it is renamed `<stem>-<first seq>.jsonl` and a
@@ -237,8 +237,9 @@ impl AuditLog {
         })
     }
 
-    /// Appends the records in order, each fsynced before the next; a record already in the
-    /// log (same entry id) is skipped. Returns the entries written.
+    /// Appends the records in order and fsyncs once before returning (the records of one
+    /// transition are durable together); a record already in the log (same entry id) is
+    /// skipped. Returns the entries written.
     pub fn append(&self, records: &[Record], now: DateTime<Utc>) -> Result<Vec<Entry>, AuditError> {
         let mut inner = self
             .inner
@@ -256,6 +257,9 @@ impl AuditLog {
             inner.last_hash = entry.hash.clone();
             inner.remember(id);
             written.push(entry);
+        }
+        if !written.is_empty() {
+            inner.sync()?;
         }
         Ok(written)
     }
@@ -310,12 +314,20 @@ impl Inner {
         bytes.extend_from_slice(line.as_bytes());
         bytes.push(b'\n');
         self.file.write_all(&bytes).map_err(io)?;
-        self.file.sync_data().map_err(io)?;
         self.size += len;
         Ok(())
     }
 
+    /// Makes what was written durable: one fsync for all the lines of an append.
+    fn sync(&mut self) -> Result<(), AuditError> {
+        let path = self.path.clone();
+        self.file
+            .sync_data()
+            .map_err(|source| AuditError::Io { path, source })
+    }
+
     fn rotate(&mut self) -> Result<(), AuditError> {
+        self.sync()?;
         let io = |source| AuditError::Io {
             path: self.path.clone(),
             source,

@@ -50,8 +50,30 @@ pub fn check(spec: &ApprovalPolicySpec) -> Vec<RuleProblem> {
     problems
 }
 
-/// Compiles a rule expression; the error says what is wrong in words.
-pub fn check_expression(expression: &str) -> Result<cel::Program, String> {
+/// Compiles a rule expression (once per thread); the error says what is wrong in words.
+pub fn check_expression(expression: &str) -> Result<std::rc::Rc<cel::Program>, String> {
+    // Compiling is most of an evaluation's cost and every Decision of a namespace meets the
+    // same few expressions, so each thread keeps what it compiled (bounded: a policy
+    // edit brings new text, and the cache starts again past a thousand).
+    thread_local! {
+        static COMPILED: std::cell::RefCell<std::collections::HashMap<String, Result<std::rc::Rc<cel::Program>, String>>> =
+            Default::default();
+    }
+    if let Some(hit) = COMPILED.with(|c| c.borrow().get(expression).cloned()) {
+        return hit;
+    }
+    let compiled = compile(expression).map(std::rc::Rc::new);
+    COMPILED.with(|c| {
+        let mut cache = c.borrow_mut();
+        if cache.len() >= 1000 {
+            cache.clear();
+        }
+        cache.insert(expression.to_owned(), compiled.clone());
+    });
+    compiled
+}
+
+fn compile(expression: &str) -> Result<cel::Program, String> {
     let program = cel::Program::compile(expression)
         .map_err(|e| format!("the expression {expression:?} does not compile: {e}"))?;
     let unknown: Vec<String> = program
@@ -137,6 +159,7 @@ pub fn evaluate(subject: &Subject<'_>, policies: &[Policy<'_>]) -> Verdict {
     let mut skipped = Vec::new();
     let mut decided: Option<(&Policy<'_>, &PolicyRule)> = None;
     let ordered = in_order(policies);
+    let input = std::cell::OnceCell::new();
     'policies: for policy in &ordered {
         let problems = check(policy.spec);
         if !problems.is_empty() {
@@ -145,7 +168,7 @@ pub fn evaluate(subject: &Subject<'_>, policies: &[Policy<'_>]) -> Verdict {
             continue;
         }
         for rule in &policy.spec.rules {
-            let outcome = rule_matches(&rule.match_, subject);
+            let outcome = matches(&rule.match_, subject, &input);
             trace.push(RuleTrace {
                 policy: policy.name.to_owned(),
                 rule: rule.name.clone(),
@@ -239,6 +262,15 @@ fn apply_invariants(criticality: Criticality, evaluation: &mut Evaluation) {
 
 /// Whether every condition of a match holds; the error names the first that does not.
 pub fn rule_matches(m: &RuleMatch, subject: &Subject<'_>) -> Result<(), String> {
+    matches(m, subject, &std::cell::OnceCell::new())
+}
+
+/// [`rule_matches`], with the Decision as expressions see it made at most once.
+fn matches(
+    m: &RuleMatch,
+    subject: &Subject<'_>,
+    input: &std::cell::OnceCell<Result<cel::Value, String>>,
+) -> Result<(), String> {
     let spec = subject.spec;
     if !m.action_types.is_empty() && !m.action_types.contains(&spec.action_type) {
         return Err(format!(
@@ -305,7 +337,7 @@ pub fn rule_matches(m: &RuleMatch, subject: &Subject<'_>) -> Result<(), String> 
         }
     }
     if let Some(expression) = &m.expression {
-        match eval_expression(expression, subject) {
+        match eval_expression(expression, subject, input) {
             Ok(true) => {}
             Ok(false) => return Err(format!("the expression {expression:?} is false")),
             Err(e) => {
@@ -351,12 +383,20 @@ fn risk_name(level: RiskLevel) -> &'static str {
     }
 }
 
-fn eval_expression(expression: &str, subject: &Subject<'_>) -> Result<bool, String> {
+fn eval_expression(
+    expression: &str,
+    subject: &Subject<'_>,
+    input: &std::cell::OnceCell<Result<cel::Value, String>>,
+) -> Result<bool, String> {
     let program = check_expression(expression)?;
+    let decision = input
+        .get_or_init(|| {
+            cel::to_value(expression_input(subject))
+                .map_err(|e| format!("could not be given the Decision: {e}"))
+        })
+        .clone()?;
     let mut context = cel::Context::default();
-    context
-        .add_variable(DECISION_VARIABLE, expression_input(subject))
-        .map_err(|e| format!("could not be given the Decision: {e}"))?;
+    context.add_variable_from_value(DECISION_VARIABLE, decision);
     match program.execute(&context) {
         Ok(cel::Value::Bool(b)) => Ok(b),
         Ok(other) => Err(format!("gave {other:?} instead of true or false")),

@@ -1,0 +1,135 @@
+//! Micro-benchmarks of the pure core: policy evaluation and audit appends.
+//! `cargo bench --bench core` (part of `make bench`).
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use decision_gate::api::approval_policy::{ApprovalPolicySpec, PolicyRule, RuleMatch};
+use decision_gate::api::decision::{Criticality, DecisionSpec, Outcome};
+use decision_gate::audit::{AuditLog, DecisionRef, Record};
+use decision_gate::policy::{Policy, Subject, evaluate};
+
+/// 20 policies of 5 rules; only the very last rule matches, so every rule is tried. Every
+/// fifth rule has a CEL expression, as real policies do.
+fn policies() -> Vec<(String, ApprovalPolicySpec)> {
+    (0..20)
+        .map(|p| {
+            let rules = (0..5)
+                .map(|r| {
+                    let last = p == 19 && r == 4;
+                    PolicyRule {
+                        name: format!("rule-{r}"),
+                        match_: RuleMatch {
+                            action_types: vec![if last {
+                                "deploy".into()
+                            } else {
+                                format!("action-{p}-{r}")
+                            }],
+                            expression: (r == 4)
+                                .then(|| "decision.context.amount < 1000".to_owned()),
+                            ..Default::default()
+                        },
+                        outcome: Outcome::RequireApproval,
+                        approvers: None,
+                        required_approvals: Some(2),
+                        expires_after: None,
+                    }
+                })
+                .collect();
+            (
+                format!("policy-{p:02}"),
+                ApprovalPolicySpec {
+                    priority: p,
+                    rules,
+                    expires_after: None,
+                },
+            )
+        })
+        .collect()
+}
+
+fn spec() -> DecisionSpec {
+    DecisionSpec {
+        action_type: "deploy".into(),
+        description: "Deploy api-gateway 2.0".into(),
+        criticality: Criticality::High,
+        priority: None,
+        estimated_duration_minutes: Some(15),
+        source: Some("agents/release-bot".into()),
+        context: Some([("amount".to_owned(), serde_json::json!(500))].into()),
+        plan_ref: None,
+        expires_after: None,
+    }
+}
+
+fn policy_evaluation(c: &mut Criterion) {
+    let policies = policies();
+    let views: Vec<Policy<'_>> = policies
+        .iter()
+        .map(|(name, spec)| Policy {
+            name,
+            generation: 1,
+            spec,
+        })
+        .collect();
+    let spec = spec();
+    let risk = decision_gate::risk::assess(&spec);
+    let subject = Subject {
+        name: "d",
+        namespace: "ns",
+        spec: &spec,
+        risk: &risk,
+    };
+    let verdict = evaluate(&subject, &views);
+    assert_eq!(verdict.evaluation.rule.as_deref(), Some("rule-4"));
+    assert_eq!(verdict.trace.len(), 100);
+    c.bench_function(
+        "policy evaluation, 100 rules (20 with CEL), last one matches",
+        |b| b.iter(|| evaluate(black_box(&subject), black_box(&views))),
+    );
+}
+
+fn record(n: u64) -> Record {
+    Record {
+        event_type: "approval_granted".into(),
+        actor: "alice".into(),
+        decision: Some(DecisionRef {
+            namespace: "ops".into(),
+            name: format!("d{n}"),
+            uid: format!("uid-{n}"),
+        }),
+        approver: Some("alice".into()),
+        message: "approved by alice (1/2)".into(),
+        discriminator: n.to_string(),
+        ..Default::default()
+    }
+}
+
+fn audit_appends(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(&dir.path().join("audit.jsonl"), 1 << 30).unwrap();
+    let mut n = 0u64;
+    let mut group = c.benchmark_group("audit append");
+    group.sample_size(20);
+    group.bench_function("one line, one fsync", |b| {
+        b.iter(|| {
+            n += 1;
+            log.append(&[record(n)], chrono::Utc::now()).unwrap()
+        })
+    });
+    group.bench_function("ten lines, one fsync (group commit)", |b| {
+        b.iter(|| {
+            let batch: Vec<Record> = (0..10)
+                .map(|_| {
+                    n += 1;
+                    record(n)
+                })
+                .collect();
+            log.append(&batch, chrono::Utc::now()).unwrap()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, policy_evaluation, audit_appends);
+criterion_main!(benches);
