@@ -191,6 +191,7 @@ up() {
       --authentication-kubeconfig "$CLUSTER_DIR/components/kube-controller-manager.kubeconfig" \
       --authorization-kubeconfig "$CLUSTER_DIR/components/kube-controller-manager.kubeconfig" \
       --use-service-account-credentials=true \
+      --kube-api-qps 200 --kube-api-burst 400 --concurrent-job-syncs 20 \
       --service-account-private-key-file "$PKI/sa.key" --root-ca-file "$PKI/ca.crt" \
       --leader-elect=false --secure-port 0 --profiling=false
   fi
@@ -199,6 +200,7 @@ up() {
       --kubeconfig "$CLUSTER_DIR/components/kube-scheduler.kubeconfig" \
       --authentication-kubeconfig "$CLUSTER_DIR/components/kube-scheduler.kubeconfig" \
       --authorization-kubeconfig "$CLUSTER_DIR/components/kube-scheduler.kubeconfig" \
+      --kube-api-qps 200 --kube-api-burst 400 \
       --leader-elect=false --secure-port 0 --profiling=false
   fi
   if ! is_running kwok; then

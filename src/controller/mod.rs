@@ -61,6 +61,8 @@ pub struct Settings {
 /// What every reconciler gets.
 pub struct Context {
     pub client: Client,
+    /// Publishes Events in the background.
+    pub events: EventQueue,
     /// This replica's name in Events (the pod's name in a cluster).
     pub instance: String,
     pub metrics: Metrics,
@@ -95,18 +97,13 @@ impl Context {
         scoped_api(&self.client, self.settings.namespace.as_deref())
     }
 
-    /// Publishes a Kubernetes Event (events.k8s.io/v1) on `obj`. Every call makes a new
-    /// Event: each one marks a distinct transition, and folding two approvals into one
-    /// series would hide the second approver from `kubectl events`. A failure is logged,
-    /// never fatal: the status and the audit log are the record, Events the courtesy.
-    pub async fn publish<K>(
-        &self,
-        obj: &K,
-        type_: EventType,
-        reason: &str,
-        action: &str,
-        note: String,
-    ) where
+    /// Publishes a Kubernetes Event (events.k8s.io/v1) on `obj`, off the reconcile path.
+    /// Every call makes a new Event: each one marks a distinct transition, and folding two
+    /// approvals into one series would hide the second approver from `kubectl events`. A
+    /// failure is logged, never fatal: the status and the audit log are the record,
+    /// Events the courtesy.
+    pub fn publish<K>(&self, obj: &K, type_: EventType, reason: &str, action: &str, note: String)
+    where
         K: Resource<DynamicType = ()>,
     {
         let regarding = obj.object_ref(&());
@@ -141,14 +138,7 @@ impl Context {
             reporting_instance: Some(self.instance.clone()),
             ..Default::default()
         };
-        let events: Api<k8s_openapi::api::events::v1::Event> =
-            Api::namespaced(self.client.clone(), &namespace);
-        if let Err(e) = events
-            .create(&kube::api::PostParams::default(), &event)
-            .await
-        {
-            warn!(error = %e, reason, "could not publish an Event");
-        }
+        self.events.send(event);
     }
 }
 
@@ -201,11 +191,53 @@ pub async fn commit(
         } else {
             EventType::Normal
         };
-        ctx.publish(after, type_, event.reason(), action, event.note())
-            .await;
+        ctx.publish(after, type_, event.reason(), action, event.note());
     }
     ctx.notify(after, &status, events);
     Ok(())
+}
+
+/// Publishes Events from a few background lanes. The Events of one object always take
+/// the same lane, so they are created in the order they happened.
+pub struct EventQueue {
+    lanes: Vec<tokio::sync::mpsc::UnboundedSender<k8s_openapi::api::events::v1::Event>>,
+}
+
+impl EventQueue {
+    pub fn start(client: Client, lanes: usize) -> EventQueue {
+        let lanes = (0..lanes.max(1))
+            .map(|_| {
+                let (tx, mut rx) =
+                    tokio::sync::mpsc::unbounded_channel::<k8s_openapi::api::events::v1::Event>();
+                let client = client.clone();
+                tokio::spawn(async move {
+                    while let Some(event) = rx.recv().await {
+                        let namespace = event.metadata.namespace.clone().unwrap_or_default();
+                        let api: Api<k8s_openapi::api::events::v1::Event> =
+                            Api::namespaced(client.clone(), &namespace);
+                        if let Err(e) = api.create(&kube::api::PostParams::default(), &event).await
+                        {
+                            warn!(error = %e, reason = ?event.reason, "could not publish an Event");
+                        }
+                    }
+                });
+                tx
+            })
+            .collect();
+        EventQueue { lanes }
+    }
+
+    fn send(&self, event: k8s_openapi::api::events::v1::Event) {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        event
+            .regarding
+            .as_ref()
+            .and_then(|r| r.uid.as_ref())
+            .hash(&mut hasher);
+        let lane = (hasher.finish() % self.lanes.len() as u64) as usize;
+        let _ = self.lanes[lane].send(event);
+    }
 }
 
 /// Writes `status` with server-side apply, owned by the operator's field manager.
@@ -374,6 +406,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         )
     });
     let ctx = Arc::new(Context {
+        events: EventQueue::start(client.clone(), 4),
         instance: identity,
         client,
         metrics,

@@ -89,8 +89,7 @@ async fn reconcile(obj: Arc<ExecutionPlan>, ctx: Arc<Context>) -> Result<Action>
             Some(PlanPhase::Invalid) => (EventType::Warning, "Invalid"),
             _ => (EventType::Normal, "Validated"),
         };
-        ctx.publish(obj.as_ref(), type_, reason, "Validate", message)
-            .await;
+        ctx.publish(obj.as_ref(), type_, reason, "Validate", message);
     }
     Ok(Action::requeue(RECHECK_EVERY))
 }

@@ -80,8 +80,7 @@ async fn reconcile(obj: Arc<ApprovalPolicy>, ctx: Arc<Context>) -> Result<Action
             PolicyPhase::Ready => (EventType::Normal, "Valid"),
             PolicyPhase::Invalid => (EventType::Warning, "Invalid"),
         };
-        ctx.publish(obj.as_ref(), type_, reason, "Validate", message)
-            .await;
+        ctx.publish(obj.as_ref(), type_, reason, "Validate", message);
     }
     Ok(Action::await_change())
 }
