@@ -59,3 +59,21 @@ wait_until() {
     sleep 0.5 # poll interval of this deadline-bound wait
   done
 }
+
+# Uses the local control plane, starting it when it is not running and then stopping it
+# again when the calling script exits (keeping the script's exit status).
+use_local_cluster() {
+  STARTED_LOCAL_CLUSTER=0
+  if ! "$REPO_ROOT/hack/cluster.sh" status >/dev/null 2>&1; then
+    "$REPO_ROOT/hack/cluster.sh" up
+    STARTED_LOCAL_CLUSTER=1
+  fi
+  trap stop_started_cluster EXIT
+  export KUBECTL="$K8S_BIN/kubectl" HELM="$HELM_BIN/helm" DECISION_GATE_E2E_KUBECONFIG="$ADMIN_KUBECONFIG"
+}
+
+stop_started_cluster() {
+  local rc=$?
+  if [ "${STARTED_LOCAL_CLUSTER:-0}" = 1 ]; then "$REPO_ROOT/hack/cluster.sh" down || true; fi
+  exit $rc
+}

@@ -15,21 +15,9 @@ cargo clippy --all-targets --features e2e --quiet -- -D warnings
 log "unit tests"
 cargo test --quiet
 
-started_cluster=0
-if ! hack/cluster.sh status >/dev/null 2>&1; then
-  hack/cluster.sh up
-  started_cluster=1
-fi
-# Stop what this run started, keeping the tests' exit status.
-cleanup() {
-  local rc=$?
-  if [ $started_cluster = 1 ]; then hack/cluster.sh down || true; fi
-  exit $rc
-}
-trap cleanup EXIT
+use_local_cluster
 
 log "end-to-end tests against the local control plane"
-export KUBECTL="$K8S_BIN/kubectl" HELM="$HELM_BIN/helm" DECISION_GATE_E2E_KUBECONFIG="$ADMIN_KUBECONFIG"
 cargo test --features e2e --test e2e -- --test-threads 8
 
 log "chart checks"

@@ -1189,15 +1189,10 @@ mod tests {
         let mut d = Decision::new(
             "ship",
             DecisionSpec {
-                action_type: "deploy".into(),
                 description: "ship it".into(),
-                criticality: Criticality::High,
-                priority: None,
-                estimated_duration_minutes: None,
-                source: None,
                 context: Some([("version".to_owned(), json!("2.0"))].into()),
                 plan_ref: Some(PlanRef { name: "p".into() }),
-                expires_after: None,
+                ..DecisionSpec::example("deploy", Criticality::High)
             },
         );
         d.metadata.namespace = Some("ops".into());

@@ -815,15 +815,9 @@ mod tests {
         let mut d = Decision::new(
             "deploy",
             DecisionSpec {
-                action_type: "deploy".into(),
                 description: "Deploy 2.0".into(),
-                criticality,
-                priority: None,
-                estimated_duration_minutes: None,
-                source: None,
-                context: None,
-                plan_ref: None,
                 expires_after: Some("1h".into()),
+                ..DecisionSpec::example("deploy", criticality)
             },
         );
         d.metadata.namespace = Some("ops".into());

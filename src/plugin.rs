@@ -384,15 +384,8 @@ mod tests {
         let mut d = Decision::new(
             name,
             DecisionSpec {
-                action_type: action.into(),
                 description: "Deploy 2.0".into(),
-                criticality: Criticality::High,
-                priority: None,
-                estimated_duration_minutes: None,
-                source: None,
-                context: None,
-                plan_ref: None,
-                expires_after: None,
+                ..DecisionSpec::example(action, Criticality::High)
             },
         );
         d.metadata.namespace = Some("ops".into());

@@ -498,17 +498,7 @@ mod tests {
     }
 
     fn request(action: &str, criticality: Criticality) -> DecisionSpec {
-        DecisionSpec {
-            action_type: action.into(),
-            description: "test".into(),
-            criticality,
-            priority: None,
-            estimated_duration_minutes: None,
-            source: None,
-            context: None,
-            plan_ref: None,
-            expires_after: None,
-        }
+        DecisionSpec::example(action, criticality)
     }
 
     fn decide(spec: &DecisionSpec, policies: &[&ApprovalPolicy]) -> Verdict {

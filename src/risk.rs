@@ -123,17 +123,7 @@ mod tests {
     use super::*;
 
     pub fn spec(action: &str, criticality: Criticality) -> DecisionSpec {
-        DecisionSpec {
-            action_type: action.into(),
-            description: "test".into(),
-            criticality,
-            priority: None,
-            estimated_duration_minutes: None,
-            source: None,
-            context: None,
-            plan_ref: None,
-            expires_after: None,
-        }
+        DecisionSpec::example(action, criticality)
     }
 
     #[test]

@@ -118,6 +118,24 @@ fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     })
 }
 
+#[cfg(test)]
+impl DecisionSpec {
+    /// A minimal request for tests: only what every Decision must say.
+    pub fn example(action_type: &str, criticality: Criticality) -> DecisionSpec {
+        DecisionSpec {
+            action_type: action_type.to_owned(),
+            description: "test".to_owned(),
+            criticality,
+            priority: None,
+            estimated_duration_minutes: None,
+            source: None,
+            context: None,
+            plan_ref: None,
+            expires_after: None,
+        }
+    }
+}
+
 /// How critical an action is (the decision types of a strict confirmation gate).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum Criticality {
