@@ -360,7 +360,9 @@ impl Inner {
     }
 }
 
-fn entry_id(record: &Record) -> String {
+/// The id a record gets in the log: the same for the same thing happening to the same
+/// Decision, so that writing it twice records it once.
+pub fn entry_id(record: &Record) -> String {
     let uid = record
         .decision
         .as_ref()

@@ -153,9 +153,13 @@ where
 }
 
 /// Appends records to the audit log, durably, off the async threads.
-pub async fn audit(ctx: &Context, records: Vec<Record>) -> Result<()> {
+/// Returns the ids of the entries written: a record the log already held is not among them.
+pub async fn audit(
+    ctx: &Context,
+    records: Vec<Record>,
+) -> Result<std::collections::HashSet<String>> {
     if records.is_empty() {
-        return Ok(());
+        return Ok(Default::default());
     }
     let log = ctx.audit.clone();
     let written = tokio::task::spawn_blocking(move || log.append(&records, chrono::Utc::now()))
@@ -163,7 +167,7 @@ pub async fn audit(ctx: &Context, records: Vec<Record>) -> Result<()> {
         .map_err(|e| Error::Config(format!("the audit writer stopped: {e}")))?
         .map_err(Error::Audit)?;
     ctx.metrics.audit_appends.inc_by(written.len() as u64);
-    Ok(())
+    Ok(written.into_iter().map(|e| e.entry_id).collect())
 }
 
 /// Makes a Decision's transition from `before` to `after` (whose status is the new one)
@@ -178,13 +182,23 @@ pub async fn commit(
     action: &str,
 ) -> Result<()> {
     let status = after.status.clone().unwrap_or_default();
-    audit(ctx, events.iter().map(|e| e.record(after)).collect()).await?;
+    let records: Vec<Record> = events.iter().map(|e| e.record(after)).collect();
+    let ids: Vec<String> = records.iter().map(crate::audit::entry_id).collect();
+    let written = audit(ctx, records).await?;
     if before.status.as_ref() != Some(&status) {
         apply_status(after, &ctx.client, &status).await?;
     }
+    // The audit log is the ledger of what happened: a transition recomputed from a stale
+    // cache finds its lines already there, and is not announced a second time.
+    let fresh: Vec<crate::lifecycle::DecisionEvent> = events
+        .iter()
+        .zip(ids)
+        .filter(|(_, id)| written.contains(id))
+        .map(|(e, _)| e.clone())
+        .collect();
     ctx.metrics
-        .observe(after, &status, events, chrono::Utc::now());
-    for event in events {
+        .observe(after, &status, &fresh, chrono::Utc::now());
+    for event in &fresh {
         info!(name = %after.name_any(), namespace = ?after.namespace(), event = event.event_type(), note = %event.note(), "decision event");
         let type_ = if event.is_warning() {
             EventType::Warning
@@ -193,7 +207,7 @@ pub async fn commit(
         };
         ctx.publish(after, type_, event.reason(), action, event.note());
     }
-    ctx.notify(after, &status, events);
+    ctx.notify(after, &status, &fresh);
     Ok(())
 }
 
