@@ -122,6 +122,24 @@ fn footprint(pid: u32) -> (u64, u64, f64) {
     (kib("VmHWM:"), kib("VmRSS:"), ticks / 100.0)
 }
 
+/// Waits until the operator has checked a plan and found it Ready.
+async fn plan_ready(namespace: &str, plan: &str) {
+    wait_until("the plan to be checked", || {
+        kubectl_admin(&[
+            "get",
+            "plan",
+            plan,
+            "-n",
+            namespace,
+            "-o",
+            "jsonpath={.status.phase}",
+        ])
+        .stdout
+            == "Ready"
+    })
+    .await;
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i]
@@ -217,20 +235,7 @@ async fn latency(client: &Client, table: &mut Table, count: usize) {
     apply(&ns.name, "apiVersion: decisiongate.io/v1alpha1\nkind: ExecutionPlan\nmetadata: {name: one}\nspec: {mode: Real, steps: [{name: only, template: {spec: {restartPolicy: Never, containers: [{name: main, image: busybox}]}}}]}\n").success();
     let _operator = Operator::start_allowing_real(&ns.name).await;
     let api: Api<Decision> = Api::namespaced(client.clone(), &ns.name);
-    wait_until("the plan to be checked", || {
-        kubectl_admin(&[
-            "get",
-            "plan",
-            "one",
-            "-n",
-            &ns.name,
-            "-o",
-            "jsonpath={.status.phase}",
-        ])
-        .stdout
-            == "Ready"
-    })
-    .await;
+    plan_ready(&ns.name, "one").await;
     let decisions: Vec<Decision> = (0..count)
         .map(|i| decision(&format!("d-{i}"), "bench", Some("one")))
         .collect();
@@ -324,20 +329,7 @@ async fn execution(client: &Client, table: &mut Table, count: usize) {
     };
     apply(&ns.name, &format!("apiVersion: decisiongate.io/v1alpha1\nkind: ExecutionPlan\nmetadata: {{name: three}}\nspec: {{mode: Real, steps: [{}, {}, {}]}}\n", step("a"), step("b"), step("c"))).success();
     let _operator = Operator::start_allowing_real(&ns.name).await;
-    wait_until("the plan to be checked", || {
-        kubectl_admin(&[
-            "get",
-            "plan",
-            "three",
-            "-n",
-            &ns.name,
-            "-o",
-            "jsonpath={.status.phase}",
-        ])
-        .stdout
-            == "Ready"
-    })
-    .await;
+    plan_ready(&ns.name, "three").await;
     let api: Api<Decision> = Api::namespaced(client.clone(), &ns.name);
     let decisions: Vec<Decision> = (0..count)
         .map(|i| {

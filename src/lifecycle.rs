@@ -850,14 +850,7 @@ mod tests {
     }
 
     fn views(policies: &[ApprovalPolicy]) -> Vec<Policy<'_>> {
-        policies
-            .iter()
-            .map(|p| Policy {
-                name: p.metadata.name.as_deref().unwrap(),
-                generation: p.metadata.generation.unwrap_or(1),
-                spec: &p.spec,
-            })
-            .collect()
+        policies.iter().map(Policy::of).collect()
     }
 
     /// Runs one step and keeps the result on the Decision, as the reconciler does.

@@ -310,14 +310,7 @@ pub fn explain(d: &Decision, policies: &[ApprovalPolicy]) -> String {
         .as_ref()
         .and_then(|s| s.risk.clone())
         .unwrap_or_else(|| crate::risk::assess(&d.spec));
-    let views: Vec<Policy<'_>> = policies
-        .iter()
-        .map(|p| Policy {
-            name: p.metadata.name.as_deref().unwrap_or_default(),
-            generation: p.metadata.generation.unwrap_or_default(),
-            spec: &p.spec,
-        })
-        .collect();
+    let views: Vec<Policy<'_>> = policies.iter().map(Policy::of).collect();
     let subject = Subject {
         name: d.metadata.name.as_deref().unwrap_or_default(),
         namespace: d.metadata.namespace.as_deref().unwrap_or_default(),

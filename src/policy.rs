@@ -101,6 +101,17 @@ pub struct Policy<'a> {
     pub spec: &'a ApprovalPolicySpec,
 }
 
+impl<'a> Policy<'a> {
+    /// The evaluator's view of an ApprovalPolicy object.
+    pub fn of(policy: &'a crate::api::ApprovalPolicy) -> Policy<'a> {
+        Policy {
+            name: policy.metadata.name.as_deref().unwrap_or_default(),
+            generation: policy.metadata.generation.unwrap_or_default(),
+            spec: &policy.spec,
+        }
+    }
+}
+
 /// The Decision as rules see it.
 #[derive(Clone, Copy, Debug)]
 pub struct Subject<'a> {

@@ -103,14 +103,7 @@ async fn reconcile(decision: Arc<Decision>, ctx: Arc<Context>) -> Result<Action>
         .into_iter()
         .filter(|p| p.namespace() == namespace)
         .collect();
-    let views: Vec<Policy<'_>> = policies
-        .iter()
-        .map(|p| Policy {
-            name: p.metadata.name.as_deref().unwrap_or_default(),
-            generation: p.metadata.generation.unwrap_or_default(),
-            spec: &p.spec,
-        })
-        .collect();
+    let views: Vec<Policy<'_>> = policies.iter().map(|p| Policy::of(p)).collect();
     let now = Utc::now();
     let advance = lifecycle::advance(&lifecycle::Input {
         decision: &decision,
