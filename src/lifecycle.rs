@@ -357,6 +357,15 @@ pub struct Advance {
     pub wake_at: Option<DateTime<Utc>>,
 }
 
+/// When a Decision created at `created` expires: saturating, so that no duration (an
+/// operator flag, an object stored before the schema bounded it) can overflow.
+fn expiry_after(created: DateTime<Utc>, expiry: std::time::Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(expiry)
+        .ok()
+        .and_then(|d| created.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
 /// Moves a Decision as far as it can go now.
 pub fn advance(input: &Input<'_>) -> Advance {
     let decision = input.decision;
@@ -382,8 +391,7 @@ pub fn advance(input: &Input<'_>) -> Advance {
                 .or(verdict.expires_after)
                 .unwrap_or(input.default_expiry);
             let created = created_at(decision).unwrap_or(now);
-            status.expires_at =
-                Some(created + chrono::Duration::from_std(expiry).unwrap_or(chrono::Duration::MAX));
+            status.expires_at = Some(expiry_after(created, expiry));
             status.risk = Some(subject_risk.clone());
             apply_verdict(
                 &mut status,

@@ -73,7 +73,29 @@ pub fn check_expression(expression: &str) -> Result<std::rc::Rc<cel::Program>, S
     compiled
 }
 
+/// The most operator characters (and `in` keywords) an expression may hold. Parsing and
+/// evaluating CEL recurse once per level of the expression's tree, and a tree is never
+/// deeper than its count of these, so the bound keeps every expression within the stack
+/// of [`crate::STACK_SIZE`]. Real rules use a few dozen at most.
+pub const MAX_OPERATIONS: usize = 128;
+
+/// Counts what can deepen an expression's tree, inside string literals too: an
+/// over-count only makes the limit stricter, never lets a deep expression through.
+pub fn operations(expression: &str) -> usize {
+    let symbols = expression
+        .chars()
+        .filter(|c| "([{.!?+-*/%<>=&|".contains(*c))
+        .count();
+    symbols + expression.matches("in").count()
+}
+
 fn compile(expression: &str) -> Result<cel::Program, String> {
+    let count = operations(expression);
+    if count > MAX_OPERATIONS {
+        return Err(format!(
+            "the expression is too complex: it has {count} operators, brackets and dots, and at most {MAX_OPERATIONS} are allowed; split it across rules"
+        ));
+    }
     let program = cel::Program::compile(expression)
         .map_err(|e| format!("the expression {expression:?} does not compile: {e}"))?;
     let unknown: Vec<String> = program
@@ -639,6 +661,49 @@ mod tests {
             "{:?}",
             v.trace
         );
+    }
+
+    /// Expressions that would recurse past any stack (a long chain, deep brackets) are
+    /// refused with a reason, and the deepest allowed ones compile and run within the
+    /// operator's thread stack, even in a debug build.
+    #[test]
+    fn an_expression_too_deep_for_the_stack_is_refused_and_one_at_the_limit_runs() {
+        let chain = |terms: usize| format!("1{} == {terms}", "+1".repeat(terms - 1));
+        let nest = |levels: usize| format!("{}true{}", "(".repeat(levels), ")".repeat(levels));
+        for too_deep in [chain(2047), nest(2000), chain(MAX_OPERATIONS)] {
+            let why = check_expression(&too_deep).unwrap_err();
+            assert!(why.contains("too complex"), "{why}");
+        }
+        // The parser refuses nesting past 96 levels itself, with an error, not a crash.
+        let at_limit = [
+            (chain(MAX_OPERATIONS - 2), true),
+            (nest(90), true),
+            (nest(MAX_OPERATIONS), false),
+        ];
+        for (expression, runs) in at_limit {
+            assert!(operations(&expression) <= MAX_OPERATIONS, "{expression}");
+            let ran = std::thread::Builder::new()
+                .stack_size(crate::STACK_SIZE)
+                .spawn(move || {
+                    let spec = request("deploy", Criticality::Normal);
+                    let risk = crate::risk::assess(&spec);
+                    let subject = Subject {
+                        spec: &spec,
+                        name: "d",
+                        namespace: "ns",
+                        risk: &risk,
+                    };
+                    eval_expression(&expression, &subject, &Default::default())
+                })
+                .unwrap()
+                .join()
+                .expect("no stack overflow");
+            if runs {
+                assert_eq!(ran, Ok(true));
+            } else {
+                assert!(ran.unwrap_err().contains("Recursion limit"));
+            }
+        }
     }
 
     #[test]

@@ -1,16 +1,36 @@
 //! Durations as people write them in manifests: `30s`, `15m`, `24h`, `1h30m`.
 //!
 //! The format is Go's `time.ParseDuration` without fractions or signs, which is what
-//! `kubectl` users already know. The CRD schema checks the shape with a CEL rule, so a
-//! malformed value is refused by the API server before the operator ever sees it.
+//! `kubectl` users already know. The CRD schema checks the shape and the range (at least
+//! [`MIN`], at most [`MAX`]) with CEL rules, so a malformed or absurd value is refused by
+//! the API server before the operator ever sees it; [`Duration::parse`] checks the same
+//! again, for objects stored before the rules existed.
 
 use std::fmt;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// The pattern the API server checks; kept next to the parser so the two agree.
-pub const DURATION_PATTERN: &str = r"^([0-9]+(ms|s|m|h|d))+$";
+/// The pattern the API server checks; kept next to the parser so the two agree. Ten
+/// digits a number at most keep the schema's own arithmetic far from overflow.
+pub const DURATION_PATTERN: &str = r"^([0-9]{1,10}(ms|s|m|h|d))+$";
+
+/// The shortest duration a manifest may give.
+pub const MIN: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The longest duration a manifest may give: 365 days.
+pub const MAX: std::time::Duration = std::time::Duration::from_secs(365 * 86_400);
+
+/// The CEL expression that adds a duration's parts up in milliseconds.
+fn cel_total_ms() -> String {
+    "self.findAll('[0-9]+[a-z]+').map(p, \
+     p.endsWith('ms') ? int(p.replace('ms', '')) : \
+     p.endsWith('s') ? int(p.replace('s', '')) * 1000 : \
+     p.endsWith('m') ? int(p.replace('m', '')) * 60000 : \
+     p.endsWith('h') ? int(p.replace('h', '')) * 3600000 : \
+     int(p.replace('d', '')) * 86400000).sum()"
+        .to_owned()
+}
 
 /// A duration written as text, such as `90s`, `15m`, `24h` or `1h30m`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -33,6 +53,14 @@ impl JsonSchema for Duration {
             "x-kubernetes-validations": [{
                 "rule": format!("self.matches('{DURATION_PATTERN}')"),
                 "message": "must be a duration made of whole numbers with units ms, s, m, h or d, such as 90s, 15m, 24h or 1h30m",
+            }, {
+                "rule": format!(
+                    "!self.matches('{DURATION_PATTERN}') || [{total}].all(ms, ms >= {min} && ms <= {max})",
+                    total = cel_total_ms(),
+                    min = MIN.as_millis(),
+                    max = MAX.as_millis(),
+                ),
+                "message": "must be at least 1s and at most 365d",
             }],
         })
     }
@@ -47,9 +75,21 @@ pub struct ParseDurationError {
 }
 
 impl Duration {
-    /// Reads the duration. Units: `ms`, `s`, `m`, `h` and `d` (24 hours).
+    /// Reads the duration as a manifest may give it: units `ms`, `s`, `m`, `h` and `d`
+    /// (24 hours), at least [`MIN`] and at most [`MAX`].
     pub fn parse(&self) -> Result<std::time::Duration, ParseDurationError> {
-        parse(&self.0)
+        let d = parse(&self.0)?;
+        let fail = |why| ParseDurationError {
+            value: self.0.clone(),
+            why,
+        };
+        if d < MIN {
+            return Err(fail("it must be at least 1s"));
+        }
+        if d > MAX {
+            return Err(fail("it must be at most 365d"));
+        }
+        Ok(d)
     }
 }
 
@@ -136,5 +176,22 @@ mod tests {
             );
         }
         assert!(parse("99999999999999999999h").is_err());
+    }
+
+    #[test]
+    fn a_manifest_duration_lies_between_one_second_and_a_year() {
+        for ok in ["1s", "1000ms", "24h", "365d", "364d23h59m59s1000ms"] {
+            assert!(Duration::from(ok).parse().is_ok(), "{ok}");
+        }
+        for (bad, why) in [
+            ("0s", "at least 1s"),
+            ("999ms", "at least 1s"),
+            ("366d", "at most 365d"),
+            ("99999999d", "at most 365d"),
+            ("8761h", "at most 365d"),
+        ] {
+            let err = Duration::from(bad).parse().unwrap_err().to_string();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
     }
 }

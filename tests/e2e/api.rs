@@ -113,6 +113,34 @@ async fn bad_manifests_are_refused_with_a_clear_message() {
     assert!(err.contains("spec.expiresAfter"), "{err}");
     assert!(err.contains("must be a duration"), "{err}");
 
+    // A duration is bounded, so that no value can overflow the expiry arithmetic.
+    for absurd in ["0s", "999ms", "366d", "99999999d", "9999999999h"] {
+        let err = refused(
+            n,
+            &decision(&format!(
+                "{{actionType: deploy, description: x, criticality: High, expiresAfter: {absurd}}}"
+            )),
+        );
+        assert!(err.contains("spec.expiresAfter"), "{absurd}: {err}");
+        assert!(
+            err.contains("at least 1s and at most 365d"),
+            "{absurd}: {err}"
+        );
+    }
+    let err = refused(
+        n,
+        &decision(
+            "{actionType: deploy, description: x, criticality: High, expiresAfter: 99999999999d}",
+        ),
+    );
+    assert!(err.contains("must be a duration"), "{err}");
+    apply(
+        n,
+        &decision("{actionType: deploy, description: x, criticality: High, expiresAfter: 365d}")
+            .replace("name: d}", "name: a-year}"),
+    )
+    .success();
+
     let err = refused(
         n,
         &decision("{actionType: Deploy Now, description: x, criticality: High}"),
