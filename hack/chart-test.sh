@@ -31,7 +31,11 @@ grep -q "^kind: ServiceMonitor$" <<<"$(template --set metrics.serviceMonitor.ena
 grep -q "claimName: kept-audit" <<<"$(template --set audit.persistence.existingClaim=kept-audit)" ||
   fail "audit.persistence.existingClaim is not used"
 
-for bad in "replicaCount=none" "audit.persistence.size=lots" "operator.defaultExpiry=tomorrow" "surprise=1"; do
+grep -q "terminationGracePeriodSeconds: 40" <<<"$(template --set operator.shutdownTimeout=30s)" ||
+  fail "the pod's grace period does not leave room for operator.shutdownTimeout"
+grep -q -- "--stall-timeout=5m" <<<"$rendered" || fail "the stall timeout is not passed to the operator"
+
+for bad in "replicaCount=none" "operator.shutdownTimeout=1m" "audit.persistence.size=lots" "operator.defaultExpiry=tomorrow" "surprise=1"; do
   if out=$(template --set "$bad" 2>&1); then
     fail "the schema accepted $bad"
   fi

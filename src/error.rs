@@ -4,7 +4,7 @@
 /// Everything that can go wrong while reconciling or starting up.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("Kubernetes API request failed: {0}")]
+    #[error("{}", describe_kube(.0))]
     Kube(#[from] kube::Error),
 
     #[error(
@@ -24,6 +24,25 @@ pub enum Error {
 
     #[error("{0}")]
     Audit(#[from] crate::audit::AuditError),
+
+    /// A reconcile ran past its time limit and was abandoned (it is retried).
+    #[error("the reconcile did not finish within {}s and was abandoned; it will be retried", .0.as_secs())]
+    TimedOut(std::time::Duration),
+
+    /// A reconcile panicked: a bug, reported instead of taking the operator down.
+    #[error("the reconcile failed unexpectedly (a bug; please report it): {0}")]
+    Panicked(String),
+
+    /// In-flight reconciles outlived the shutdown deadline.
+    #[error("stopped with reconciles still running after the {}s shutdown deadline: {}", .deadline.as_secs(), .running.join(", "))]
+    ShutdownTimedOut {
+        deadline: std::time::Duration,
+        running: Vec<String>,
+    },
+
+    /// The leader Lease could not be used, or was lost.
+    #[error("{0}")]
+    Lease(String),
 }
 
 impl Error {
@@ -38,8 +57,81 @@ impl Error {
             Error::Serialization { .. } => "SerializationError",
             Error::Config(_) => "ConfigError",
             Error::Audit(_) => "AuditError",
+            Error::TimedOut(_) => "TimedOut",
+            Error::Panicked(_) => "Panicked",
+            Error::ShutdownTimedOut { .. } => "ShutdownTimedOut",
+            Error::Lease(_) => "LeaseError",
+        }
+    }
+}
+
+/// A Kubernetes client error in words: the API server's own message once (with its code
+/// and reason), not a dump of its Status object.
+pub fn describe_kube(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => {
+            let mut out = format!("the API server answered {}", status.code);
+            if !status.reason.is_empty() {
+                out.push_str(&format!(" {}", status.reason));
+            }
+            if !status.message.is_empty() {
+                out.push_str(&format!(": {}", status.message));
+            }
+            out
+        }
+        other => {
+            // Name the underlying cause too (a refused connection, a TLS failure): the
+            // outer message alone rarely says what to fix.
+            let mut out = other.to_string();
+            let mut source = std::error::Error::source(other);
+            while let Some(cause) = source {
+                let text = cause.to_string();
+                if !out.contains(&text) {
+                    out.push_str(&format!(": {text}"));
+                }
+                source = cause.source();
+            }
+            out
         }
     }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_api_refusal_reads_as_one_sentence() {
+        let status = kube::core::Status::failure(
+            "decisions.decisiongate.io \"d\" is forbidden: User \"dave\" cannot patch",
+            "Forbidden",
+        )
+        .with_code(403);
+        let text = Error::Kube(kube::Error::Api(Box::new(status))).to_string();
+        assert_eq!(
+            text,
+            "the API server answered 403 Forbidden: decisions.decisiongate.io \"d\" is forbidden: User \"dave\" cannot patch"
+        );
+        assert!(!text.contains("Status {"), "{text}");
+        assert!(!text.contains("Some("), "{text}");
+    }
+
+    #[test]
+    fn every_new_failure_has_its_own_category() {
+        assert_eq!(
+            Error::TimedOut(std::time::Duration::from_secs(60)).category(),
+            "TimedOut"
+        );
+        assert_eq!(Error::Panicked("x".into()).category(), "Panicked");
+        let stuck = Error::ShutdownTimedOut {
+            deadline: std::time::Duration::from_secs(20),
+            running: vec!["Decision team-a/d".into()],
+        };
+        assert_eq!(
+            stuck.to_string(),
+            "stopped with reconciles still running after the 20s shutdown deadline: Decision team-a/d"
+        );
+    }
+}

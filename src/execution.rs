@@ -316,17 +316,77 @@ pub fn job_name(decision: &str, step: &str, suffix: &str) -> String {
 }
 
 /// Whether the execution machinery has anything to do with this Decision.
+/// A Decision that is executing always does, plan or not: without one its status is
+/// inconsistent, and the executor ends it.
 pub fn applies(decision: &Decision, status: &DecisionStatus) -> bool {
-    decision.spec.plan_ref.is_some()
-        && matches!(
-            status.phase,
-            Some(
-                DecisionPhase::Approved
-                    | DecisionPhase::Executing
-                    | DecisionPhase::RollingBack
-                    | DecisionPhase::Failed
-            )
-        )
+    match status.phase {
+        Some(DecisionPhase::Executing | DecisionPhase::RollingBack) => true,
+        Some(DecisionPhase::Approved | DecisionPhase::Failed) => decision.spec.plan_ref.is_some(),
+        _ => false,
+    }
+}
+
+/// What a Decision whose stored status cannot be read at all becomes: Failed, saying why.
+/// Nothing is run for it: what already ran is unknown.
+pub fn status_unreadable(why: &str, now: DateTime<Utc>) -> (DecisionStatus, Vec<DecisionEvent>) {
+    let message = format!("the stored status cannot be read, so nothing more is done: {why}");
+    let mut status = DecisionStatus {
+        phase: Some(DecisionPhase::Failed),
+        ..Default::default()
+    };
+    set_condition(
+        &mut status.conditions,
+        Condition::new(
+            CONDITION_EXECUTED,
+            ConditionStatus::False,
+            "StatusUnreadable",
+            message.clone(),
+        ),
+        now,
+    );
+    (
+        status,
+        vec![DecisionEvent::Execution(ExecutionEvent::Failed { message })],
+    )
+}
+
+/// Why a status cannot be continued, if it cannot: a phase that needs an execution (or a
+/// rollback) record without one, or step records that do not match each other.
+pub fn inconsistency(decision: &Decision, status: &DecisionStatus) -> Option<String> {
+    let phase = status.phase?;
+    let exec = status.execution.as_ref();
+    match phase {
+        DecisionPhase::Executing | DecisionPhase::RollingBack
+            if decision.spec.plan_ref.is_none() =>
+        {
+            return Some(format!(
+                "the phase is {phase:?} but the Decision names no plan"
+            ));
+        }
+        DecisionPhase::Executing | DecisionPhase::RollingBack if exec.is_none() => {
+            return Some(format!(
+                "the phase is {phase:?} but no execution is recorded"
+            ));
+        }
+        DecisionPhase::RollingBack if exec.is_some_and(|e| e.rollback.is_none()) => {
+            return Some("the phase is RollingBack but no rollback is recorded".to_owned());
+        }
+        _ => {}
+    }
+    let exec = exec?;
+    // A Failed Decision is only looked at again when a rollback awaits approval.
+    let awaiting_rollback = exec
+        .rollback
+        .as_ref()
+        .is_some_and(|r| r.phase == RollbackPhase::AwaitingApproval);
+    if phase == DecisionPhase::Failed && !awaiting_rollback {
+        return None;
+    }
+    let mut names = std::collections::BTreeSet::new();
+    if let Some(dup) = exec.steps.iter().find(|s| !names.insert(s.name.as_str())) {
+        return Some(format!("step {} is recorded twice", dup.name));
+    }
+    None
 }
 
 /// Moves the execution as far as it can go without performing a Job action.
@@ -363,6 +423,9 @@ impl Run<'_, '_> {
     }
 
     fn go(&mut self) {
+        if let Some(why) = inconsistency(self.input.decision, &self.status) {
+            return self.fail_inconsistent(why);
+        }
         match self.status.phase {
             Some(DecisionPhase::Approved) if self.status.execution.is_none() => self.start(),
             Some(DecisionPhase::Executing) => self.run_steps(),
@@ -449,6 +512,24 @@ impl Run<'_, '_> {
             "the plan is running".to_owned(),
         );
         self.run_steps();
+    }
+
+    /// Ends a Decision whose status cannot be continued (written by hand, or by something
+    /// other than the operator): Failed, saying why, and nothing more is run. Failing
+    /// closed is the one safe answer when it is unknown what already ran.
+    fn fail_inconsistent(&mut self, why: String) {
+        let message = format!("the status is inconsistent and execution stopped: {why}");
+        self.status.phase = Some(DecisionPhase::Failed);
+        if let Some(exec) = self.status.execution.as_mut() {
+            exec.finished_at.get_or_insert(self.input.now);
+            if let Some(rollback) = exec.rollback.as_mut() {
+                rollback.phase = RollbackPhase::Failed;
+            }
+        }
+        self.emit(ExecutionEvent::Failed {
+            message: message.clone(),
+        });
+        self.set_condition(ConditionStatus::False, "InconsistentStatus", message);
     }
 
     /// Records on the status why execution cannot start yet, once.
@@ -660,7 +741,7 @@ impl Run<'_, '_> {
         let current = self.exec().steps[index].clone();
         match (current.phase, current.job_name.as_deref()) {
             (StepPhase::Pending, None) => {
-                let attempt = current.attempts + 1;
+                let attempt = current.attempts.saturating_add(1);
                 let name = job_name(&decision, &step.name, &attempt.to_string());
                 let s = &mut self.exec().steps[index];
                 s.attempts = attempt;
@@ -1488,6 +1569,73 @@ mod tests {
             RollbackPhase::NotRun
         );
         assert_eq!(w.created, ["ship-a-1", "ship-b-1"]);
+    }
+
+    /// Statuses the operator never writes, as a person with `/status` rights could: each
+    /// ends Failed with a reason, and nothing is created.
+    #[test]
+    fn an_inconsistent_status_fails_the_decision_and_runs_nothing() {
+        let mut executing = approved();
+        executing.status.as_mut().unwrap().phase = Some(DecisionPhase::Executing);
+        let mut rolling_back = approved();
+        rolling_back.status = Some(DecisionStatus {
+            phase: Some(DecisionPhase::RollingBack),
+            execution: Some(ExecutionStatus {
+                mode: ExecutionMode::Real,
+                mode_reason: None,
+                plan_generation: Some(1),
+                started_at: Some(t0()),
+                finished_at: None,
+                steps: vec![pending("a")],
+                rollback: None,
+            }),
+            ..Default::default()
+        });
+        let mut twice = rolling_back.clone();
+        {
+            let status = twice.status.as_mut().unwrap();
+            status.phase = Some(DecisionPhase::Executing);
+            status.execution.as_mut().unwrap().steps = vec![pending("a"), pending("a")];
+        }
+        let mut no_plan = executing.clone();
+        no_plan.spec.plan_ref = None;
+        let cases = [
+            (executing, "no execution is recorded"),
+            (rolling_back, "no rollback is recorded"),
+            (twice, "step a is recorded twice"),
+            (no_plan, "names no plan"),
+        ];
+        for (mut decision, why) in cases {
+            let mut w = World::new(plan(
+                ExecutionMode::Real,
+                RollbackStrategy::Automatic,
+                vec![step("a", true)],
+            ));
+            decision.metadata.uid = Some("uid-1".into());
+            w.decision = decision;
+            w.settle();
+            assert_eq!(w.phase(), DecisionPhase::Failed, "{why}");
+            assert!(w.created.is_empty(), "{why}: {:?}", w.created);
+            let c = crate::api::common::find_condition(&w.status().conditions, CONDITION_EXECUTED)
+                .unwrap();
+            assert_eq!(c.reason, "InconsistentStatus");
+            assert!(c.message.contains(why), "{}", c.message);
+            assert_eq!(w.events, ["execution_failed"], "{why}");
+            // Once failed, it stays so: a second look changes nothing.
+            w.settle();
+            assert_eq!(w.events, ["execution_failed"], "{why}");
+        }
+    }
+
+    #[test]
+    fn a_status_that_cannot_be_read_becomes_failed_with_the_reason() {
+        let (status, events) = status_unreadable("expected a timestamp at line 1", t0());
+        assert_eq!(status.phase, Some(DecisionPhase::Failed));
+        let c = crate::api::common::find_condition(&status.conditions, CONDITION_EXECUTED).unwrap();
+        assert_eq!(c.reason, "StatusUnreadable");
+        assert!(c.message.contains("expected a timestamp"), "{}", c.message);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].event_type(), "execution_failed");
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The operator's HTTP endpoints: `/healthz` (the process serves), `/readyz` (the CRDs
-//! were found and the controllers run) and `/metrics` (Prometheus text format).
+//! The operator's HTTP endpoints: `/healthz` (the process serves and its controllers make
+//! progress), `/readyz` (the CRDs are served, the caches are filled and, on the leader,
+//! the audit log can be written) and `/metrics` (Prometheus text format).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,26 +14,45 @@ use axum::routing::get;
 use prometheus_client::registry::Registry;
 
 use crate::audit::AuditLog;
+use crate::liveness::Progress;
 
 /// What the endpoints report on.
 pub struct Health {
     crds: AtomicBool,
+    /// Whether the leader's caches hold a complete list (a standby has none to fill).
+    caches: AtomicBool,
     /// The audit log, while this replica leads.
     audit: std::sync::Mutex<Option<Arc<AuditLog>>>,
+    progress: Arc<Progress>,
     registry: Registry,
 }
 
 impl Health {
-    pub fn new(registry: Registry) -> Self {
+    pub fn new(registry: Registry, progress: Arc<Progress>) -> Self {
         Health {
             crds: AtomicBool::new(false),
+            caches: AtomicBool::new(false),
             audit: std::sync::Mutex::new(None),
+            progress,
             registry,
         }
     }
 
     pub fn set_crds(&self, served: bool) {
         self.crds.store(served, Ordering::SeqCst);
+    }
+
+    /// The leader's caches are (or are no longer) complete.
+    pub fn set_caches(&self, filled: bool) {
+        self.caches.store(filled, Ordering::SeqCst);
+    }
+
+    /// Live unless queued work has made no progress for longer than the stall limit.
+    fn liveness(&self, now: std::time::Instant) -> Result<(), String> {
+        match self.progress.stalled(now) {
+            Some(why) => Err(why),
+            None => Ok(()),
+        }
     }
 
     /// This replica leads and writes to `audit`.
@@ -42,6 +62,7 @@ impl Health {
 
     pub fn stand_down(&self) {
         *self.audit.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.set_caches(false);
     }
 
     /// Ready when the CRDs are served and, on the leader, the audit log can be written.
@@ -56,6 +77,9 @@ impl Health {
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
         {
+            Some(_) if !self.caches.load(Ordering::SeqCst) => {
+                Err("the leader is still filling its caches".to_owned())
+            }
             Some(audit) => audit
                 .check_writable()
                 .map(|()| "leader")
@@ -67,7 +91,7 @@ impl Health {
 
 pub fn router(health: Arc<Health>) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/audit/verify", get(audit_verify))
@@ -194,6 +218,13 @@ async fn audit_export(State(health): State<Arc<Health>>) -> axum::response::Resp
     }
 }
 
+async fn healthz(State(health): State<Arc<Health>>) -> impl IntoResponse {
+    match health.liveness(std::time::Instant::now()) {
+        Ok(()) => (StatusCode::OK, "ok\n".to_owned()),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("stalled: {why}\n")),
+    }
+}
+
 async fn readyz(State(health): State<Arc<Health>>) -> impl IntoResponse {
     match health.readiness() {
         Ok(role) => (StatusCode::OK, format!("ok: {role}\n")),
@@ -246,7 +277,10 @@ mod tests {
 
     #[test]
     fn readiness_follows_the_crds_and_the_audit_log() {
-        let health = Health::new(Registry::default());
+        let health = Health::new(
+            Registry::default(),
+            Progress::new(std::time::Duration::from_secs(60)),
+        );
         assert!(
             health
                 .readiness()
@@ -259,7 +293,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
         let audit = Arc::new(AuditLog::open(&path, 1 << 20).unwrap());
-        health.lead(audit);
+        health.lead(audit.clone());
+        assert!(
+            health
+                .readiness()
+                .unwrap_err()
+                .contains("filling its caches"),
+            "a leader is not ready before its caches are"
+        );
+        health.set_caches(true);
         assert_eq!(health.readiness(), Ok("leader"));
 
         let mut permissions = std::fs::metadata(&path).unwrap().permissions();
@@ -274,5 +316,23 @@ mod tests {
 
         health.stand_down();
         assert_eq!(health.readiness(), Ok("standby"));
+    }
+
+    #[test]
+    fn liveness_fails_while_work_is_stalled_and_says_on_what() {
+        let progress = Progress::new(std::time::Duration::from_secs(60));
+        let health = Health::new(Registry::default(), progress.clone());
+        let t0 = std::time::Instant::now();
+        assert_eq!(health.liveness(t0), Ok(()));
+        let hung = progress.start("Decision", "team-a/stuck".into(), t0);
+        let why = health
+            .liveness(t0 + std::time::Duration::from_secs(61))
+            .unwrap_err();
+        assert!(why.contains("team-a/stuck"), "{why}");
+        drop(hung);
+        assert_eq!(
+            health.liveness(t0 + std::time::Duration::from_secs(61)),
+            Ok(())
+        );
     }
 }

@@ -4,6 +4,11 @@
 //! The pure core (no client, no clock) is in [`lifecycle`], [`plan`], [`policy`] and
 //! [`jobs`]; [`controller`] holds the thin reconcilers that read, call it, and write.
 
+/// The stack of every operator thread. Evaluating a rule's CEL expression recurses once
+/// per level of its tree; [`policy::MAX_OPERATIONS`] bounds the depth, and this leaves
+/// room for that depth even in a debug build. Only the pages used are ever mapped.
+pub const STACK_SIZE: usize = 32 << 20;
+
 pub mod api;
 pub mod audit;
 pub mod controller;
@@ -13,6 +18,7 @@ pub mod execution;
 pub mod http;
 pub mod jobs;
 pub mod lifecycle;
+pub mod liveness;
 pub mod metrics;
 pub mod notify;
 pub mod plan;

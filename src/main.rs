@@ -72,6 +72,17 @@ struct RunArgs {
     /// The notification channels and rules (YAML); none are sent without it.
     #[arg(long, env = "DECISION_GATE_NOTIFICATIONS")]
     notifications_config: Option<PathBuf>,
+    /// The longest one reconcile may run before it is abandoned and retried.
+    #[arg(long, env = "DECISION_GATE_RECONCILE_TIMEOUT", default_value = "2m", value_parser = parse_duration)]
+    reconcile_timeout: std::time::Duration,
+    /// How long queued work may make no progress before /healthz fails, so that
+    /// Kubernetes restarts a stalled replica.
+    #[arg(long, env = "DECISION_GATE_STALL_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    stall_timeout: std::time::Duration,
+    /// How long in-flight work gets to finish after SIGTERM; past it the operator names
+    /// what still runs and exits non-zero.
+    #[arg(long, env = "DECISION_GATE_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    shutdown_timeout: std::time::Duration,
 }
 
 #[derive(Subcommand)]
@@ -106,8 +117,24 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     duration::parse(text).map_err(|e| e.to_string())
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(decision_gate::STACK_SIZE)
+        .build();
+    match runtime {
+        // On a worker thread, whose stack is STACK_SIZE, rather than on the main thread.
+        Ok(runtime) => runtime
+            .block_on(async { tokio::spawn(run()).await })
+            .unwrap_or(ExitCode::FAILURE),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> ExitCode {
     // One TLS crypto provider for every client in the process, chosen here rather than
     // left to whichever dependencies' features happen to be enabled.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -158,6 +185,9 @@ async fn main() -> ExitCode {
                 lease_duration: args.lease_duration,
                 notifications,
                 namespace: args.namespace,
+                reconcile_timeout: args.reconcile_timeout,
+                stall_timeout: args.stall_timeout,
+                shutdown_timeout: args.shutdown_timeout,
             };
             match controller::run(settings).await {
                 Ok(()) => ExitCode::SUCCESS,

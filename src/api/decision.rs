@@ -255,6 +255,10 @@ pub struct DecisionStatus {
     /// The `.metadata.generation` this status was computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+
+    /// Set (never stored) when the stored status could not be read: why.
+    #[serde(skip)]
+    pub unreadable: Option<String>,
 }
 
 /// A risk score and the reasons for it.

@@ -4,12 +4,13 @@ use std::future::Future;
 use std::sync::Arc;
 
 use chrono::Utc;
-use futures::Stream;
+use futures::StreamExt;
 use kube::ResourceExt;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{WatchStreamExt, watcher};
 
+use super::watch::{self, Changes, Watched};
 use super::{Context, commit, drive};
 use crate::api::{ApprovalPolicy, Decision, DecisionPhase, ExecutionPlan};
 use crate::controller;
@@ -23,14 +24,21 @@ const KIND: &str = "Decision";
 
 pub async fn run(
     ctx: Arc<Context>,
-    policy_changes: impl Stream<Item = Result<ApprovalPolicy, watcher::Error>> + Send + 'static,
+    policy_changes: Changes<ApprovalPolicy>,
+    plan_changes: Changes<ExecutionPlan>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let controller = Controller::new(
-        ctx.api::<Decision>(),
+    let (decisions, writer) = reflector::store();
+    let progress = ctx.progress.clone();
+    let changes = watch::watch::<Decision>(
+        &ctx.client,
+        ctx.settings.namespace.as_deref(),
         watcher::Config::default().any_semantic(),
-    );
-    let decisions = controller.store();
+    )
+    .reflect(writer)
+    .applied_objects()
+    .inspect(move |_| progress.queued(KIND, std::time::Instant::now()));
+    let controller = Controller::for_stream(changes, decisions.clone());
     let waiting_for_plan = decisions.clone();
     let counted = decisions.clone();
     let metrics = ctx.metrics.clone();
@@ -54,22 +62,18 @@ pub async fn run(
             watcher::Config::default().labels("app.kubernetes.io/managed-by=decision-gate"),
         )
         // A plan that appears or is fixed starts the approved Decisions that wait for it.
-        .watches(
-            ctx.api::<ExecutionPlan>(),
-            watcher::Config::default(),
-            move |plan: ExecutionPlan| {
-                let namespace = plan.namespace();
-                let name = plan.name_any();
-                waiting_for_plan
-                    .state()
-                    .into_iter()
-                    .filter(|d| d.namespace() == namespace)
-                    .filter(|d| d.spec.plan_ref.as_ref().is_some_and(|p| p.name == name))
-                    .filter(|d| d.status.as_ref().is_some_and(|s| s.execution.is_none()))
-                    .map(|d| ObjectRef::from(d.as_ref()))
-                    .collect::<Vec<_>>()
-            },
-        )
+        .watches_stream(plan_changes, move |plan: ExecutionPlan| {
+            let namespace = plan.namespace();
+            let name = plan.name_any();
+            waiting_for_plan
+                .state()
+                .into_iter()
+                .filter(|d| d.namespace() == namespace)
+                .filter(|d| d.spec.plan_ref.as_ref().is_some_and(|p| p.name == name))
+                .filter(|d| d.status.as_ref().is_some_and(|s| s.execution.is_none()))
+                .map(|d| ObjectRef::from(d.as_ref()))
+                .collect::<Vec<_>>()
+        })
         // A policy change re-evaluates the Decisions of its namespace that still wait.
         .watches_stream(policy_changes, move |policy: ApprovalPolicy| {
             let namespace = policy.namespace();
@@ -91,11 +95,13 @@ pub async fn run(
 }
 
 async fn reconcile(decision: Arc<Decision>, ctx: Arc<Context>) -> Result<Action> {
-    let _timer = ctx.metrics.reconcile_started(KIND);
-    ctx.policies
-        .wait_until_ready()
-        .await
-        .map_err(|e| crate::error::Error::Config(format!("the policy cache is not ready: {e}")))?;
+    if let Some(why) = decision.status_unreadable() {
+        let (status, events) = execution::status_unreadable(why, Utc::now());
+        let mut failed = (*decision).clone();
+        failed.status = Some(status);
+        commit(&ctx, &decision, &failed, &events, "Fail").await?;
+        return Ok(Action::await_change());
+    }
     let namespace = decision.namespace();
     let policies: Vec<Arc<ApprovalPolicy>> = ctx
         .policies

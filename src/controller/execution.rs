@@ -10,6 +10,7 @@ use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 use tracing::info;
 
+use super::watch::Lenient;
 use super::{Context, commit, submit_job};
 use crate::api::decision::StepPhase;
 use crate::api::execution_plan::PlanPhase;
@@ -24,12 +25,27 @@ const ACTIONS_PER_RECONCILE: usize = 64;
 /// Runs the execution of `decision` as far as it goes now; returns when to look again.
 pub async fn run(decision: &mut Decision, ctx: &Context) -> Result<Option<DateTime<Utc>>> {
     let namespace = decision.namespace().unwrap_or_default();
-    let plan_name = match &decision.spec.plan_ref {
-        Some(p) => p.name.clone(),
-        None => return Ok(None),
+    let plan_name = decision
+        .spec
+        .plan_ref
+        .as_ref()
+        .map(|p| p.name.clone())
+        .unwrap_or_default();
+    // Read leniently: a plan whose status is unreadable is still a plan (it counts as
+    // not yet checked), never an error that stops its Decision for good.
+    let plans: Api<Lenient<ExecutionPlan>> = Api::namespaced(ctx.client.clone(), &namespace);
+    let plan = match decision.spec.plan_ref {
+        None => None,
+        Some(_) => match plans.get_opt(&plan_name).await? {
+            None => None,
+            Some(read) => Some(read.into_inner().map_err(|bad| {
+                Error::Config(format!(
+                    "the ExecutionPlan {plan_name} cannot be read: {}",
+                    bad.why
+                ))
+            })?),
+        },
     };
-    let plans: Api<ExecutionPlan> = Api::namespaced(ctx.client.clone(), &namespace);
-    let plan = plans.get_opt(&plan_name).await?;
     let view = plan.as_ref().map(|p| PlanView {
         name: &plan_name,
         generation: p.metadata.generation.unwrap_or_default(),

@@ -5,6 +5,7 @@ pub mod decision;
 pub mod execution;
 pub mod plan;
 pub mod policy;
+pub mod watch;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,21 +14,22 @@ use futures::{FutureExt, StreamExt};
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::Controller;
 use kube::runtime::events::EventType;
-use kube::runtime::reflector::{self, Store, reflector};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::Store;
 use kube::{Api, Client, Resource, ResourceExt};
 use kube_lease_manager::LeaseManagerBuilder;
 use prometheus_client::registry::Registry;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::future::Future;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::api::{ApprovalPolicy, Decision, ExecutionPlan};
 use crate::audit::{AuditLog, Record};
 use crate::error::{Error, Result};
 use crate::http::Health;
+use crate::liveness::Progress;
 use crate::metrics::Metrics;
+use watch::Watched;
 
 /// The field manager of every write the operator makes.
 pub const FIELD_MANAGER: &str = "decision-gate";
@@ -56,6 +58,12 @@ pub struct Settings {
     pub lease_duration: std::time::Duration,
     /// Where notifications go, if anywhere.
     pub notifications: Option<crate::notify::Config>,
+    /// The longest one reconcile may take before it is abandoned and retried.
+    pub reconcile_timeout: std::time::Duration,
+    /// How long work may wait without progress before `/healthz` fails.
+    pub stall_timeout: std::time::Duration,
+    /// How long in-flight reconciles get to finish after a stop signal.
+    pub shutdown_timeout: std::time::Duration,
 }
 
 /// What every reconciler gets.
@@ -68,10 +76,12 @@ pub struct Context {
     pub metrics: Metrics,
     pub settings: Settings,
     pub audit: Arc<AuditLog>,
-    /// Every ApprovalPolicy the operator watches, kept current by a reflector.
+    /// Every ApprovalPolicy the operator watches, complete before any controller starts.
     pub policies: Store<ApprovalPolicy>,
     /// Sends notifications off the reconcile path, when configured.
     pub notifier: Option<crate::notify::Notifier>,
+    /// The reconciles under way and the work waiting, for the liveness probe.
+    pub progress: Arc<Progress>,
 }
 
 impl Context {
@@ -164,7 +174,7 @@ pub async fn audit(
     let log = ctx.audit.clone();
     let written = tokio::task::spawn_blocking(move || log.append(&records, chrono::Utc::now()))
         .await
-        .map_err(|e| Error::Config(format!("the audit writer stopped: {e}")))?
+        .map_err(|e| Error::Panicked(format!("the audit writer stopped: {e}")))?
         .map_err(Error::Audit)?;
     ctx.metrics.audit_appends.inc_by(written.len() as u64);
     Ok(written.into_iter().map(|e| e.entry_id).collect())
@@ -185,7 +195,9 @@ pub async fn commit(
     let records: Vec<Record> = events.iter().map(|e| e.record(after)).collect();
     let ids: Vec<String> = records.iter().map(crate::audit::entry_id).collect();
     let written = audit(ctx, records).await?;
-    if before.status.as_ref() != Some(&status) {
+    if before.status_unreadable().is_some() {
+        replace_status(after, &ctx.client, &status).await?;
+    } else if before.status.as_ref() != Some(&status) {
         apply_status(after, &ctx.client, &status).await?;
     }
     // The audit log is the ledger of what happened: a transition recomputed from a stale
@@ -199,7 +211,7 @@ pub async fn commit(
     ctx.metrics
         .observe(after, &status, &fresh, chrono::Utc::now());
     for event in &fresh {
-        info!(name = %after.name_any(), namespace = ?after.namespace(), event = event.event_type(), note = %event.note(), "decision event");
+        info!(name = %after.name_any(), namespace = after.namespace().unwrap_or_default(), event = event.event_type(), note = %event.note(), "decision event");
         let type_ = if event.is_warning() {
             EventType::Warning
         } else {
@@ -263,19 +275,59 @@ where
         + std::fmt::Debug,
     S: Serialize,
 {
-    let api: Api<K> = Api::namespaced(client.clone(), &obj.namespace().unwrap_or_default());
     let patch = serde_json::json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),
         "status": status,
     });
-    api.patch_status(
-        &obj.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
+    untyped_api(obj, client)
+        .patch_status(
+            &obj.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
     Ok(())
+}
+
+/// Replaces the whole status, every field of it: for a status that could not be read,
+/// whose unreadable fields a server-side apply would leave in place. The write is
+/// conditional on the object's resourceVersion, so a status written meanwhile is not lost.
+pub async fn replace_status<K, S>(obj: &K, client: &Client, status: &S) -> Result<()>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+    S: Serialize,
+{
+    let resource = kube::api::ApiResource::erase::<K>(&());
+    let mut replacement = kube::api::DynamicObject::new(&obj.name_any(), &resource);
+    replacement.metadata.namespace = obj.meta().namespace.clone();
+    replacement.metadata.resource_version = obj.meta().resource_version.clone();
+    replacement.data = serde_json::json!({
+        "status": serde_json::to_value(status).map_err(|source| Error::Serialization {
+            what: "a status",
+            source,
+        })?,
+    });
+    untyped_api(obj, client)
+        .replace_status(
+            &obj.name_any(),
+            &kube::api::PostParams::default(),
+            &replacement,
+        )
+        .await?;
+    Ok(())
+}
+
+/// An API for objects of `obj`'s kind that reads any answer, whatever its status holds.
+fn untyped_api<K>(obj: &K, client: &Client) -> Api<kube::api::DynamicObject>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    Api::namespaced_with(
+        client.clone(),
+        &obj.meta().namespace.clone().unwrap_or_default(),
+        &kube::api::ApiResource::erase::<K>(&()),
+    )
 }
 
 /// Submits a Job, for real or with `dryRun=All` (the API server runs validation and
@@ -351,7 +403,8 @@ pub async fn run(settings: Settings) -> Result<()> {
 
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);
-    let health = Arc::new(Health::new(registry));
+    let progress = Progress::new(settings.stall_timeout);
+    let health = Arc::new(Health::new(registry, progress.clone()));
     let (addr, server) = crate::http::bind(settings.http_addr, health.clone())
         .await
         .map_err(|e| Error::Config(format!("cannot serve on {}: {e}", settings.http_addr)))?;
@@ -363,6 +416,11 @@ pub async fn run(settings: Settings) -> Result<()> {
         settings.namespace.clone(),
         health.clone(),
     ));
+    let stopped = |result| {
+        watchdog.abort();
+        server.abort();
+        result
+    };
 
     let shutdown = shutdown_signal().shared();
     let identity = instance_name();
@@ -374,62 +432,37 @@ pub async fn run(settings: Settings) -> Result<()> {
         .with_field_manager(FIELD_MANAGER)
         .build()
         .await
-        .map_err(|e| Error::Config(format!("cannot use the leader Lease: {e}")))?;
+        .map_err(|e| Error::Lease(format!("cannot use the leader Lease: {e}")));
+    let lease = match lease {
+        Ok(lease) => lease,
+        Err(e) => return stopped(Err(e)),
+    };
     let (mut leading, lease_task) = lease.watch().await;
     info!(identity, lease_namespace = %settings.lease_namespace, "waiting for the leader Lease");
     tokio::select! {
         held = wait_for_lease(&mut leading) => {
             if !held {
-                return Err(Error::Config("the leader election stopped".into()));
+                return stopped(Err(Error::Lease("the leader election stopped".into())));
             }
         }
         _ = shutdown.clone() => {
             info!("stopped before becoming the leader");
-            server.abort();
-            return Ok(());
+            return stopped(Ok(()));
         }
     }
     info!(identity, "became the leader");
 
-    let audit = Arc::new(
-        AuditLog::open(&settings.audit_log, settings.audit_max_bytes)
-            .map_err(|e| Error::Config(format!("the audit log is unusable: {e}")))?,
-    );
+    let audit = match AuditLog::open(&settings.audit_log, settings.audit_max_bytes) {
+        Ok(audit) => Arc::new(audit),
+        Err(e) => {
+            return stopped(Err(Error::Config(format!(
+                "the audit log is unusable: {e}"
+            ))));
+        }
+    };
     info!(path = %settings.audit_log.display(), next_seq = audit.next_seq(), "audit log open");
     health.lead(audit.clone());
     metrics.leader.set(1);
-
-    // One watch on policies feeds both the store the Decision reconciler reads and the
-    // trigger that re-evaluates waiting Decisions; the store is updated before the trigger
-    // fires, so a re-evaluation always sees the change that caused it.
-    let (policies, policy_writer) = reflector::store();
-    let policy_changes = reflector(
-        policy_writer,
-        watcher(
-            scoped_api::<ApprovalPolicy>(&client, settings.namespace.as_deref()),
-            watcher::Config::default(),
-        ),
-    )
-    .touched_objects();
-    let notifier = settings.notifications.clone().map(|config| {
-        crate::notify::Notifier::start(
-            config,
-            client.clone(),
-            settings.lease_namespace.clone(),
-            audit.clone(),
-        )
-    });
-    let ctx = Arc::new(Context {
-        events: EventQueue::start(client.clone(), 4),
-        instance: identity,
-        client,
-        metrics,
-        settings,
-        audit,
-        policies,
-        notifier,
-    });
-    info!(namespace = ?ctx.settings.namespace, "starting the Decision, ApprovalPolicy and ExecutionPlan controllers");
 
     // Stop on a signal, or at once when the Lease is lost: a replica that is no longer
     // the leader must not write another line.
@@ -447,25 +480,128 @@ pub async fn run(settings: Settings) -> Result<()> {
     let stop = futures::future::select(Box::pin(shutdown.clone()), Box::pin(lost.clone()))
         .map(|_| ())
         .shared();
-    tokio::join!(
-        decision::run(ctx.clone(), policy_changes, stop.clone()),
-        policy::run(ctx.clone(), stop.clone()),
-        plan::run(ctx.clone(), stop.clone()),
+
+    // One watch per kind that more than one controller reads, each in a task of its own.
+    // Every controller starts only once the stores it reads are complete: a reconcile never
+    // waits for a cache.
+    let mut policies = watch::Shared::<ApprovalPolicy>::default();
+    let policy_changes_for_decisions = policies.subscribe();
+    let policy_changes = policies.subscribe();
+    let mut plans = watch::Shared::<ExecutionPlan>::default();
+    let plan_changes_for_decisions = plans.subscribe();
+    let plan_changes = plans.subscribe();
+    let namespace = settings.namespace.clone();
+    let watches = [
+        policies.start(&client, namespace.as_deref()),
+        plans.start(&client, namespace.as_deref()),
+    ];
+    let filled = tokio::select! {
+        filled = caches_filled(&policies.store, &plans.store) => filled,
+        _ = stop.clone() => false,
+    };
+    if !filled {
+        watches.iter().for_each(|w| w.abort());
+        health.stand_down();
+        metrics.leader.set(0);
+        return stopped(if lost.peek().is_some() && shutdown.peek().is_none() {
+            Err(Error::Lease(
+                "lost the leader Lease before the caches were filled".into(),
+            ))
+        } else {
+            Ok(())
+        });
+    }
+    health.set_caches(true);
+
+    let notifier = settings.notifications.clone().map(|config| {
+        crate::notify::Notifier::start(
+            config,
+            client.clone(),
+            settings.lease_namespace.clone(),
+            audit.clone(),
+        )
+    });
+    let shutdown_timeout = settings.shutdown_timeout;
+    let ctx = Arc::new(Context {
+        events: EventQueue::start(client.clone(), 4),
+        instance: identity,
+        client,
+        metrics,
+        settings,
+        audit,
+        policies: policies.store.clone(),
+        notifier,
+        progress: progress.clone(),
+    });
+    info!(namespace = ?ctx.settings.namespace, "starting the Decision, ApprovalPolicy and ExecutionPlan controllers");
+
+    let controllers = futures::future::join3(
+        decision::run(
+            ctx.clone(),
+            policy_changes_for_decisions,
+            plan_changes_for_decisions,
+            stop.clone(),
+        ),
+        policy::run(
+            ctx.clone(),
+            policies.store.clone(),
+            policy_changes,
+            stop.clone(),
+        ),
+        plan::run(ctx.clone(), plans.store.clone(), plan_changes, stop.clone()),
     );
+    // After a stop, in-flight reconciles get `shutdown_timeout` to finish; work that
+    // outlives it is named, and the process exits non-zero so that it is restarted.
+    let deadline = stop.clone().then(|()| tokio::time::sleep(shutdown_timeout));
+    let finished = tokio::select! {
+        _ = controllers => true,
+        _ = deadline => false,
+    };
+    watches.iter().for_each(|w| w.abort());
     health.stand_down();
     ctx.metrics.leader.set(0);
-    watchdog.abort();
-    server.abort();
-    if lost.peek().is_some() && shutdown.peek().is_none() {
-        return Err(Error::Config(
-            "lost the leader Lease; stopping so that the new leader acts alone".into(),
-        ));
+    if !finished {
+        let running: Vec<String> = progress
+            .running()
+            .into_iter()
+            .map(|r| format!("{} {}", r.kind, r.object))
+            .collect();
+        for r in &running {
+            error!(reconcile = %r, "still running at the shutdown deadline");
+        }
+        return stopped(Err(Error::ShutdownTimedOut {
+            deadline: shutdown_timeout,
+            running,
+        }));
     }
-    // Hand the Lease over at once rather than make the next leader wait for it to expire.
-    drop(leading);
+    if lost.peek().is_some() && shutdown.peek().is_none() {
+        return stopped(Err(Error::Lease(
+            "lost the leader Lease; stopping so that the new leader acts alone".into(),
+        )));
+    }
+    // Hand the Lease over at once rather than make the next leader wait for it to expire:
+    // the Lease task releases it as soon as the last receiver of its state is gone.
+    drop((stop, lost, leading));
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), lease_task).await;
     info!("stopped");
-    Ok(())
+    stopped(Ok(()))
+}
+
+/// Waits until both stores hold a complete list, saying every few seconds what it waits
+/// for (a list the operator may not make, a CRD that went away).
+async fn caches_filled(policies: &Store<ApprovalPolicy>, plans: &Store<ExecutionPlan>) -> bool {
+    let filled = async {
+        policies.wait_until_ready().await.is_ok() && plans.wait_until_ready().await.is_ok()
+    };
+    let mut filled = std::pin::pin!(filled);
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            ok = &mut filled => return ok,
+            _ = tick.tick() => warn!("still waiting for the first complete list of ApprovalPolicies and ExecutionPlans; see the watch errors above"),
+        }
+    }
 }
 
 /// The Lease that elects the leader: one per watched scope, so that operators watching
@@ -513,11 +649,13 @@ async fn watch_dependencies(client: Client, namespace: Option<String>, health: A
     }
 }
 
-/// Runs a configured controller until `shutdown`, with the shared error policy.
+/// Runs a configured controller until `shutdown`, with what every reconcile shares: its
+/// duration metric, a time limit, a panic caught and reported as that object's error (one
+/// object never takes the others down), and the progress the liveness probe reads.
 pub async fn drive<K, Fut>(
     controller: Controller<K>,
     kind: &'static str,
-    reconcile: impl FnMut(Arc<K>, Arc<Context>) -> Fut,
+    mut reconcile: impl FnMut(Arc<K>, Arc<Context>) -> Fut,
     ctx: Arc<Context>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) where
@@ -530,19 +668,50 @@ pub async fn drive<K, Fut>(
         + 'static,
     Fut: Future<Output = Result<kube::runtime::controller::Action>> + Send + 'static,
 {
+    let progress = ctx.progress.clone();
     controller
         .graceful_shutdown_on(shutdown)
         .run(
-            reconcile,
+            move |obj, ctx| {
+                let object = format!(
+                    "{}/{}",
+                    obj.meta().namespace.as_deref().unwrap_or_default(),
+                    obj.meta().name.as_deref().unwrap_or_default()
+                );
+                let guard = ctx.progress.start(kind, object, std::time::Instant::now());
+                let timer = ctx.metrics.reconcile_started(kind);
+                let limit = ctx.settings.reconcile_timeout;
+                let work = std::panic::AssertUnwindSafe(reconcile(obj, ctx)).catch_unwind();
+                async move {
+                    let outcome = tokio::time::timeout(limit, work).await;
+                    drop((guard, timer));
+                    match outcome {
+                        Ok(Ok(result)) => result,
+                        Ok(Err(panic)) => Err(Error::Panicked(panic_message(panic.as_ref()))),
+                        Err(_) => Err(Error::TimedOut(limit)),
+                    }
+                }
+            },
             move |obj, err, ctx| on_error(kind, obj.as_ref(), err, &ctx),
             ctx,
         )
-        .for_each(|result| async move {
+        .for_each(|result| {
+            progress.served(kind);
             if let Err(e) = result {
                 tracing::debug!(kind, error = %e, "controller event");
             }
+            std::future::ready(())
         })
         .await;
+}
+
+/// What a caught panic said.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
 /// The error policy shared by the controllers: count, log, retry with a pause.
@@ -553,7 +722,7 @@ pub fn on_error<K: ResourceExt>(
     ctx: &Context,
 ) -> kube::runtime::controller::Action {
     ctx.metrics.reconcile_failed(kind, error.category());
-    warn!(kind, name = %obj.name_any(), namespace = ?obj.namespace(), reason = error.category(), %error, "reconcile failed; will retry");
+    warn!(kind, name = %obj.name_any(), namespace = obj.namespace().unwrap_or_default(), reason = error.category(), %error, "reconcile failed; will retry");
     kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(5))
 }
 

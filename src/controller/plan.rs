@@ -5,12 +5,14 @@ use std::future::Future;
 use std::sync::Arc;
 
 use chrono::Utc;
+use futures::StreamExt;
 use kube::ResourceExt;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
-use kube::runtime::watcher;
+use kube::runtime::reflector::Store;
 use tracing::info;
 
+use super::watch::Changes;
 use super::{Context, apply_status, drive, submit_job};
 use crate::api::ExecutionPlan;
 use crate::api::execution_plan::PlanPhase;
@@ -24,16 +26,19 @@ const KIND: &str = "ExecutionPlan";
 /// admits can change with admission policies, quotas and Kubernetes upgrades.
 const RECHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 
-pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    let controller = Controller::new(
-        ctx.api::<ExecutionPlan>(),
-        watcher::Config::default().any_semantic(),
-    );
+pub async fn run(
+    ctx: Arc<Context>,
+    store: Store<ExecutionPlan>,
+    changes: Changes<ExecutionPlan>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let progress = ctx.progress.clone();
+    let changes = changes.inspect(move |_| progress.queued(KIND, std::time::Instant::now()));
+    let controller = Controller::for_stream(changes, store);
     drive(controller, KIND, reconcile, ctx, shutdown).await;
 }
 
 async fn reconcile(obj: Arc<ExecutionPlan>, ctx: Arc<Context>) -> Result<Action> {
-    let _timer = ctx.metrics.reconcile_started(KIND);
     let now = Utc::now();
     let max_age = chrono::Duration::from_std(RECHECK_EVERY).expect("a small duration");
     if plan::check_is_current(&obj, now, max_age) {

@@ -4,12 +4,14 @@ use std::future::Future;
 use std::sync::Arc;
 
 use chrono::Utc;
+use futures::StreamExt;
 use kube::ResourceExt;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
-use kube::runtime::watcher;
+use kube::runtime::reflector::Store;
 use tracing::info;
 
+use super::watch::Changes;
 use super::{Context, apply_status, drive};
 use crate::api::approval_policy::PolicyPhase;
 use crate::api::common::set_condition;
@@ -20,16 +22,19 @@ use crate::policy;
 const KIND: &str = "ApprovalPolicy";
 pub const CONDITION_READY: &str = "Ready";
 
-pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
-    let controller = Controller::new(
-        ctx.api::<ApprovalPolicy>(),
-        watcher::Config::default().any_semantic(),
-    );
+pub async fn run(
+    ctx: Arc<Context>,
+    store: Store<ApprovalPolicy>,
+    changes: Changes<ApprovalPolicy>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let progress = ctx.progress.clone();
+    let changes = changes.inspect(move |_| progress.queued(KIND, std::time::Instant::now()));
+    let controller = Controller::for_stream(changes, store);
     drive(controller, KIND, reconcile, ctx, shutdown).await;
 }
 
 async fn reconcile(obj: Arc<ApprovalPolicy>, ctx: Arc<Context>) -> Result<Action> {
-    let _timer = ctx.metrics.reconcile_started(KIND);
     let current = obj.status.clone().unwrap_or_default();
     if current.observed_generation.is_some()
         && current.observed_generation == obj.metadata.generation

@@ -10,4 +10,5 @@ mod execution;
 mod notifications;
 mod operator;
 mod plugin;
+mod reliability;
 mod support;

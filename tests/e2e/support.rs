@@ -286,8 +286,12 @@ pub struct TestNamespace {
 
 impl TestNamespace {
     pub async fn new(prefix: &str) -> Self {
+        Self::create(unique_name(prefix)).await
+    }
+
+    /// Creates the namespace `name` (see [`unique_name`]).
+    pub async fn create(name: String) -> Self {
         ensure_crds().await;
-        let name = format!("{prefix}-{}", random_suffix());
         kubectl_admin(&["create", "namespace", &name]).success();
         // The controller manager creates the default ServiceAccount that pods need.
         wait_until("the default ServiceAccount", || {
@@ -302,6 +306,11 @@ impl Drop for TestNamespace {
     fn drop(&mut self) {
         let _ = kubectl_admin(&["delete", "namespace", &self.name, "--wait=false"]);
     }
+}
+
+/// A name that no other test uses: `prefix` and a random suffix.
+pub fn unique_name(prefix: &str) -> String {
+    format!("{prefix}-{}", random_suffix())
 }
 
 fn random_suffix() -> String {
@@ -420,7 +429,10 @@ impl Operator {
         std::fs::create_dir_all(&logs).unwrap();
         let log = logs.join(format!("operator-{namespace}-{http_port}.log"));
         let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_decision-gate"))
+        // DECISION_GATE_E2E_OPERATOR runs another build (a release one, an older one).
+        let binary = std::env::var("DECISION_GATE_E2E_OPERATOR")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_decision-gate").to_owned());
+        let child = Command::new(binary)
             .arg("run")
             .arg("--namespace")
             .arg(namespace)
@@ -459,7 +471,13 @@ impl Operator {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    async fn wait_ready(&self) {
+    /// The exit status, if the process has exited.
+    pub fn try_exit(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+
+    /// Waits until the operator's `/readyz` answers 200.
+    pub async fn wait_ready(&self) {
         let deadline = tokio::time::Instant::now() + DEADLINE;
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         loop {
