@@ -158,3 +158,150 @@ async fn an_inconsistent_status_fails_its_decision_and_spares_the_others() {
     })
     .await;
 }
+
+const PLANS: usize = 20;
+const KILLS: usize = 20;
+
+/// Twenty approved three-step Real plans, and the operator SIGKILLed twenty times while
+/// they run — during its start-up, and just after it created a Job. Every step's Job is
+/// created exactly once, every Decision succeeds, the audit chain is intact and no
+/// transition is recorded twice.
+#[tokio::test]
+async fn killed_again_and_again_the_operator_runs_every_step_exactly_once() {
+    let ns = TestNamespace::new("chaos").await;
+    let n = ns.name.as_str();
+    let kubeconfig = ensure_installed().await;
+    apply(
+        n,
+        "apiVersion: decisiongate.io/v1alpha1\nkind: ApprovalPolicy\nmetadata: {name: ship-it}\nspec: {rules: [{name: ship, match: {actionTypes: [ship]}, outcome: AutoApprove}]}\n",
+    )
+    .success();
+    let step = |name: &str| {
+        format!(
+            r#"{{name: {name}, template: {{metadata: {{annotations: {{"decisiongate.io/test-delay": 2s, "decisiongate.io/test-result": "{name} done"}}}}, spec: {{restartPolicy: Never, containers: [{{name: main, image: busybox}}]}}}}}}"#
+        )
+    };
+    apply(
+        n,
+        &format!(
+            "apiVersion: decisiongate.io/v1alpha1\nkind: ExecutionPlan\nmetadata: {{name: three}}\nspec: {{mode: Real, rollbackStrategy: None, steps: [{}, {}, {}]}}\n",
+            step("one"),
+            step("two"),
+            step("three")
+        ),
+    )
+    .success();
+    let args = ["--allow-real-execution", "--lease-duration", "2s"];
+    // The plan is checked against the API server before any Decision may run it.
+    let checker = Operator::spawn(n, &kubeconfig, &args).ready().await;
+    let plans: Api<decision_gate::api::ExecutionPlan> = Api::namespaced(admin().await, n);
+    wait_for(
+        &plans,
+        "three",
+        "Ready",
+        |p: Option<&decision_gate::api::ExecutionPlan>| {
+            p.and_then(|p| p.status.as_ref())
+                .and_then(|s| s.phase)
+                .is_some_and(|phase| phase == decision_gate::api::execution_plan::PlanPhase::Ready)
+        },
+    )
+    .await;
+    drop(checker);
+    for i in 0..PLANS {
+        apply(
+            n,
+            &format!(
+                "apiVersion: decisiongate.io/v1alpha1\nkind: Decision\nmetadata: {{name: ship-{i}}}\nspec: {{actionType: ship, description: Ship {i}, criticality: Normal, planRef: {{name: three}}}}\n"
+            ),
+        )
+        .success();
+    }
+
+    let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(admin().await, n);
+    let decisions: Api<Decision> = Api::namespaced(admin().await, n);
+    let count_jobs = || async { jobs.list(&Default::default()).await.unwrap().items.len() };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+    for kill in 0..KILLS {
+        let operator = Operator::spawn(n, &kubeconfig, &args);
+        if kill % 2 == 0 {
+            // Early in the start-up: as soon as it serves, before it leads.
+            wait_until("the operator to serve", || {
+                std::net::TcpStream::connect(("127.0.0.1", operator.http_port)).is_ok()
+            })
+            .await;
+        } else {
+            // Mid-execution: just after it created another Job.
+            let before = count_jobs().await;
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            while count_jobs().await == before && count_jobs().await < PLANS * 3 {
+                tick.tick().await;
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "no progress between kills"
+                );
+            }
+        }
+        operator.signal("KILL");
+        drop(operator);
+    }
+
+    let _operator = Operator::spawn(n, &kubeconfig, &args).ready().await;
+    for i in 0..PLANS {
+        let d = wait_for(
+            &decisions,
+            &format!("ship-{i}"),
+            "Succeeded",
+            |d: Option<&Decision>| phase(d) == Some(DecisionPhase::Succeeded),
+        )
+        .await;
+        let steps = d.status.unwrap().execution.unwrap().steps;
+        assert!(
+            steps.iter().all(|s| s.attempts == 1),
+            "ship-{i} ran a step more than once: {steps:?}"
+        );
+    }
+    let mut names: Vec<String> = jobs
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|j| j.metadata.name.unwrap())
+        .collect();
+    names.sort();
+    let mut expected: Vec<String> = (0..PLANS)
+        .flat_map(|i| ["one", "two", "three"].map(|s| format!("ship-{i}-{s}-1")))
+        .collect();
+    expected.sort();
+    assert_eq!(names, expected, "every step's Job, each exactly once");
+
+    let log = Operator::audit_log(n);
+    let out = decision_gate(&["audit", "verify", log.to_str().unwrap()]).success();
+    assert!(out.starts_with("ok"), "{out}");
+    let files = decision_gate::audit::log_files(&log).unwrap();
+    let entries = decision_gate::audit::read(&files, |_| true).unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for e in &entries {
+        let once = [
+            "decision_requested",
+            "auto_approved",
+            "execution_started",
+            "step_started",
+            "step_executed",
+            "execution_completed",
+        ];
+        if once.contains(&e.event_type.as_str()) {
+            let key = (
+                e.decision.as_ref().map(|d| d.name.clone()),
+                e.event_type.clone(),
+                e.step.clone(),
+            );
+            assert!(seen.insert(key.clone()), "recorded twice: {key:?}");
+        }
+    }
+    let completed = entries
+        .iter()
+        .filter(|e| e.event_type == "execution_completed")
+        .count();
+    assert_eq!(completed, PLANS);
+}

@@ -440,12 +440,12 @@ impl Operator {
             .arg(format!("{ip}:{http_port}"))
             .arg("--audit-log")
             .arg(Self::audit_log(namespace))
-            .args([
-                "--lease-namespace",
-                RELEASE_NAMESPACE,
-                "--lease-duration",
-                "4s",
-            ])
+            .args(["--lease-namespace", RELEASE_NAMESPACE])
+            .args(if extra_args.contains(&"--lease-duration") {
+                &[][..]
+            } else {
+                &["--lease-duration", "4s"][..]
+            })
             .args(extra_args)
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,decision_gate=debug")
