@@ -165,6 +165,8 @@ struct Inner {
     max_bytes: u64,
     recent: VecDeque<String>,
     recent_set: HashSet<String>,
+    /// Why the last append failed, until one succeeds.
+    last_failure: Option<String>,
 }
 
 impl AuditLog {
@@ -228,6 +230,7 @@ impl AuditLog {
             max_bytes: max_bytes.max(1024),
             recent: VecDeque::new(),
             recent_set: HashSet::new(),
+            last_failure: None,
         };
         for id in recent {
             inner.remember(id);
@@ -245,23 +248,12 @@ impl AuditLog {
             .inner
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut written = Vec::new();
-        for record in records {
-            let id = entry_id(record);
-            if inner.recent_set.contains(&id) {
-                continue;
-            }
-            let (line, entry) = seal(record, id.clone(), now, inner.next_seq, &inner.last_hash);
-            inner.write_line(&line)?;
-            inner.next_seq += 1;
-            inner.last_hash = entry.hash.clone();
-            inner.remember(id);
-            written.push(entry);
-        }
-        if !written.is_empty() {
-            inner.sync()?;
-        }
-        Ok(written)
+        let result = inner.append(records, now);
+        inner.last_failure = result.as_ref().err().map(|e| match e {
+            AuditError::Io { source, .. } => source.to_string(),
+            other => other.to_string(),
+        });
+        result
     }
 
     /// Whether the log can still be written: its file is where it was and writable.
@@ -279,6 +271,12 @@ impl AuditLog {
             )));
         }
         inner.file.metadata().map_err(io)?;
+        if let Some(why) = &inner.last_failure {
+            return Err(AuditError::Io {
+                path: inner.path.clone(),
+                source: std::io::Error::other(format!("the last append failed: {why}")),
+            });
+        }
         Ok(())
     }
 
@@ -301,6 +299,26 @@ impl AuditLog {
 }
 
 impl Inner {
+    fn append(&mut self, records: &[Record], now: DateTime<Utc>) -> Result<Vec<Entry>, AuditError> {
+        let mut written = Vec::new();
+        for record in records {
+            let id = entry_id(record);
+            if self.recent_set.contains(&id) {
+                continue;
+            }
+            let (line, entry) = seal(record, id.clone(), now, self.next_seq, &self.last_hash);
+            self.write_line(&line)?;
+            self.next_seq += 1;
+            self.last_hash = entry.hash.clone();
+            self.remember(id);
+            written.push(entry);
+        }
+        if !written.is_empty() {
+            self.sync()?;
+        }
+        Ok(written)
+    }
+
     fn write_line(&mut self, line: &str) -> Result<(), AuditError> {
         let len = line.len() as u64 + 1;
         if self.size > 0 && self.size + len > self.max_bytes {
@@ -313,7 +331,12 @@ impl Inner {
         let mut bytes = Vec::with_capacity(line.len() + 1);
         bytes.extend_from_slice(line.as_bytes());
         bytes.push(b'\n');
-        self.file.write_all(&bytes).map_err(io)?;
+        if let Err(e) = self.file.write_all(&bytes) {
+            // A full disk can take half a line: cut it off, so that the next line starts
+            // where the chain left off rather than after a torn one.
+            let _ = self.file.set_len(self.size);
+            return Err(io(e));
+        }
         self.size += len;
         Ok(())
     }

@@ -243,7 +243,7 @@ impl EventQueue {
                             Api::namespaced(client.clone(), &namespace);
                         if let Err(e) = api.create(&kube::api::PostParams::default(), &event).await
                         {
-                            warn!(error = %e, reason = ?event.reason, "could not publish an Event");
+                            warn!(error = %e, reason = event.reason.as_deref().unwrap_or_default(), "could not publish an Event");
                         }
                     }
                 });
@@ -533,7 +533,10 @@ pub async fn run(settings: Settings) -> Result<()> {
         notifier,
         progress: progress.clone(),
     });
-    info!(namespace = ?ctx.settings.namespace, "starting the Decision, ApprovalPolicy and ExecutionPlan controllers");
+    info!(
+        namespace = ctx.settings.namespace.as_deref().unwrap_or("(all)"),
+        "starting the Decision, ApprovalPolicy and ExecutionPlan controllers"
+    );
 
     let controllers = futures::future::join3(
         decision::run(

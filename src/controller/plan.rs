@@ -89,7 +89,7 @@ async fn reconcile(obj: Arc<ExecutionPlan>, ctx: Arc<Context>) -> Result<Action>
             .first()
             .map(|c| c.message.clone())
             .unwrap_or_default();
-        info!(%name, %namespace, phase = ?status.phase, %message, "plan checked");
+        info!(%name, %namespace, phase = status.phase.map(|p| format!("{p:?}")).unwrap_or_default(), %message, "plan checked");
         let (type_, reason) = match status.phase {
             Some(PlanPhase::Invalid) => (EventType::Warning, "Invalid"),
             _ => (EventType::Normal, "Validated"),

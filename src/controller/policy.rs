@@ -80,7 +80,7 @@ async fn reconcile(obj: Arc<ApprovalPolicy>, ctx: Arc<Context>) -> Result<Action
     apply_status(obj.as_ref(), &ctx.client, &status).await?;
 
     if current.phase != Some(phase) {
-        info!(name = %obj.name_any(), namespace = ?obj.namespace(), ?phase, %message, "policy checked");
+        info!(name = %obj.name_any(), namespace = obj.namespace().unwrap_or_default(), ?phase, %message, "policy checked");
         let (type_, reason) = match phase {
             PolicyPhase::Ready => (EventType::Normal, "Valid"),
             PolicyPhase::Invalid => (EventType::Warning, "Invalid"),

@@ -305,3 +305,133 @@ async fn killed_again_and_again_the_operator_runs_every_step_exactly_once() {
         .count();
     assert_eq!(completed, PLANS);
 }
+
+/// Polls `/readyz` until it answers `code`, within the deadline; returns the body.
+async fn readyz_until(operator: &Operator, code: u16) -> String {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tick.tick().await;
+        if let Ok((answer, body)) = operator.get("/readyz").await
+            && answer == code
+        {
+            return body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/readyz never answered {code}; the operator's log:\n{}",
+            operator.logs()
+        );
+    }
+}
+
+/// A small tmpfs, unmounted when dropped.
+struct SmallVolume {
+    path: std::path::PathBuf,
+}
+
+impl SmallVolume {
+    fn mount(name: &str, size: &str) -> SmallVolume {
+        let path = repo_root().join("target/e2e-logs").join(name);
+        std::fs::create_dir_all(&path).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mounting a tmpfs at {} needs root", path.display());
+        SmallVolume { path }
+    }
+
+    /// Fills the volume until the disk says it is full.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let filler = self.path.join("filler");
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let block = vec![b'x'; 4096];
+        while f.write_all(&block).is_ok() {}
+        filler
+    }
+}
+
+impl Drop for SmallVolume {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .status();
+    }
+}
+
+/// The audit volume fills up: no transition counts without its audit line (the Decision
+/// stays unevaluated), /readyz fails and says why, and once space returns the work resumes
+/// with the chain intact and nothing recorded twice.
+#[tokio::test]
+async fn a_full_audit_volume_holds_every_transition_until_space_returns() {
+    let ns = TestNamespace::new("auditfull").await;
+    let n = ns.name.as_str();
+    let kubeconfig = ensure_installed().await;
+    let volume = SmallVolume::mount(&format!("{n}-audit"), "512k");
+    let log = volume.path.join("audit.jsonl");
+    let log_arg = log.to_str().unwrap().to_owned();
+    let operator = Operator::spawn(n, &kubeconfig, &["--audit-log", &log_arg])
+        .ready()
+        .await;
+    apply(n, POLICY).success();
+    apply(n, &decision("before")).success();
+    let api: Api<Decision> = Api::namespaced(admin().await, n);
+    wait_for(&api, "before", "Pending", |d: Option<&Decision>| {
+        phase(d) == Some(DecisionPhase::Pending)
+    })
+    .await;
+
+    let filler = volume.fill();
+    // The log's last page may still hold a line or two: more Decisions than fit there.
+    let during: Vec<String> = (0..8).map(|i| format!("during-{i}")).collect();
+    for name in &during {
+        apply(n, &decision(name)).success();
+    }
+    let why = readyz_until(&operator, 503).await;
+    assert!(why.contains("No space left on device"), "{why}");
+    // The statuses first, then the log: a status written is one whose lines came first.
+    let mut decided = Vec::new();
+    for name in &during {
+        if phase(Some(&api.get(name).await.unwrap())).is_some() {
+            decided.push(name.clone());
+        }
+    }
+    let files = decision_gate::audit::log_files(&log).unwrap();
+    let audited: std::collections::BTreeSet<String> = decision_gate::audit::read(&files, |_| true)
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| e.decision.map(|d| d.name))
+        .collect();
+    for name in &decided {
+        assert!(
+            audited.contains(name),
+            "{name} counted without its audit line"
+        );
+    }
+    let waiting = during.len() - decided.len();
+    assert!(waiting > 0, "the full volume stopped nothing");
+
+    std::fs::remove_file(filler).unwrap();
+    for name in &during {
+        wait_for(&api, name, "Pending", |d: Option<&Decision>| {
+            phase(d) == Some(DecisionPhase::Pending)
+        })
+        .await;
+    }
+    readyz_until(&operator, 200).await;
+    let out = decision_gate(&["audit", "verify", &log_arg]).success();
+    assert!(out.starts_with("ok"), "{out}");
+    let files = decision_gate::audit::log_files(&log).unwrap();
+    let requested =
+        decision_gate::audit::read(&files, |e| e.event_type == "decision_requested").unwrap();
+    assert_eq!(
+        requested.len(),
+        1 + during.len(),
+        "each Decision requested once"
+    );
+}

@@ -438,8 +438,11 @@ impl Operator {
             .arg(namespace)
             .arg("--http-addr")
             .arg(format!("{ip}:{http_port}"))
-            .arg("--audit-log")
-            .arg(Self::audit_log(namespace))
+            .args(if extra_args.contains(&"--audit-log") {
+                Vec::new()
+            } else {
+                vec!["--audit-log".into(), Self::audit_log(namespace)]
+            })
             .args(["--lease-namespace", RELEASE_NAMESPACE])
             .args(if extra_args.contains(&"--lease-duration") {
                 &[][..]
