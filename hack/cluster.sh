@@ -7,6 +7,7 @@
 #   hack/cluster.sh down     stop every process of the control plane
 #   hack/cluster.sh status   what runs, and the API server's version and nodes
 #   hack/cluster.sh reset    down, then forget all state (certificates, etcd data)
+#   hack/cluster.sh restart COMPONENT   stop one component and start it again
 . "$(dirname "$0")/lib.sh"
 
 PKI=$CLUSTER_DIR/pki
@@ -240,6 +241,21 @@ down() {
   remove_operator_netns
 }
 
+# Stops one component and starts it again (with whatever else is not running), as a
+# crash and restart of that component would.
+restart() {
+  local name=$1 pid
+  [[ " ${COMPONENTS[*]} " == *" $name "* ]] || die "no component $name; one of ${COMPONENTS[*]}"
+  if is_running "$name"; then
+    pid=$(pid_of "$name")
+    log "stopping $name (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    wait_until "$name to stop" 30 stopped "$pid" || kill -KILL "$pid" 2>/dev/null || true
+    rm -f "$PIDS/$name.pid"
+  fi
+  up
+}
+
 # Processes whose command line names this cluster's directory. (Run from this shell, whose
 # own command line does not, so that the check never finds itself.)
 leftovers() { pgrep -f -- "$CLUSTER_DIR/" >/dev/null; }
@@ -268,5 +284,6 @@ case "${1:-}" in
   down) down ;;
   status) status ;;
   reset) down; rm -rf "$CLUSTER_DIR" ;;
-  *) die "usage: $0 up|down|status|reset" ;;
+  restart) restart "${2:?which component}" ;;
+  *) die "usage: $0 up|down|status|reset|restart COMPONENT" ;;
 esac

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Every test of the project, in the order that fails fastest: lint, unit tests, then the
-# end-to-end suite against the local control plane (started here when it is not already
-# running, and stopped again at the end), then the chart checks.
+# Every test of the project, in the order that fails fastest: lint, unit tests, a short
+# fuzz run of the pure core, then the end-to-end suite against the local control plane
+# (started here when it is not already running, and stopped again at the end), then the
+# chart checks.
 . "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
 
@@ -15,10 +16,16 @@ cargo clippy --all-targets --features e2e --quiet -- -D warnings
 log "unit tests"
 cargo test --quiet
 
+log "fuzz smoke run: every target for ${FUZZ_SMOKE_SECONDS:-20}s"
+hack/fuzz.sh "${FUZZ_SMOKE_SECONDS:-20}"
+
 use_local_cluster
 
 log "end-to-end tests against the local control plane"
 cargo test --features e2e --test e2e -- --test-threads 8
+
+log "end-to-end tests that restart the API server and etcd (alone)"
+cargo test --features e2e --test disruptive -- --test-threads 1
 
 log "chart checks"
 hack/chart-test.sh

@@ -163,6 +163,10 @@ pub fn apply(namespace: &str, manifest: &str) -> Kubectl {
 /// The namespace the chart is installed into for the suite.
 pub const RELEASE_NAMESPACE: &str = "decision-gate-system";
 
+/// The namespace to give [`Operator::spawn`] for an operator that watches every namespace
+/// (only where no other test runs beside it).
+pub const ALL_NAMESPACES: &str = "";
+
 /// The Secret the notification tests keep a webhook URL in (the chart lets the operator
 /// read it and no other).
 pub const TEST_HOOKS_SECRET: &str = "decision-gate-test-hooks";
@@ -413,7 +417,11 @@ impl Operator {
     pub fn audit_log(namespace: &str) -> PathBuf {
         repo_root()
             .join("target/e2e-logs")
-            .join(namespace)
+            .join(if namespace == ALL_NAMESPACES {
+                "all-namespaces"
+            } else {
+                namespace
+            })
             .join("audit.jsonl")
     }
 
@@ -434,8 +442,11 @@ impl Operator {
             .unwrap_or_else(|_| env!("CARGO_BIN_EXE_decision-gate").to_owned());
         let child = Command::new(binary)
             .arg("run")
-            .arg("--namespace")
-            .arg(namespace)
+            .args(if namespace == ALL_NAMESPACES {
+                Vec::new()
+            } else {
+                vec!["--namespace", namespace]
+            })
             .arg("--http-addr")
             .arg(format!("{ip}:{http_port}"))
             .args(if extra_args.contains(&"--audit-log") {
@@ -475,6 +486,7 @@ impl Operator {
     }
 
     /// The exit status, if the process has exited.
+    #[allow(dead_code)] // only the disruptive tests ask
     pub fn try_exit(&mut self) -> Option<std::process::ExitStatus> {
         self.child.try_wait().unwrap()
     }

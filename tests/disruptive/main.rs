@@ -1,0 +1,216 @@
+//! End-to-end tests that no other test may run beside (`make test` runs them after the
+//! rest): an operator that watches every namespace, started and stopped again and again,
+//! and restarts of the API server and etcd while the operator carries out a plan.
+
+#[allow(dead_code)]
+#[path = "../e2e/support.rs"]
+mod support;
+
+use std::time::Duration;
+
+use decision_gate::api::decision::StepPhase;
+use decision_gate::api::{Decision, DecisionPhase};
+use kube::Api;
+
+use support::*;
+
+const ROUNDS: usize = 20;
+
+/// How long the operator may take to exit after SIGTERM.
+const EXIT_LIMIT: Duration = Duration::from_secs(10);
+
+fn decision(name: &str) -> String {
+    format!(
+        "apiVersion: decisiongate.io/v1alpha1\nkind: Decision\nmetadata: {{name: {name}}}\nspec: {{actionType: deploy, description: Deploy {name}, criticality: High}}\n"
+    )
+}
+
+const POLICY: &str = "apiVersion: decisiongate.io/v1alpha1\nkind: ApprovalPolicy\nmetadata: {name: everything}\nspec: {rules: [{name: all, match: {}, outcome: RequireApproval}]}\n";
+
+/// Waits for the process to exit, at most `limit`; None if it is still running.
+async fn exit_within(operator: &mut Operator, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        tick.tick().await;
+        if let Some(status) = operator.try_exit() {
+            return Some(status);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+    }
+}
+
+/// Starts an operator that watches every namespace (so that its first lists are as big as
+/// the cluster), gives it a new namespace with a policy and three Decisions, waits for all
+/// three to be Pending, and stops it with SIGTERM — twenty times. The objects come at
+/// different moments of the start-up: before the operator serves, while it fills its
+/// caches, and once it is ready, because a start-up race shows only at one of them.
+#[tokio::test]
+async fn starts_and_stops_cleanly_round_after_round() {
+    // As the chart's ServiceAccount: the admission policies let only it write a status.
+    let operator_config = ensure_installed().await;
+    let client = admin().await;
+    let mut failures = Vec::new();
+    for round in 0..ROUNDS {
+        let name = unique_name(&format!("startstop-{round}"));
+        let mut operator = Operator::spawn(ALL_NAMESPACES, &operator_config, &[]);
+        match round % 3 {
+            0 => {}
+            1 => {
+                wait_until("the operator to serve /healthz", || {
+                    std::net::TcpStream::connect(("127.0.0.1", operator.http_port)).is_ok()
+                })
+                .await
+            }
+            _ => operator.wait_ready().await,
+        }
+        let ns = TestNamespace::create(name.clone()).await;
+        apply(&ns.name, POLICY).success();
+        for d in ["first", "second", "third"] {
+            apply(&ns.name, &decision(d)).success();
+        }
+        let api: Api<Decision> = Api::namespaced(client.clone(), &ns.name);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        let pending = loop {
+            tick.tick().await;
+            let list = api.list(&Default::default()).await.unwrap();
+            let pending = list
+                .items
+                .iter()
+                .filter(|d| phase(Some(d)) == Some(DecisionPhase::Pending))
+                .count();
+            if pending == 3 || tokio::time::Instant::now() >= deadline {
+                break pending;
+            }
+        };
+        if pending != 3 {
+            failures.push(format!(
+                "round {round}: {pending} of 3 Decisions were evaluated within 30s"
+            ));
+        }
+        operator.signal("TERM");
+        match exit_within(&mut operator, EXIT_LIMIT).await {
+            Some(status) if status.success() => {}
+            Some(status) => failures.push(format!(
+                "round {round}: the operator exited with {status} after SIGTERM; log:\n{}",
+                operator.logs()
+            )),
+            None => failures.push(format!(
+                "round {round}: the operator was still running {EXIT_LIMIT:?} after SIGTERM; log:\n{}",
+                operator.logs()
+            )),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+fn restart(component: &str) {
+    let out = std::process::Command::new(repo_root().join("hack/cluster.sh"))
+        .args(["restart", component])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "restarting {component} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn phase(d: Option<&Decision>) -> Option<DecisionPhase> {
+    d.and_then(|d| d.status.as_ref()).and_then(|s| s.phase)
+}
+
+fn running_step(d: Option<&Decision>, index: usize) -> bool {
+    d.and_then(|d| d.status.as_ref())
+        .and_then(|s| s.execution.as_ref())
+        .is_some_and(|e| {
+            e.steps
+                .get(index)
+                .is_some_and(|s| s.phase == StepPhase::Running)
+        })
+}
+
+/// The API server restarted in the middle of one execution, etcd in the middle of the
+/// next: the operator rides both out without a restart of its own, and every step runs
+/// exactly once.
+#[tokio::test]
+async fn the_operator_rides_out_restarts_of_the_api_server_and_etcd() {
+    let ns = TestNamespace::new("restarts").await;
+    let n = ns.name.as_str();
+    let kubeconfig = ensure_installed().await;
+    apply(
+        n,
+        "apiVersion: decisiongate.io/v1alpha1\nkind: ApprovalPolicy\nmetadata: {name: ship-it}\nspec: {rules: [{name: ship, match: {actionTypes: [ship]}, outcome: AutoApprove}]}\n",
+    )
+    .success();
+    let step = |name: &str| {
+        format!(
+            r#"{{name: {name}, template: {{metadata: {{annotations: {{"decisiongate.io/test-delay": 3s, "decisiongate.io/test-result": "{name} done"}}}}, spec: {{restartPolicy: Never, containers: [{{name: main, image: busybox}}]}}}}}}"#
+        )
+    };
+    apply(
+        n,
+        &format!(
+            "apiVersion: decisiongate.io/v1alpha1\nkind: ExecutionPlan\nmetadata: {{name: three}}\nspec: {{mode: Real, rollbackStrategy: None, steps: [{}, {}, {}]}}\n",
+            step("one"),
+            step("two"),
+            step("three")
+        ),
+    )
+    .success();
+    // A Lease that outlasts the outage: losing it would rightly stop the operator.
+    let mut operator = Operator::spawn(
+        n,
+        &kubeconfig,
+        &["--allow-real-execution", "--lease-duration", "60s"],
+    )
+    .ready()
+    .await;
+    let shipment = |name: &str| {
+        format!(
+            "apiVersion: decisiongate.io/v1alpha1\nkind: Decision\nmetadata: {{name: {name}}}\nspec: {{actionType: ship, description: Ship it, criticality: Normal, planRef: {{name: three}}}}\n"
+        )
+    };
+
+    for (name, component) in [
+        ("during-apiserver", "kube-apiserver"),
+        ("during-etcd", "etcd"),
+    ] {
+        apply(n, &shipment(name)).success();
+        let api: Api<Decision> = Api::namespaced(admin().await, n);
+        wait_for(
+            &api,
+            name,
+            "running its second step",
+            |d: Option<&Decision>| running_step(d, 1),
+        )
+        .await;
+        restart(component);
+        let api: Api<Decision> = Api::namespaced(admin().await, n);
+        let done = wait_for(&api, name, "Succeeded", |d: Option<&Decision>| {
+            matches!(
+                phase(d),
+                Some(DecisionPhase::Succeeded | DecisionPhase::Failed | DecisionPhase::RolledBack)
+            )
+        })
+        .await;
+        assert_eq!(
+            phase(Some(&done)),
+            Some(DecisionPhase::Succeeded),
+            "{done:#?}"
+        );
+        let steps = done.status.unwrap().execution.unwrap().steps;
+        assert!(steps.iter().all(|s| s.attempts == 1), "{steps:?}");
+        assert!(
+            operator.try_exit().is_none(),
+            "the operator exited after the {component} restart; its log:\n{}",
+            operator.logs()
+        );
+    }
+    let out =
+        decision_gate(&["audit", "verify", Operator::audit_log(n).to_str().unwrap()]).success();
+    assert!(out.starts_with("ok"), "{out}");
+}
