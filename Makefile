@@ -80,6 +80,10 @@ lint: ## Formatting and clippy with warnings as errors
 test: deps ## Every test: lint, unit, end to end and chart checks
 	@hack/test.sh
 
+.PHONY: fuzz
+fuzz: deps ## Fuzz the pure core: every target for FUZZ_SECONDS (default 3600) each
+	@hack/fuzz.sh $${FUZZ_SECONDS:-3600}
+
 .PHONY: bench
 bench: deps ## Benchmarks: the core, then the operator against the local control plane (prints a table)
 	@hack/bench.sh

@@ -1,0 +1,93 @@
+//! Any status, any plan and any Job outcomes through the executor, reconcile after
+//! reconcile: never a panic, never the same Job created twice, and a status that cannot
+//! be continued ends Failed instead of running anything.
+#![no_main]
+
+#[path = "../common/mod.rs"]
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use arbitrary::Arbitrary;
+use decision_gate::api::DecisionPhase;
+use decision_gate::execution::{self, JobAction, JobState, PlanCheck, PlanView};
+use libfuzzer_sys::fuzz_target;
+
+#[derive(Arbitrary, Debug)]
+struct Input {
+    request: common::Request,
+    status: common::StatusInput,
+    plan: Option<common::PlanInput>,
+    generation: i64,
+    check: u8,
+    allow_real: bool,
+    /// What each created Job does, in turn: succeed, fail, stay running or vanish.
+    outcomes: Vec<u8>,
+    ticks: Vec<u16>,
+}
+
+fuzz_target!(|input: Input| {
+    let Some(mut decision) = input.request.decision(Some(input.status.value())) else {
+        return;
+    };
+    let spec = input.plan.as_ref().and_then(common::PlanInput::spec);
+    let check = match input.check % 3 {
+        0 => PlanCheck::Ready,
+        1 => PlanCheck::Invalid("refused"),
+        _ => PlanCheck::Unchecked,
+    };
+    let inconsistent = decision
+        .status
+        .as_ref()
+        .and_then(|s| execution::inconsistency(&decision, s))
+        .is_some()
+        && execution::applies(&decision, decision.status.as_ref().unwrap());
+    let mut jobs: BTreeMap<String, JobState> = BTreeMap::new();
+    let mut created = BTreeSet::new();
+    let mut dry_runs = BTreeMap::new();
+    let mut outcomes = input.outcomes.iter().cycle();
+    let mut now = common::time(0);
+    for (round, tick) in input.ticks.iter().take(64).enumerate() {
+        now += chrono::Duration::seconds(i64::from(*tick));
+        let status = decision.status.clone().unwrap_or_default();
+        let advance = execution::advance(&execution::Input {
+            decision: &decision,
+            status: &status,
+            plan: spec.as_ref().map(|spec| PlanView {
+                name: "plan",
+                generation: input.generation,
+                spec,
+                check,
+            }),
+            jobs: &jobs,
+            dry_runs: &dry_runs,
+            now,
+            allow_real: input.allow_real,
+        });
+        if round == 0 && inconsistent {
+            assert_eq!(advance.status.phase, Some(DecisionPhase::Failed));
+            assert!(advance.action.is_none(), "an inconsistent status ran something");
+        }
+        decision.status = Some(advance.status);
+        match advance.action {
+            Some(JobAction::Create { name, .. }) => {
+                assert!(created.insert(name.clone()), "the Job {name} was created twice");
+                let state = match outcomes.next().map(|o| o % 4) {
+                    Some(0) | None => JobState::Succeeded { result: Some("ok".into()), finished_at: Some(now) },
+                    Some(1) => JobState::Failed { message: "failed".into(), finished_at: Some(now) },
+                    Some(2) => JobState::Running,
+                    _ => JobState::Missing,
+                };
+                jobs.insert(name, state);
+            }
+            Some(JobAction::DryRun { name, .. }) => {
+                let verdict = match outcomes.next() {
+                    Some(o) if o % 2 == 1 => Err("refused".to_owned()),
+                    _ => Ok(()),
+                };
+                dry_runs.insert(name, verdict);
+            }
+            None => {}
+        }
+    }
+});

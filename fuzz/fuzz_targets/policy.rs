@@ -1,0 +1,49 @@
+//! Any Decision against any policies (with any CEL expression): never a panic, and the
+//! gate's invariants hold whatever the rules say.
+#![no_main]
+
+#[path = "../common/mod.rs"]
+mod common;
+
+use arbitrary::Arbitrary;
+use decision_gate::api::decision::{Criticality, Outcome};
+use decision_gate::policy::{self, Policy, Subject};
+use decision_gate::risk;
+use libfuzzer_sys::fuzz_target;
+
+#[derive(Arbitrary, Debug)]
+struct Input {
+    request: common::Request,
+    policies: Vec<common::PolicyInput>,
+}
+
+fuzz_target!(|input: Input| {
+    let Some(decision) = input.request.decision(None) else {
+        return;
+    };
+    let policies: Vec<_> = input.policies.iter().filter_map(|p| p.policy()).collect();
+    let views: Vec<Policy<'_>> = policies.iter().map(Policy::of).collect();
+    for p in &policies {
+        let _ = policy::check(&p.spec);
+    }
+    let risk = risk::assess(&decision.spec);
+    let subject = Subject {
+        name: "d",
+        namespace: "ns",
+        spec: &decision.spec,
+        risk: &risk,
+    };
+    let verdict = policy::evaluate(&subject, &views);
+    let outcome = verdict.evaluation.outcome;
+    match decision.spec.criticality {
+        Criticality::Critical => assert_ne!(outcome, Outcome::AutoApprove),
+        Criticality::Info => assert!(matches!(outcome, Outcome::AutoApprove | Outcome::AutoReject)),
+        _ => {}
+    }
+    if verdict.evaluation.rule.is_none() && decision.spec.criticality != Criticality::Info {
+        assert_eq!(outcome, Outcome::RequireApproval, "no match fails closed");
+    }
+    if let Some(d) = verdict.expires_after {
+        assert!(d >= decision_gate::api::duration::MIN && d <= decision_gate::api::duration::MAX);
+    }
+});
