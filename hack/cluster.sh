@@ -221,17 +221,22 @@ up() {
   log "local control plane is up: export KUBECONFIG=$ADMIN_KUBECONFIG"
 }
 
+# Stops one component: SIGTERM, then SIGKILL if it is still there after 30 seconds.
+stop() {
+  local name=$1 pid
+  if is_running "$name"; then
+    pid=$(pid_of "$name")
+    log "stopping $name (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    wait_until "$name to stop" 30 stopped "$pid" || kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$PIDS/$name.pid"
+}
+
 down() {
-  local name pid i
+  local i
   for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
-    name=${COMPONENTS[$i]}
-    if is_running "$name"; then
-      pid=$(pid_of "$name")
-      log "stopping $name (pid $pid)"
-      kill -TERM "$pid" 2>/dev/null || true
-      wait_until "$name to stop" 30 stopped "$pid" || kill -KILL "$pid" 2>/dev/null || true
-    fi
-    rm -f "$PIDS/$name.pid"
+    stop "${COMPONENTS[$i]}"
   done
   # Anything else started from this cluster's files (a lost pid file) goes too.
   if leftovers; then
@@ -244,15 +249,9 @@ down() {
 # Stops one component and starts it again (with whatever else is not running), as a
 # crash and restart of that component would.
 restart() {
-  local name=$1 pid
+  local name=$1
   [[ " ${COMPONENTS[*]} " == *" $name "* ]] || die "no component $name; one of ${COMPONENTS[*]}"
-  if is_running "$name"; then
-    pid=$(pid_of "$name")
-    log "stopping $name (pid $pid)"
-    kill -TERM "$pid" 2>/dev/null || true
-    wait_until "$name to stop" 30 stopped "$pid" || kill -KILL "$pid" 2>/dev/null || true
-    rm -f "$PIDS/$name.pid"
-  fi
+  stop "$name"
   up
 }
 

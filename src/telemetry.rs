@@ -5,8 +5,23 @@ use std::io::IsTerminal;
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 /// Installs the global subscriber. The level comes from `RUST_LOG`, default `info`.
+///
+/// kube-runtime's watcher reports a failed watch as a dump of the API server's Status;
+/// the operator reports the same failures itself, in words, so the watcher's own lines are
+/// kept to errors unless `RUST_LOG` names kube_runtime.
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env()
+    let wanted = std::env::var("RUST_LOG").unwrap_or_default();
+    let directives = if wanted.trim().is_empty() {
+        "info,kube_runtime=warn,kube_client=warn".to_owned()
+    } else {
+        wanted
+    };
+    let directives = if directives.contains("kube_runtime") {
+        directives
+    } else {
+        format!("{directives},kube_runtime::watcher=error")
+    };
+    let filter = EnvFilter::try_new(&directives)
         .unwrap_or_else(|_| EnvFilter::new("info,kube_runtime=warn,kube_client=warn"));
     let registry = tracing_subscriber::registry().with(filter);
     if std::io::stdout().is_terminal() {

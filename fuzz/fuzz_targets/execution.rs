@@ -1,6 +1,6 @@
 //! Any status, any plan and any Job outcomes through the executor, reconcile after
-//! reconcile: never a panic, never the same Job created twice, and a status that cannot
-//! be continued ends Failed instead of running anything.
+//! reconcile: never a panic, never a Job created again once it was seen to exist, and a
+//! status that cannot be continued ends Failed instead of running anything.
 #![no_main]
 
 #[path = "../common/mod.rs"]
@@ -44,6 +44,7 @@ fuzz_target!(|input: Input| {
         && execution::applies(&decision, decision.status.as_ref().unwrap());
     let mut jobs: BTreeMap<String, JobState> = BTreeMap::new();
     let mut created = BTreeSet::new();
+    let mut existed = BTreeSet::new();
     let mut dry_runs = BTreeMap::new();
     let mut outcomes = input.outcomes.iter().cycle();
     let mut now = common::time(0);
@@ -71,13 +72,23 @@ fuzz_target!(|input: Input| {
         decision.status = Some(advance.status);
         match advance.action {
             Some(JobAction::Create { name, .. }) => {
-                assert!(created.insert(name.clone()), "the Job {name} was created twice");
+                // Creating again a name that was seen missing is the protocol (the name is
+                // recorded before the Job is made; the API server refuses a second one of
+                // the same name). Creating a Job that was seen to exist is a second run.
+                assert!(
+                    !existed.contains(&name),
+                    "the Job {name} was created again after it was seen to exist"
+                );
+                created.insert(name.clone());
                 let state = match outcomes.next().map(|o| o % 4) {
                     Some(0) | None => JobState::Succeeded { result: Some("ok".into()), finished_at: Some(now) },
                     Some(1) => JobState::Failed { message: "failed".into(), finished_at: Some(now) },
                     Some(2) => JobState::Running,
                     _ => JobState::Missing,
                 };
+                if state != JobState::Missing {
+                    existed.insert(name.clone());
+                }
                 jobs.insert(name, state);
             }
             Some(JobAction::DryRun { name, .. }) => {

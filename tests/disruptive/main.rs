@@ -141,26 +141,7 @@ async fn the_operator_rides_out_restarts_of_the_api_server_and_etcd() {
     let ns = TestNamespace::new("restarts").await;
     let n = ns.name.as_str();
     let kubeconfig = ensure_installed().await;
-    apply(
-        n,
-        "apiVersion: decisiongate.io/v1alpha1\nkind: ApprovalPolicy\nmetadata: {name: ship-it}\nspec: {rules: [{name: ship, match: {actionTypes: [ship]}, outcome: AutoApprove}]}\n",
-    )
-    .success();
-    let step = |name: &str| {
-        format!(
-            r#"{{name: {name}, template: {{metadata: {{annotations: {{"decisiongate.io/test-delay": 3s, "decisiongate.io/test-result": "{name} done"}}}}, spec: {{restartPolicy: Never, containers: [{{name: main, image: busybox}}]}}}}}}"#
-        )
-    };
-    apply(
-        n,
-        &format!(
-            "apiVersion: decisiongate.io/v1alpha1\nkind: ExecutionPlan\nmetadata: {{name: three}}\nspec: {{mode: Real, rollbackStrategy: None, steps: [{}, {}, {}]}}\n",
-            step("one"),
-            step("two"),
-            step("three")
-        ),
-    )
-    .success();
+    ship_in_three_steps(n, "3s");
     // A Lease that outlasts the outage: losing it would rightly stop the operator.
     let mut operator = Operator::spawn(
         n,

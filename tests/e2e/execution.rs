@@ -9,8 +9,6 @@ use kube::api::ListParams;
 
 use crate::support::*;
 
-const AUTO_APPROVE: &str = "apiVersion: decisiongate.io/v1alpha1\nkind: ApprovalPolicy\nmetadata: {name: ship-it}\nspec: {rules: [{name: ship, match: {actionTypes: [ship]}, outcome: AutoApprove}]}\n";
-
 /// A step whose pod behaves as kwok's test labels and annotations say.
 fn step(name: &str, labels: &str, annotations: &str, rollback: bool, extra: &str) -> String {
     let template = |labels: &str, annotations: &str| {
@@ -92,7 +90,7 @@ async fn a_real_plan_runs_its_steps_in_order() {
     let ns = TestNamespace::new("real").await;
     let _operator = Operator::start_allowing_real(&ns.name).await;
     let n = ns.name.as_str();
-    apply(n, AUTO_APPROVE).success();
+    apply(n, AUTO_APPROVE_SHIPPING).success();
     apply(
         n,
         &plan(
@@ -210,7 +208,7 @@ async fn a_failed_step_is_rolled_back_as_the_strategy_says() {
     grant_answering(&ns.name);
     let _operator = Operator::start_allowing_real(&ns.name).await;
     let n = ns.name.as_str();
-    apply(n, AUTO_APPROVE).success();
+    apply(n, AUTO_APPROVE_SHIPPING).success();
     let fails = step(
         "verify",
         r#""decisiongate.io/test-outcome": fail"#,
@@ -312,7 +310,7 @@ async fn dry_runs_and_simulations_create_nothing() {
     // Real execution is not allowed on this operator: Real plans run as DryRun.
     let _operator = Operator::start(&ns.name).await;
     let n = ns.name.as_str();
-    apply(n, AUTO_APPROVE).success();
+    apply(n, AUTO_APPROVE_SHIPPING).success();
     apply(
         n,
         &plan("dry", "DryRun", "Automatic", &[ok_step("a"), ok_step("b")]),
@@ -408,7 +406,7 @@ async fn dry_runs_and_simulations_create_nothing() {
 async fn a_killed_operator_neither_repeats_nor_loses_a_step() {
     let ns = TestNamespace::new("sigkill").await;
     let n = ns.name.as_str();
-    apply(n, AUTO_APPROVE).success();
+    apply(n, AUTO_APPROVE_SHIPPING).success();
     let slow = |name: &str| {
         step(
             name,
@@ -475,7 +473,7 @@ async fn a_step_that_never_finishes_fails_at_its_timeout_after_its_retries() {
     let ns = TestNamespace::new("timeout").await;
     let _operator = Operator::start_allowing_real(&ns.name).await;
     let n = ns.name.as_str();
-    apply(n, AUTO_APPROVE).success();
+    apply(n, AUTO_APPROVE_SHIPPING).success();
     let hang = step(
         "wait-forever",
         r#""decisiongate.io/test-outcome": hang"#,

@@ -88,26 +88,7 @@ async fn killed_again_and_again_the_operator_runs_every_step_exactly_once() {
     let ns = TestNamespace::new("chaos").await;
     let n = ns.name.as_str();
     let kubeconfig = ensure_installed().await;
-    apply(
-        n,
-        "apiVersion: decisiongate.io/v1alpha1\nkind: ApprovalPolicy\nmetadata: {name: ship-it}\nspec: {rules: [{name: ship, match: {actionTypes: [ship]}, outcome: AutoApprove}]}\n",
-    )
-    .success();
-    let step = |name: &str| {
-        format!(
-            r#"{{name: {name}, template: {{metadata: {{annotations: {{"decisiongate.io/test-delay": 2s, "decisiongate.io/test-result": "{name} done"}}}}, spec: {{restartPolicy: Never, containers: [{{name: main, image: busybox}}]}}}}}}"#
-        )
-    };
-    apply(
-        n,
-        &format!(
-            "apiVersion: decisiongate.io/v1alpha1\nkind: ExecutionPlan\nmetadata: {{name: three}}\nspec: {{mode: Real, rollbackStrategy: None, steps: [{}, {}, {}]}}\n",
-            step("one"),
-            step("two"),
-            step("three")
-        ),
-    )
-    .success();
+    ship_in_three_steps(n, "2s");
     let args = ["--allow-real-execution", "--lease-duration", "2s"];
     // The plan is checked against the API server before any Decision may run it.
     let checker = Operator::spawn(n, &kubeconfig, &args).ready().await;

@@ -703,3 +703,27 @@ impl Drop for Relay {
         let _ = self.child.wait();
     }
 }
+
+/// An ApprovalPolicy that approves every Decision whose actionType is `ship`.
+pub const AUTO_APPROVE_SHIPPING: &str = "apiVersion: decisiongate.io/v1alpha1\nkind: ApprovalPolicy\nmetadata: {name: ship-it}\nspec: {rules: [{name: ship, match: {actionTypes: [ship]}, outcome: AutoApprove}]}\n";
+
+/// Applies [`AUTO_APPROVE_SHIPPING`] and the Real plan `three`: steps one, two and three,
+/// each a pod that takes `delay` and reports "<step> done".
+pub fn ship_in_three_steps(namespace: &str, delay: &str) {
+    apply(namespace, AUTO_APPROVE_SHIPPING).success();
+    let step = |name: &str| {
+        format!(
+            r#"{{name: {name}, template: {{metadata: {{annotations: {{"decisiongate.io/test-delay": {delay}, "decisiongate.io/test-result": "{name} done"}}}}, spec: {{restartPolicy: Never, containers: [{{name: main, image: busybox}}]}}}}}}"#
+        )
+    };
+    apply(
+        namespace,
+        &format!(
+            "apiVersion: decisiongate.io/v1alpha1\nkind: ExecutionPlan\nmetadata: {{name: three}}\nspec: {{mode: Real, rollbackStrategy: None, steps: [{}, {}, {}]}}\n",
+            step("one"),
+            step("two"),
+            step("three")
+        ),
+    )
+    .success();
+}
