@@ -140,6 +140,7 @@ async fn bad_manifests_are_refused_with_a_clear_message() {
             .replace("name: d}", "name: a-year}"),
     )
     .success();
+    kubectl_admin(&["delete", "decision", "a-year", "-n", n]).success();
 
     let err = refused(
         n,
