@@ -249,10 +249,14 @@ impl AuditLog {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let result = inner.append(records, now);
-        inner.last_failure = result.as_ref().err().map(|e| match e {
-            AuditError::Io { source, .. } => source.to_string(),
-            other => other.to_string(),
-        });
+        // Only a line written proves the log writable again; an append of lines already
+        // there writes nothing.
+        match &result {
+            Err(AuditError::Io { source, .. }) => inner.last_failure = Some(source.to_string()),
+            Err(other) => inner.last_failure = Some(other.to_string()),
+            Ok(written) if !written.is_empty() => inner.last_failure = None,
+            Ok(_) => {}
+        }
         result
     }
 

@@ -124,9 +124,14 @@ fn main() -> ExitCode {
         .build();
     match runtime {
         // On a worker thread, whose stack is STACK_SIZE, rather than on the main thread.
-        Ok(runtime) => runtime
-            .block_on(async { tokio::spawn(run()).await })
-            .unwrap_or(ExitCode::FAILURE),
+        Ok(runtime) => {
+            let code = runtime
+                .block_on(async { tokio::spawn(run()).await })
+                .unwrap_or(ExitCode::FAILURE);
+            // A blocking task (an fsync on a hung volume) must not hold the exit up.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+            code
+        }
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             ExitCode::FAILURE

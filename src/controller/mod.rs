@@ -311,7 +311,10 @@ where
     untyped_api(obj, client)
         .replace_status(
             &obj.name_any(),
-            &kube::api::PostParams::default(),
+            &kube::api::PostParams {
+                field_manager: Some(FIELD_MANAGER.to_owned()),
+                ..Default::default()
+            },
             &replacement,
         )
         .await?;
@@ -555,7 +558,18 @@ pub async fn run(settings: Settings) -> Result<()> {
     );
     // After a stop, in-flight reconciles get `shutdown_timeout` to finish; work that
     // outlives it is named, and the process exits non-zero so that it is restarted.
-    let deadline = stop.clone().then(|()| tokio::time::sleep(shutdown_timeout));
+    // A replica that lost the Lease gets no grace at all: the new leader may already act.
+    let deadline = {
+        let lost = lost.clone();
+        stop.clone().then(move |()| {
+            let grace = if lost.peek().is_some() {
+                std::time::Duration::ZERO
+            } else {
+                shutdown_timeout
+            };
+            tokio::time::sleep(grace)
+        })
+    };
     let finished = tokio::select! {
         _ = controllers => true,
         _ = deadline => false,
@@ -699,7 +713,16 @@ pub async fn drive<K, Fut>(
             ctx,
         )
         .for_each(|result| {
-            progress.served(kind);
+            use kube::runtime::controller::Error as Failure;
+            // Progress is a reconcile that ended: not a watch error, and not one abandoned
+            // at its time limit (a controller whose every reconcile hangs is stalled).
+            match &result {
+                Ok(_) => progress.served(kind),
+                Err(Failure::ReconcilerFailed(e, _)) if !matches!(e, Error::TimedOut(_)) => {
+                    progress.served(kind)
+                }
+                Err(_) => {}
+            }
             if let Err(e) = result {
                 tracing::debug!(kind, error = %e, "controller event");
             }

@@ -12,8 +12,8 @@ use kube::runtime::events::EventType;
 use kube::runtime::reflector::Store;
 use tracing::info;
 
-use super::watch::Changes;
-use super::{Context, apply_status, drive, submit_job};
+use super::watch::{Changes, Watched};
+use super::{Context, apply_status, drive, replace_status, submit_job};
 use crate::api::ExecutionPlan;
 use crate::api::execution_plan::PlanPhase;
 use crate::error::{Error, Result};
@@ -81,7 +81,12 @@ async fn reconcile(obj: Arc<ExecutionPlan>, ctx: Arc<Context>) -> Result<Action>
     }
     let previous = obj.status.as_ref().and_then(|s| s.phase);
     let status = plan::status_after_check(&obj, &checks, now);
-    apply_status(obj.as_ref(), &ctx.client, &status).await?;
+    if obj.status_unreadable().is_some() {
+        // Server-side apply would leave the unreadable fields in place.
+        replace_status(obj.as_ref(), &ctx.client, &status).await?;
+    } else {
+        apply_status(obj.as_ref(), &ctx.client, &status).await?;
+    }
 
     if status.phase != previous {
         let message = status

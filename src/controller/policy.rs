@@ -11,8 +11,8 @@ use kube::runtime::events::EventType;
 use kube::runtime::reflector::Store;
 use tracing::info;
 
-use super::watch::Changes;
-use super::{Context, apply_status, drive};
+use super::watch::{Changes, Watched};
+use super::{Context, apply_status, drive, replace_status};
 use crate::api::approval_policy::PolicyPhase;
 use crate::api::common::set_condition;
 use crate::api::{ApprovalPolicy, Condition, ConditionStatus};
@@ -77,7 +77,12 @@ async fn reconcile(obj: Arc<ApprovalPolicy>, ctx: Arc<Context>) -> Result<Action
         condition.generation(obj.metadata.generation),
         Utc::now(),
     );
-    apply_status(obj.as_ref(), &ctx.client, &status).await?;
+    if obj.status_unreadable().is_some() {
+        // Server-side apply would leave the unreadable fields in place.
+        replace_status(obj.as_ref(), &ctx.client, &status).await?;
+    } else {
+        apply_status(obj.as_ref(), &ctx.client, &status).await?;
+    }
 
     if current.phase != Some(phase) {
         info!(name = %obj.name_any(), namespace = obj.namespace().unwrap_or_default(), ?phase, %message, "policy checked");

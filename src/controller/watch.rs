@@ -249,7 +249,9 @@ where
     ) -> tokio::task::JoinHandle<()> {
         let writer = self.writer.take().expect("a shared watch starts once");
         let subscribers = std::mem::take(&mut self.subscribers);
-        let changes = watch::<K>(client, namespace, watcher::Config::default().any_semantic())
+        // The first list is read from etcd, not from an API server's watch cache: a policy
+        // just deleted or tightened must not still decide a new Decision.
+        let changes = watch::<K>(client, namespace, watcher::Config::default())
             .reflect(writer)
             .touched_objects();
         tokio::spawn(async move {
