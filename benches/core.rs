@@ -42,6 +42,7 @@ fn policies() -> Vec<(String, ApprovalPolicySpec)> {
                     priority: p,
                     rules,
                     expires_after: None,
+                    unreadable: None,
                 },
             )
         })

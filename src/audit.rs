@@ -167,6 +167,21 @@ struct Inner {
     recent_set: HashSet<String>,
     /// Why the last append failed, until one succeeds.
     last_failure: Option<String>,
+    /// Where the log stood when it was last known to be on disk.
+    durable: Durable,
+    /// Lines past `durable` could not be cut off after a failed append; the next append
+    /// tries again before it writes.
+    dirty_tail: bool,
+    #[cfg(test)]
+    fail_next_sync: bool,
+}
+
+/// A point of the chain that is on disk: what a failed append goes back to.
+#[derive(Clone, Debug)]
+struct Durable {
+    size: u64,
+    next_seq: u64,
+    last_hash: String,
 }
 
 impl AuditLog {
@@ -225,12 +240,20 @@ impl AuditLog {
             file,
             size,
             first_seq,
+            durable: Durable {
+                size,
+                next_seq,
+                last_hash: last_hash.clone(),
+            },
             next_seq,
             last_hash,
             max_bytes: max_bytes.max(1024),
             recent: VecDeque::new(),
             recent_set: HashSet::new(),
             last_failure: None,
+            dirty_tail: false,
+            #[cfg(test)]
+            fail_next_sync: false,
         };
         for id in recent {
             inner.remember(id);
@@ -303,7 +326,25 @@ impl AuditLog {
 }
 
 impl Inner {
+    /// Writes the records and makes them durable, or, when that fails, goes back to the
+    /// last durable point: the lines are cut off and their ids forgotten, so that the
+    /// retry writes them again rather than taking lines an fsync never confirmed as done.
     fn append(&mut self, records: &[Record], now: DateTime<Utc>) -> Result<Vec<Entry>, AuditError> {
+        if self.dirty_tail {
+            self.cut_to_durable()?;
+        }
+        let result = self.write_and_sync(records, now);
+        if result.is_err() {
+            self.forget_since_durable();
+        }
+        result
+    }
+
+    fn write_and_sync(
+        &mut self,
+        records: &[Record],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Entry>, AuditError> {
         let mut written = Vec::new();
         for record in records {
             let id = entry_id(record);
@@ -321,6 +362,30 @@ impl Inner {
             self.sync()?;
         }
         Ok(written)
+    }
+
+    fn forget_since_durable(&mut self) {
+        let lost = self.next_seq.saturating_sub(self.durable.next_seq);
+        for _ in 0..lost {
+            if let Some(id) = self.recent.pop_back() {
+                self.recent_set.remove(&id);
+            }
+        }
+        self.next_seq = self.durable.next_seq;
+        self.last_hash = self.durable.last_hash.clone();
+        self.dirty_tail = true;
+        // Cutting off may fail as the write did; the next append tries again first.
+        let _ = self.cut_to_durable();
+    }
+
+    fn cut_to_durable(&mut self) -> Result<(), AuditError> {
+        let path = self.path.clone();
+        self.file
+            .set_len(self.durable.size)
+            .map_err(|source| AuditError::Io { path, source })?;
+        self.size = self.durable.size;
+        self.dirty_tail = false;
+        Ok(())
     }
 
     fn write_line(&mut self, line: &str) -> Result<(), AuditError> {
@@ -348,9 +413,22 @@ impl Inner {
     /// Makes what was written durable: one fsync for all the lines of an append.
     fn sync(&mut self) -> Result<(), AuditError> {
         let path = self.path.clone();
+        #[cfg(test)]
+        if std::mem::take(&mut self.fail_next_sync) {
+            return Err(AuditError::Io {
+                path,
+                source: std::io::Error::other("injected fsync failure"),
+            });
+        }
         self.file
             .sync_data()
-            .map_err(|source| AuditError::Io { path, source })
+            .map_err(|source| AuditError::Io { path, source })?;
+        self.durable = Durable {
+            size: self.size,
+            next_seq: self.next_seq,
+            last_hash: self.last_hash.clone(),
+        };
+        Ok(())
     }
 
     fn rotate(&mut self) -> Result<(), AuditError> {
@@ -371,6 +449,7 @@ impl Inner {
             File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
         }
         self.size = 0;
+        self.durable.size = 0;
         self.first_seq = self.next_seq;
         Ok(())
     }
@@ -710,6 +789,38 @@ mod tests {
         let log = AuditLog::open(path, 1 << 20).unwrap();
         let records: Vec<Record> = (0..n).map(|i| record("approval_granted", i)).collect();
         assert_eq!(log.append(&records, now()).unwrap().len(), n);
+    }
+
+    #[test]
+    fn an_append_whose_fsync_fails_is_taken_back_and_written_again_on_retry() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&path, 1 << 20).unwrap();
+        log.append(&[record("decision_requested", 0)], now())
+            .unwrap();
+        let batch = [
+            record("approval_granted", 1),
+            record("decision_approved", 1),
+        ];
+        log.inner.lock().unwrap().fail_next_sync = true;
+        let failed = log.append(&batch, now()).unwrap_err();
+        assert!(
+            failed.to_string().contains("injected fsync failure"),
+            "{failed}"
+        );
+        assert_eq!(lines(&path).len(), 1, "lines an fsync did not confirm stay");
+        assert_eq!(log.next_seq(), 1);
+        assert!(log.check_writable().is_err());
+        // The retry writes both lines again rather than taking them as already there.
+        let retried = log.append(&batch, now()).unwrap();
+        assert_eq!(retried.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
+        assert!(log.check_writable().is_ok());
+        let verified = verify(&log.files().unwrap()).unwrap();
+        assert_eq!(verified.entries, 3);
+        assert!(
+            log.append(&batch, now()).unwrap().is_empty(),
+            "now they are there"
+        );
     }
 
     fn lines(path: &Path) -> Vec<String> {

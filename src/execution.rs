@@ -386,6 +386,15 @@ pub fn inconsistency(decision: &Decision, status: &DecisionStatus) -> Option<Str
     if let Some(dup) = exec.steps.iter().find(|s| !names.insert(s.name.as_str())) {
         return Some(format!("step {} is recorded twice", dup.name));
     }
+    // A real step runs as a Job; one said to be running without its Job's name cannot be
+    // followed, and starting another could run the step twice.
+    let running_blind = exec
+        .steps
+        .iter()
+        .find(|s| s.phase == StepPhase::Running && s.job_name.is_none());
+    if let (ExecutionMode::Real, Some(step)) = (exec.mode, running_blind) {
+        return Some(format!("step {} is Running but records no Job", step.name));
+    }
     None
 }
 
@@ -1263,6 +1272,7 @@ mod tests {
             mode,
             rollback_strategy: strategy,
             steps,
+            unreadable: None,
         }
     }
 
@@ -1599,11 +1609,20 @@ mod tests {
         }
         let mut no_plan = executing.clone();
         no_plan.spec.plan_ref = None;
+        let mut no_job = twice.clone();
+        {
+            let exec = no_job.status.as_mut().unwrap().execution.as_mut().unwrap();
+            let mut running = pending("a");
+            running.phase = StepPhase::Running;
+            running.attempts = 1;
+            exec.steps = vec![running];
+        }
         let cases = [
             (executing, "no execution is recorded"),
             (rolling_back, "no rollback is recorded"),
             (twice, "step a is recorded twice"),
             (no_plan, "names no plan"),
+            (no_job, "step a is Running but records no Job"),
         ];
         for (mut decision, why) in cases {
             let mut w = World::new(plan(

@@ -853,6 +853,7 @@ mod tests {
                     expires_after: None,
                 }],
                 expires_after: None,
+                unreadable: None,
             },
         )
     }

@@ -47,7 +47,15 @@ pub fn status_after_check(
                 .map(|why| format!("{}: {why}", c.what()))
         })
         .collect();
-    let condition = if refusals.is_empty() {
+    let condition = if let Some(why) = &plan.spec.unreadable {
+        status.phase = Some(PlanPhase::Invalid);
+        Condition::new(
+            CONDITION_READY,
+            ConditionStatus::False,
+            "Unreadable",
+            format!("the plan cannot be read, so nothing runs it: {why}"),
+        )
+    } else if refusals.is_empty() {
         status.phase = Some(PlanPhase::Ready);
         Condition::new(CONDITION_READY, ConditionStatus::True, "Validated", {
             let rollbacks = checks.iter().filter(|c| c.rollback).count();
@@ -86,6 +94,10 @@ pub fn check_is_current(
     let Some(status) = &plan.status else {
         return false;
     };
+    // A plan that became unreadable keeps its generation; it is current once it says so.
+    if plan.spec.unreadable.is_some() && status.phase != Some(PlanPhase::Invalid) {
+        return false;
+    }
     status.observed_generation == plan.metadata.generation
         && status.checked_at.is_some_and(|at| now - at < max_age)
 }
@@ -112,6 +124,7 @@ mod tests {
                 mode: ExecutionMode::DryRun,
                 rollback_strategy: RollbackStrategy::Automatic,
                 steps: vec![step("migrate-db"), step("roll-out")],
+                unreadable: None,
             },
         );
         p.metadata.generation = Some(3);

@@ -1,6 +1,8 @@
 //! ApprovalPolicy evaluation: which rule decides a Decision, and why every earlier rule
 //! did not. Also the checks the API server's schema cannot make (expressions compile, risk
-//! ranges are not empty); a policy that fails them is skipped, never half-applied.
+//! ranges are not empty). A policy that fails them, or that could not be read, is never
+//! half-applied: evaluation stops there and requires approval (fail closed), since what
+//! it would have decided is unknown.
 
 use crate::api::ApprovalPolicySpec;
 
@@ -20,12 +22,22 @@ pub struct RuleProblem {
 
 impl std::fmt::Display for RuleProblem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "rule {:?}: {}", self.rule, self.problem)
+        if self.rule.is_empty() {
+            f.write_str(&self.problem)
+        } else {
+            write!(f, "rule {:?}: {}", self.rule, self.problem)
+        }
     }
 }
 
 /// Every problem of the policy's rules; empty when the policy can be applied.
 pub fn check(spec: &ApprovalPolicySpec) -> Vec<RuleProblem> {
+    if let Some(why) = &spec.unreadable {
+        return vec![RuleProblem {
+            rule: String::new(),
+            problem: format!("the policy cannot be read: {why}"),
+        }];
+    }
     let mut problems = Vec::new();
     for rule in &spec.rules {
         let mut report = |problem: String| {
@@ -161,7 +173,8 @@ pub struct Verdict {
     pub expires_after: Option<std::time::Duration>,
     /// Every rule tried, in order, up to and including the one that decided.
     pub trace: Vec<RuleTrace>,
-    /// Policies not applied because they are invalid, with the reason.
+    /// The policy that could not be applied (invalid or unreadable), with the reason;
+    /// evaluation stopped there.
     pub skipped: Vec<(String, String)>,
 }
 
@@ -184,7 +197,8 @@ pub fn fingerprint(policies: &[Policy<'_>]) -> String {
 }
 
 /// Evaluates the policies against a Decision: first matching rule of the first policy
-/// that has one decides; no match requires approval. The invariants then apply: a
+/// that has one decides; no match requires approval, and so does reaching a policy that
+/// cannot be applied (its rules might have rejected). The invariants then apply: a
 /// Critical Decision is never approved automatically, an Info Decision needs no
 /// confirmation (a rule may still reject it).
 pub fn evaluate(subject: &Subject<'_>, policies: &[Policy<'_>]) -> Verdict {
@@ -198,7 +212,7 @@ pub fn evaluate(subject: &Subject<'_>, policies: &[Policy<'_>]) -> Verdict {
         if !problems.is_empty() {
             let listed: Vec<String> = problems.iter().map(ToString::to_string).collect();
             skipped.push((policy.name.to_owned(), listed.join("; ")));
-            continue;
+            break;
         }
         for rule in &policy.spec.rules {
             let outcome = matches(&rule.match_, subject, &input);
@@ -235,13 +249,17 @@ pub fn evaluate(subject: &Subject<'_>, policies: &[Policy<'_>]) -> Verdict {
         }
         None => (
             Evaluation {
-                policy: None,
+                policy: skipped.first().map(|(name, _)| name.clone()),
                 rule: None,
                 outcome: Outcome::RequireApproval,
-                message: if ordered.is_empty() {
-                    "no ApprovalPolicy in the namespace, so approval is required".to_owned()
-                } else {
-                    "no rule matched, so approval is required".to_owned()
+                message: match skipped.first() {
+                    Some((name, why)) => format!(
+                        "the ApprovalPolicy {name} cannot be applied ({why}), so approval is required"
+                    ),
+                    None if ordered.is_empty() => {
+                        "no ApprovalPolicy in the namespace, so approval is required".to_owned()
+                    }
+                    None => "no rule matched, so approval is required".to_owned(),
                 },
                 required_approvals: 1,
                 approvers: Approvers::default(),
@@ -462,6 +480,7 @@ mod tests {
             priority: 100,
             rules,
             expires_after: None,
+            unreadable: None,
         }
     }
 
@@ -765,18 +784,51 @@ mod tests {
     }
 
     #[test]
-    fn an_invalid_policy_is_skipped_and_the_rest_apply() {
-        let mut broken = example_policy("approvalpolicy-budget.yaml");
-        broken.metadata.name = Some("aaa-broken".into());
-        broken.spec.priority = 1;
-        broken.spec.rules = vec![rule("approve-all", Some("decision.context.amount <"))];
+    fn a_policy_that_cannot_be_applied_requires_approval_where_it_stands() {
         let defaults = example_policy("approvalpolicy-defaults.yaml");
         let mut email = request("email", Criticality::Normal);
         email.estimated_duration_minutes = Some(5);
+        assert_eq!(
+            decided_by(&decide(&email, &[&defaults])),
+            (Some("short-email"), Outcome::AutoApprove)
+        );
+
+        // Tried first and broken: what it would have said is unknown, so nothing after it
+        // may approve automatically.
+        let mut broken = example_policy("approvalpolicy-budget.yaml");
+        broken.metadata.name = Some("aaa-broken".into());
+        broken.spec.priority = 1;
+        broken.spec.rules = vec![rule("reject-all", Some("decision.context.amount <"))];
         let v = decide(&email, &[&broken, &defaults]);
-        assert_eq!(decided_by(&v), (Some("short-email"), Outcome::AutoApprove));
+        assert_eq!(v.evaluation.outcome, Outcome::RequireApproval);
+        assert_eq!(v.evaluation.policy.as_deref(), Some("aaa-broken"));
+        assert!(
+            v.evaluation.message.contains("cannot be applied"),
+            "{}",
+            v.evaluation.message
+        );
         assert_eq!(v.skipped.len(), 1);
         assert_eq!(v.skipped[0].0, "aaa-broken");
+
+        // One that could not be read at all fails closed the same way.
+        let mut unreadable = example_policy("approvalpolicy-budget.yaml");
+        unreadable.metadata.name = Some("lost".into());
+        unreadable.spec.unreadable = Some("unknown variant `Sometimes`".into());
+        let v = decide(&email, &[&unreadable, &defaults]);
+        assert_eq!(v.evaluation.outcome, Outcome::RequireApproval);
+        assert!(
+            v.evaluation
+                .message
+                .contains("the policy cannot be read: unknown variant"),
+            "{}",
+            v.evaluation.message
+        );
+
+        // Tried after the rule that decides, it changes nothing.
+        broken.spec.priority = 100_000;
+        let v = decide(&email, &[&broken, &defaults]);
+        assert_eq!(decided_by(&v), (Some("short-email"), Outcome::AutoApprove));
+        assert!(v.skipped.is_empty());
     }
 
     #[test]

@@ -145,6 +145,8 @@ pub struct PolicyInput {
     priority: i32,
     rules: Vec<Rule>,
     expires_after: Option<String>,
+    /// Stands for a stored policy the operator could not read.
+    unreadable: bool,
 }
 
 impl PolicyInput {
@@ -201,6 +203,12 @@ impl PolicyInput {
             "spec": spec,
         }))
         .ok()
+        .map(|mut policy: ApprovalPolicy| {
+            if self.unreadable {
+                policy.spec.unreadable = Some("fuzzed".into());
+            }
+            policy
+        })
     }
 }
 

@@ -37,11 +37,40 @@ fuzz_target!(|input: Input| {
     let outcome = verdict.evaluation.outcome;
     match decision.spec.criticality {
         Criticality::Critical => assert_ne!(outcome, Outcome::AutoApprove),
-        Criticality::Info => assert!(matches!(outcome, Outcome::AutoApprove | Outcome::AutoReject)),
+        Criticality::Info => assert!(matches!(
+            outcome,
+            Outcome::AutoApprove | Outcome::AutoReject
+        )),
         _ => {}
     }
     if verdict.evaluation.rule.is_none() && decision.spec.criticality != Criticality::Info {
         assert_eq!(outcome, Outcome::RequireApproval, "no match fails closed");
+    }
+    // A policy that cannot be applied stops evaluation where it stands: no rule after it
+    // decides, and a rule that decides comes from before every such policy.
+    if !verdict.skipped.is_empty() {
+        assert!(
+            verdict.evaluation.rule.is_none(),
+            "a rule decided past a broken policy"
+        );
+        assert_eq!(verdict.skipped.len(), 1);
+    }
+    if let Some(decider) = verdict
+        .evaluation
+        .rule
+        .as_ref()
+        .and(verdict.evaluation.policy.as_deref())
+    {
+        for p in policy::in_order(&views) {
+            if p.name == decider {
+                break;
+            }
+            assert!(
+                policy::check(p.spec).is_empty(),
+                "{} is broken yet was passed over",
+                p.name
+            );
+        }
     }
     if let Some(d) = verdict.expires_after {
         assert!(d >= decision_gate::api::duration::MIN && d <= decision_gate::api::duration::MAX);

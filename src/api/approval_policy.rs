@@ -56,6 +56,11 @@ pub struct ApprovalPolicySpec {
     /// the Decision says otherwise, such as `4h`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_after: Option<Duration>,
+
+    /// Set (never stored) when the stored object could not be read: why. Such a policy
+    /// is kept, empty, so that it fails closed rather than vanish.
+    #[serde(skip)]
+    pub unreadable: Option<String>,
 }
 
 fn default_priority() -> i32 {

@@ -64,6 +64,11 @@ pub struct ExecutionPlanSpec {
         },
     ]))]
     pub steps: Vec<Step>,
+
+    /// Set (never stored) when the stored object could not be read: why. Such a plan is
+    /// kept, empty, and reported Invalid.
+    #[serde(skip)]
+    pub unreadable: Option<String>,
 }
 
 /// How a plan's steps are carried out.

@@ -36,35 +36,36 @@ pub async fn run(
 
 async fn reconcile(obj: Arc<ApprovalPolicy>, ctx: Arc<Context>) -> Result<Action> {
     let current = obj.status.clone().unwrap_or_default();
+    let problems = policy::check(&obj.spec);
+    let phase = if problems.is_empty() {
+        PolicyPhase::Ready
+    } else {
+        PolicyPhase::Invalid
+    };
+    // A policy that became unreadable keeps its generation; its phase still changes.
     if current.observed_generation.is_some()
         && current.observed_generation == obj.metadata.generation
+        && current.phase == Some(phase)
     {
         return Ok(Action::await_change());
     }
-    let problems = policy::check(&obj.spec);
     let mut status = current.clone();
-    let (phase, condition) = if problems.is_empty() {
-        (
-            PolicyPhase::Ready,
-            Condition::new(
-                CONDITION_READY,
-                ConditionStatus::True,
-                "Valid",
-                "every rule can be applied",
-            ),
+    let condition = if problems.is_empty() {
+        Condition::new(
+            CONDITION_READY,
+            ConditionStatus::True,
+            "Valid",
+            "every rule can be applied",
         )
     } else {
         let listed: Vec<String> = problems.iter().map(ToString::to_string).collect();
-        (
-            PolicyPhase::Invalid,
-            Condition::new(
-                CONDITION_READY,
-                ConditionStatus::False,
-                "Invalid",
-                format!(
-                    "the policy is not applied until this is fixed: {}",
-                    listed.join("; ")
-                ),
+        Condition::new(
+            CONDITION_READY,
+            ConditionStatus::False,
+            "Invalid",
+            format!(
+                "Decisions of this namespace that reach this policy require approval until this is fixed: {}",
+                listed.join("; ")
             ),
         )
     };

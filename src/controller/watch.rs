@@ -5,8 +5,10 @@
 //! by anyone allowed to patch `/status`, and an object stored under an older CRD may no
 //! longer fit the types; neither may stop the others. Objects are therefore read
 //! leniently: one whose status is unreadable is kept with an empty status that says why
-//! (its reconciler reports and repairs it), and one that cannot be read at all is left
-//! out with a warning in the log.
+//! (its reconciler reports and repairs it). One that cannot be read at all is logged, and
+//! what was known of it goes: a policy or plan is kept empty, marked unreadable (a policy
+//! then fails closed, a plan is reported Invalid), and a Decision leaves the store rather
+//! than be acted on as it was before it changed.
 //!
 //! [`Shared`] keeps one watch per kind for every controller that needs it: a store that is
 //! complete before any controller starts, and a stream of changes for each subscriber.
@@ -41,27 +43,107 @@ pub trait Watched:
 
     /// Why the object's status could not be read, if it could not.
     fn status_unreadable(&self) -> Option<&str>;
+
+    /// Sets the status from its stored JSON.
+    fn read_status(&mut self, value: serde_json::Value) -> Result<(), serde_json::Error>;
+
+    /// What stands in the store for an object that could not be read at all, and whether
+    /// it stays there (true) or only removes what was known of the object (false).
+    /// The status is kept when it can be read, so that the placeholder's reconciler sees
+    /// what it wrote before and writes only what changed.
+    fn placeholder(
+        metadata: ObjectMeta,
+        status: Option<serde_json::Value>,
+        why: &str,
+    ) -> Option<(Self, bool)>;
 }
 
-macro_rules! watched {
-    ($kind:ty) => {
-        impl Watched for $kind {
-            fn mark_status_unreadable(&mut self, why: String) {
-                self.status = Some(Default::default());
-                if let Some(status) = self.status.as_mut() {
-                    status.unreadable = Some(why);
-                }
+/// The status half of [`Watched`], the same for every kind.
+macro_rules! status_access {
+    () => {
+        fn mark_status_unreadable(&mut self, why: String) {
+            self.status = Some(Default::default());
+            if let Some(status) = self.status.as_mut() {
+                status.unreadable = Some(why);
             }
+        }
 
-            fn status_unreadable(&self) -> Option<&str> {
-                self.status.as_ref()?.unreadable.as_deref()
-            }
+        fn status_unreadable(&self) -> Option<&str> {
+            self.status.as_ref()?.unreadable.as_deref()
+        }
+
+        fn read_status(&mut self, value: serde_json::Value) -> Result<(), serde_json::Error> {
+            self.status = Some(serde_json::from_value(value)?);
+            Ok(())
         }
     };
 }
-watched!(Decision);
-watched!(ApprovalPolicy);
-watched!(ExecutionPlan);
+
+impl Watched for ApprovalPolicy {
+    fn placeholder(
+        metadata: ObjectMeta,
+        status: Option<serde_json::Value>,
+        why: &str,
+    ) -> Option<(Self, bool)> {
+        let spec = crate::api::ApprovalPolicySpec {
+            // Its priority is unknown: tried first, it fails closed for the namespace.
+            priority: i32::MIN,
+            rules: Vec::new(),
+            expires_after: None,
+            unreadable: Some(why.to_owned()),
+        };
+        let policy = ApprovalPolicy::new("", spec);
+        Some((stand_in(policy, metadata, status), true))
+    }
+    status_access!();
+}
+
+impl Watched for ExecutionPlan {
+    fn placeholder(
+        metadata: ObjectMeta,
+        status: Option<serde_json::Value>,
+        why: &str,
+    ) -> Option<(Self, bool)> {
+        let spec = crate::api::ExecutionPlanSpec {
+            mode: Default::default(),
+            rollback_strategy: Default::default(),
+            steps: Vec::new(),
+            unreadable: Some(why.to_owned()),
+        };
+        let plan = ExecutionPlan::new("", spec);
+        Some((stand_in(plan, metadata, status), true))
+    }
+    status_access!();
+}
+
+impl Watched for Decision {
+    fn placeholder(
+        metadata: ObjectMeta,
+        _status: Option<serde_json::Value>,
+        _why: &str,
+    ) -> Option<(Self, bool)> {
+        let spec = serde_json::from_value(serde_json::json!({
+            "actionType": "unreadable",
+            "description": "unreadable",
+            "criticality": "Critical",
+        }))
+        .ok()?;
+        Some((stand_in(Decision::new("", spec), metadata, None), false))
+    }
+    status_access!();
+}
+
+/// `obj` under the metadata of the object it stands in for, with that object's status
+/// when it can be read (marked unreadable when it cannot).
+fn stand_in<K: Watched>(mut obj: K, metadata: ObjectMeta, status: Option<serde_json::Value>) -> K {
+    *obj.meta_mut() = metadata;
+    if let Some(status) = status
+        && let Err(e) = obj.read_status(status)
+    {
+        obj.mark_status_unreadable(format!("the status cannot be read: {e}"));
+    }
+    obj
+}
 
 /// An object that could not be read at all.
 #[derive(Clone, Debug)]
@@ -69,12 +151,15 @@ pub struct Unreadable {
     pub namespace: String,
     pub name: String,
     pub why: String,
+    /// Its status as stored.
+    pub status: Option<serde_json::Value>,
 }
 
-/// An object as read from the API server: the object, or why it could not be read.
+/// An object as read from the API server: the object, or why it could not be read (and
+/// its status as stored).
 #[derive(Clone, Debug)]
 pub struct Lenient<K> {
-    read: Result<K, String>,
+    read: Result<K, (String, Option<serde_json::Value>)>,
     metadata: ObjectMeta,
 }
 
@@ -88,17 +173,14 @@ impl<K: Watched> Lenient<K> {
         let read = match K::deserialize(&value) {
             Ok(obj) => Ok(obj),
             Err(whole) => {
-                let had_status = value
-                    .as_object_mut()
-                    .and_then(|o| o.remove("status"))
-                    .is_some();
+                let status = value.as_object_mut().and_then(|o| o.remove("status"));
                 match K::deserialize(&value) {
-                    Ok(mut obj) if had_status => {
+                    Ok(mut obj) if status.is_some() => {
                         obj.mark_status_unreadable(format!("the status cannot be read: {whole}"));
                         Ok(obj)
                     }
-                    Ok(_) => Err(whole.to_string()),
-                    Err(e) => Err(e.to_string()),
+                    Ok(_) => Err((whole.to_string(), status)),
+                    Err(e) => Err((e.to_string(), status)),
                 }
             }
         };
@@ -111,12 +193,13 @@ impl<K: Watched> Lenient<K> {
         Ok(Lenient { read, metadata })
     }
 
-    /// The object, or which it was and why it was left out.
+    /// The object, or which it was and why it could not be read.
     pub fn into_inner(self) -> Result<K, Unreadable> {
-        self.read.map_err(|why| Unreadable {
+        self.read.map_err(|(why, status)| Unreadable {
             namespace: self.metadata.namespace.unwrap_or_default(),
             name: self.metadata.name.unwrap_or_default(),
             why,
+            status,
         })
     }
 }
@@ -153,7 +236,8 @@ impl<K: Watched> Resource for Lenient<K> {
 }
 
 /// Watches `K` in `namespace` (or everywhere), leniently: objects that cannot be read are
-/// logged and left out. Failures of the watch itself back off and retry.
+/// logged and stand in the store as their placeholders say. Failures of the watch itself
+/// back off and retry.
 pub fn watch<K: Watched>(
     client: &Client,
     namespace: Option<&str>,
@@ -172,30 +256,44 @@ fn readable<K: Watched>(
     event: Result<watcher::Event<Lenient<K>>, watcher::Error>,
 ) -> Option<Result<watcher::Event<K>, watcher::Error>> {
     use watcher::Event;
-    let keep = |obj: Lenient<K>| match obj.into_inner() {
-        Ok(obj) => Some(obj),
-        Err(Unreadable {
-            namespace,
-            name,
-            why,
-        }) => {
-            warn!(
-                kind = %<K as Resource>::kind(&()),
-                namespace,
-                name,
-                %why,
-                "left out an object that cannot be read; fix or delete it"
-            );
-            None
-        }
+    // An unreadable object: its placeholder, and whether it stays in the store.
+    let stand_in = |obj: Lenient<K>| -> Result<K, Option<(K, bool)>> {
+        let metadata = obj.metadata.clone();
+        obj.into_inner().map_err(
+            |Unreadable {
+                 namespace,
+                 name,
+                 why,
+                 status,
+             }| {
+                warn!(
+                    kind = %<K as Resource>::kind(&()),
+                    namespace,
+                    name,
+                    %why,
+                    "an object cannot be read; fix or delete it"
+                );
+                K::placeholder(metadata, status, &why)
+            },
+        )
     };
     Some(match event {
         Err(e) => Err(e),
         Ok(Event::Init) => Ok(Event::Init),
         Ok(Event::InitDone) => Ok(Event::InitDone),
-        Ok(Event::Apply(obj)) => Ok(Event::Apply(keep(obj)?)),
-        Ok(Event::InitApply(obj)) => Ok(Event::InitApply(keep(obj)?)),
-        Ok(Event::Delete(obj)) => Ok(Event::Delete(keep(obj)?)),
+        Ok(Event::Apply(obj)) => Ok(match stand_in(obj) {
+            Ok(obj) | Err(Some((obj, true))) => Event::Apply(obj),
+            Err(Some((obj, false))) => Event::Delete(obj),
+            Err(None) => return None,
+        }),
+        Ok(Event::InitApply(obj)) => Ok(match stand_in(obj) {
+            Ok(obj) | Err(Some((obj, true))) => Event::InitApply(obj),
+            Err(_) => return None,
+        }),
+        Ok(Event::Delete(obj)) => Ok(match stand_in(obj) {
+            Ok(obj) | Err(Some((obj, _))) => Event::Delete(obj),
+            Err(None) => return None,
+        }),
     })
 }
 
@@ -322,6 +420,84 @@ mod tests {
         );
         assert_eq!(read.status.as_ref().and_then(|s| s.phase), None);
         assert_eq!(read.spec.action_type, "deploy");
+    }
+
+    fn policy(rules: serde_json::Value, status: serde_json::Value) -> serde_json::Value {
+        json!({
+            "apiVersion": "decisiongate.io/v1alpha1",
+            "kind": "ApprovalPolicy",
+            "metadata": {"name": "gate", "namespace": "team-a", "uid": "u-2", "generation": 4},
+            "spec": {"rules": rules},
+            "status": status,
+        })
+    }
+
+    fn event<K: Watched>(
+        value: serde_json::Value,
+        wrap: fn(Lenient<K>) -> watcher::Event<Lenient<K>>,
+    ) -> Option<watcher::Event<K>> {
+        readable(Ok(wrap(Lenient::read(value).unwrap()))).map(Result::unwrap)
+    }
+
+    #[test]
+    fn an_unreadable_policy_stays_as_one_that_fails_closed_with_its_status() {
+        let broken = policy(
+            json!([{"name": "r", "outcome": "Sometimes"}]),
+            json!({"phase": "Ready", "observedGeneration": 4}),
+        );
+        let Some(watcher::Event::Apply(kept)) =
+            event::<ApprovalPolicy>(broken, watcher::Event::Apply)
+        else {
+            panic!("an unreadable policy must stay in the store");
+        };
+        assert_eq!(kept.metadata.name.as_deref(), Some("gate"));
+        assert_eq!(kept.metadata.generation, Some(4));
+        assert_eq!(kept.spec.priority, i32::MIN);
+        assert!(
+            kept.spec
+                .unreadable
+                .as_deref()
+                .unwrap()
+                .contains("Sometimes")
+        );
+        // What the operator wrote before is still seen, so it writes only the change.
+        assert_eq!(kept.status.as_ref().unwrap().observed_generation, Some(4));
+        let problems = crate::policy::check(&kept.spec);
+        assert!(
+            problems[0]
+                .to_string()
+                .starts_with("the policy cannot be read"),
+            "{problems:?}"
+        );
+
+        let garbled = policy(
+            json!([{"name": "r", "outcome": "Sometimes"}]),
+            json!({"phase": 7}),
+        );
+        let Some(watcher::Event::InitApply(kept)) =
+            event::<ApprovalPolicy>(garbled, watcher::Event::InitApply)
+        else {
+            panic!("an unreadable policy must stay in the store");
+        };
+        assert!(kept.status_unreadable().is_some());
+    }
+
+    #[test]
+    fn an_unreadable_decision_leaves_the_store() {
+        let mut value = decision(json!({"phase": "Approved"}));
+        value["spec"]["criticality"] = json!("Catastrophic");
+        match event::<Decision>(value.clone(), watcher::Event::Apply) {
+            Some(watcher::Event::Delete(gone)) => {
+                assert_eq!(gone.metadata.name.as_deref(), Some("d"));
+                assert_eq!(gone.metadata.namespace.as_deref(), Some("team-a"));
+            }
+            other => panic!("expected its removal, got {other:?}"),
+        }
+        assert!(event::<Decision>(value.clone(), watcher::Event::InitApply).is_none());
+        assert!(matches!(
+            event::<Decision>(value, watcher::Event::Delete),
+            Some(watcher::Event::Delete(_))
+        ));
     }
 
     #[test]

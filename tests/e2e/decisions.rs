@@ -376,17 +376,18 @@ async fn an_unanswered_decision_expires_and_stays_expired() {
 }
 
 #[tokio::test]
-async fn policy_changes_reevaluate_waiting_decisions_and_broken_policies_are_skipped() {
+async fn policy_changes_reevaluate_waiting_decisions_and_broken_policies_fail_closed() {
     let ns = TestNamespace::new("reevaluate").await;
     let _operator = Operator::start(&ns.name).await;
     let n = ns.name.as_str();
-    // A broken policy tried first would reject everything; it is Invalid and not applied.
+    // A broken policy tried first meant to reject everything; it is Invalid, and what it
+    // would have said being unknown, nothing after it approves automatically.
     apply(n, &policy("aaa-broken", "{priority: 1, rules: [{name: reject-all, match: {expression: 'decision.context.amount <'}, outcome: AutoReject}]}")).success();
     apply(
         n,
         &policy(
             "tuning",
-            "{rules: [{name: careful, match: {actionTypes: [tune]}, outcome: RequireApproval}]}",
+            "{rules: [{name: careful, match: {actionTypes: [tune]}, outcome: AutoApprove}]}",
         ),
     )
     .success();
@@ -400,9 +401,13 @@ async fn policy_changes_reevaluate_waiting_decisions_and_broken_policies_are_ski
     .success();
     let api: Api<Decision> = Api::namespaced(admin().await, n);
     let d = reaches(&api, "tune-gc", DecisionPhase::Pending).await;
-    assert_eq!(
-        verdict(&d),
-        ("careful".to_owned(), Outcome::RequireApproval)
+    let evaluation = d.status.unwrap().evaluation.unwrap();
+    assert_eq!(evaluation.policy.as_deref(), Some("aaa-broken"));
+    assert_eq!(evaluation.outcome, Outcome::RequireApproval);
+    assert!(
+        evaluation.message.contains("cannot be applied"),
+        "{}",
+        evaluation.message
     );
     let state = kubectl_admin(&[
         "get",
@@ -415,6 +420,35 @@ async fn policy_changes_reevaluate_waiting_decisions_and_broken_policies_are_ski
     ])
     .success();
     assert_eq!(state, "Invalid");
+
+    // Gone, it no longer holds the namespace back; the Decision is evaluated again.
+    kubectl_admin(&[
+        "patch",
+        "apol",
+        "tuning",
+        "-n",
+        n,
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/rules/0/outcome","value":"RequireApproval"}]"#,
+    ])
+    .success();
+    kubectl_admin(&["delete", "apol", "aaa-broken", "-n", n]).success();
+    wait_until("the evaluation by the tuning policy", || {
+        let by = kubectl_admin(&[
+            "get",
+            "dec",
+            "tune-gc",
+            "-n",
+            n,
+            "-o",
+            "jsonpath={.status.evaluation.rule}",
+        ])
+        .success();
+        by == "careful"
+    })
+    .await;
 
     kubectl_admin(&[
         "patch",
