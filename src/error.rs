@@ -43,6 +43,10 @@ pub enum Error {
     /// The leader Lease could not be used, or was lost.
     #[error("{0}")]
     Lease(String),
+
+    /// A watch that the controllers read from stopped; its store would go stale.
+    #[error("the {kind} watch stopped ({why}); stopping so that a restart watches afresh")]
+    WatchEnded { kind: &'static str, why: String },
 }
 
 impl Error {
@@ -61,6 +65,7 @@ impl Error {
             Error::Panicked(_) => "Panicked",
             Error::ShutdownTimedOut { .. } => "ShutdownTimedOut",
             Error::Lease(_) => "LeaseError",
+            Error::WatchEnded { .. } => "WatchEnded",
         }
     }
 }
@@ -125,6 +130,16 @@ mod tests {
             "TimedOut"
         );
         assert_eq!(Error::Panicked("x".into()).category(), "Panicked");
+        let ended = Error::WatchEnded {
+            kind: "ApprovalPolicy",
+            why: "it panicked".into(),
+        };
+        assert_eq!(ended.category(), "WatchEnded");
+        assert!(
+            ended
+                .to_string()
+                .starts_with("the ApprovalPolicy watch stopped (it panicked)")
+        );
         let stuck = Error::ShutdownTimedOut {
             deadline: std::time::Duration::from_secs(20),
             running: vec!["Decision team-a/d".into()],

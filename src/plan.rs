@@ -192,6 +192,26 @@ mod tests {
     }
 
     #[test]
+    fn a_plan_that_cannot_be_read_is_invalid_once_and_stays_so() {
+        let mut p = plan();
+        p.status = Some(status_after_check(&p, &[], now()));
+        assert_eq!(p.status.as_ref().unwrap().phase, Some(PlanPhase::Ready));
+        // The same generation, now unreadable: the earlier check no longer stands.
+        p.spec.unreadable = Some("unknown variant `Sometimes`".into());
+        let hour = chrono::Duration::hours(1);
+        assert!(!check_is_current(&p, now(), hour));
+        let status = status_after_check(&p, &[], now());
+        assert_eq!(status.phase, Some(PlanPhase::Invalid));
+        assert_eq!(status.conditions[0].reason, "Unreadable");
+        assert!(status.conditions[0].message.contains("Sometimes"));
+        p.status = Some(status);
+        assert!(
+            check_is_current(&p, now(), hour),
+            "written once, not again and again"
+        );
+    }
+
+    #[test]
     fn a_check_goes_stale_with_a_new_generation_or_age() {
         let mut p = plan();
         p.status = Some(status_after_check(&p, &[], now()));

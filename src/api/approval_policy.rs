@@ -142,12 +142,12 @@ pub struct RuleMatch {
 
     /// The estimated duration is at least this many minutes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 525600))]
     pub min_duration_minutes: Option<u32>,
 
     /// The estimated duration is at most this many minutes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 525600))]
     pub max_duration_minutes: Option<u32>,
 
     /// A CEL expression over `decision` (its spec: `decision.actionType`,

@@ -33,7 +33,9 @@ pub async fn run(
     let changes = watch::watch::<Decision>(
         &ctx.client,
         ctx.settings.namespace.as_deref(),
-        watcher::Config::default().any_semantic(),
+        // Listed consistently (from etcd or a cache proven current), never from a possibly
+        // stale watch cache: a Decision answered a moment ago must not look unanswered.
+        watcher::Config::default(),
     )
     .reflect(writer)
     .applied_objects()

@@ -480,9 +480,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         }
     }
     .shared();
-    let stop = futures::future::select(Box::pin(shutdown.clone()), Box::pin(lost.clone()))
-        .map(|_| ())
-        .shared();
+    let stop_or_lost = futures::future::select(Box::pin(shutdown.clone()), Box::pin(lost.clone()));
 
     // One watch per kind that more than one controller reads, each in a task of its own.
     // Every controller starts only once the stores it reads are complete: a reconcile never
@@ -498,18 +496,40 @@ pub async fn run(settings: Settings) -> Result<()> {
         policies.start(&client, namespace.as_deref()),
         plans.start(&client, namespace.as_deref()),
     ];
+    // A shared watch never ends by itself; if one does (a panic), its store goes stale
+    // without a word, so the operator stops and is restarted.
+    let aborts: Vec<_> = watches.iter().map(|w| w.abort_handle()).collect();
+    let watch_ended = first_to_end(
+        ["ApprovalPolicy", "ExecutionPlan"]
+            .into_iter()
+            .zip(watches)
+            .collect(),
+    )
+    .shared();
+    let stop = {
+        let watch_ended = watch_ended.clone();
+        async move {
+            tokio::select! {
+                _ = stop_or_lost => {}
+                _ = watch_ended => {}
+            }
+        }
+    }
+    .shared();
     let filled = tokio::select! {
         filled = caches_filled(&policies.store, &plans.store) => filled,
         _ = stop.clone() => false,
     };
     if !filled {
-        watches.iter().for_each(|w| w.abort());
+        aborts.iter().for_each(|w| w.abort());
         health.stand_down();
         metrics.leader.set(0);
         return stopped(if lost.peek().is_some() && shutdown.peek().is_none() {
             Err(Error::Lease(
                 "lost the leader Lease before the caches were filled".into(),
             ))
+        } else if let Some((kind, why)) = watch_ended.peek().cloned() {
+            Err(Error::WatchEnded { kind, why })
         } else {
             Ok(())
         });
@@ -574,7 +594,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         _ = controllers => true,
         _ = deadline => false,
     };
-    watches.iter().for_each(|w| w.abort());
+    aborts.iter().for_each(|w| w.abort());
     health.stand_down();
     ctx.metrics.leader.set(0);
     if !finished {
@@ -596,12 +616,35 @@ pub async fn run(settings: Settings) -> Result<()> {
             "lost the leader Lease; stopping so that the new leader acts alone".into(),
         )));
     }
+    if let Some((kind, why)) = watch_ended.peek().cloned()
+        && shutdown.peek().is_none()
+    {
+        return stopped(Err(Error::WatchEnded { kind, why }));
+    }
     // Hand the Lease over at once rather than make the next leader wait for it to expire:
     // the Lease task releases it as soon as the last receiver of its state is gone.
     drop((stop, lost, leading));
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), lease_task).await;
     info!("stopped");
     stopped(Ok(()))
+}
+
+/// Resolves when the first of the tasks ends (for whatever reason): its name and why.
+async fn first_to_end(
+    tasks: Vec<(&'static str, tokio::task::JoinHandle<()>)>,
+) -> (&'static str, String) {
+    let (names, handles): (Vec<_>, Vec<_>) = tasks.into_iter().unzip();
+    if handles.is_empty() {
+        return std::future::pending().await;
+    }
+    let (ended, index, _) = futures::future::select_all(handles).await;
+    let why = match ended {
+        Ok(()) => "its stream ended".to_owned(),
+        Err(e) if e.is_panic() => "it panicked".to_owned(),
+        Err(e) => e.to_string(),
+    };
+    error!(kind = names[index], %why, "a shared watch stopped");
+    (names[index], why)
 }
 
 /// Waits until both stores hold a complete list, saying every few seconds what it waits
@@ -757,6 +800,26 @@ mod tests {
     use super::*;
     use http::{Request, Response};
     use kube::client::Body;
+
+    #[tokio::test]
+    async fn a_watch_task_that_panics_is_named_when_it_ends() {
+        let forever = tokio::spawn(std::future::pending::<()>());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let doomed = tokio::spawn(async move {
+            let _ = rx.await;
+            panic!("a bug in the watch");
+        });
+        let ended = tokio::spawn(first_to_end(vec![
+            ("ApprovalPolicy", forever),
+            ("ExecutionPlan", doomed),
+        ]));
+        tx.send(()).unwrap();
+        let (kind, why) = tokio::time::timeout(std::time::Duration::from_secs(10), ended)
+            .await
+            .expect("the end of a watch is noticed")
+            .unwrap();
+        assert_eq!((kind, why.as_str()), ("ExecutionPlan", "it panicked"));
+    }
 
     /// A scripted API server: answers each expected request in turn and checks its path.
     async fn scripted(answers: Vec<(&'static str, u16, serde_json::Value)>) -> Client {

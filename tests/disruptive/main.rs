@@ -126,10 +126,6 @@ fn restart(component: &str) {
     );
 }
 
-fn phase(d: Option<&Decision>) -> Option<DecisionPhase> {
-    d.and_then(|d| d.status.as_ref()).and_then(|s| s.phase)
-}
-
 fn running_step(d: Option<&Decision>, index: usize) -> bool {
     d.and_then(|d| d.status.as_ref())
         .and_then(|s| s.execution.as_ref())
@@ -216,4 +212,97 @@ async fn the_operator_rides_out_restarts_of_the_api_server_and_etcd() {
     let out =
         decision_gate(&["audit", "verify", Operator::audit_log(n).to_str().unwrap()]).success();
     assert!(out.starts_with("ok"), "{out}");
+}
+
+/// Puts the ApprovalPolicy CRD back as the operator describes it, however the test ends.
+struct PolicyCrdRestored;
+
+impl PolicyCrdRestored {
+    fn restore(&self) {
+        let crd = repo_root().join("crds/approvalpolicies.decisiongate.io.yaml");
+        kubectl_admin(&[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            crd.to_str().unwrap(),
+        ])
+        .success();
+    }
+}
+
+impl Drop for PolicyCrdRestored {
+    fn drop(&mut self) {
+        self.restore();
+    }
+}
+
+/// A policy stored under an older, looser CRD no longer fits the operator's types. It must
+/// not vanish (its rules might have rejected what comes next): the namespace fails closed
+/// until it is fixed or deleted, and its status says why. Deleting it lets the others
+/// decide again.
+#[tokio::test]
+async fn a_policy_the_operator_cannot_read_fails_closed_until_it_is_gone() {
+    let _alone = ALONE.lock().await;
+    ensure_installed().await;
+    let ns = TestNamespace::create(unique_name("unreadable")).await;
+    let n = ns.name.as_str();
+
+    // The older CRD: durations in minutes had no upper bound, so this value was stored.
+    let crd =
+        std::fs::read_to_string(repo_root().join("crds/approvalpolicies.decisiongate.io.yaml"))
+            .unwrap();
+    let loose: String = crd
+        .lines()
+        .filter(|l| l.trim() != "maximum: 525600.0")
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(loose, crd, "the CRD bounds minDurationMinutes");
+    let restored = PolicyCrdRestored;
+    kubectl(
+        &admin_kubeconfig(),
+        &["apply", "--server-side", "--force-conflicts", "-f", "-"],
+        Some(&loose),
+    )
+    .success();
+    let old = "apiVersion: decisiongate.io/v1alpha1\nkind: ApprovalPolicy\nmetadata: {name: aaa-old}\nspec: {priority: 1, rules: [{name: endless, match: {minDurationMinutes: 5000000000}, outcome: AutoReject}]}\n";
+    wait_until("the looser CRD to admit the old policy", || {
+        apply(n, old).ok
+    })
+    .await;
+    restored.restore();
+    apply(n, "apiVersion: decisiongate.io/v1alpha1\nkind: ApprovalPolicy\nmetadata: {name: relaxed}\nspec: {rules: [{name: all, match: {}, outcome: AutoApprove}]}\n").success();
+
+    let _operator = Operator::start(n).await;
+    apply(n, &decision("ship")).success();
+    let api: Api<Decision> = Api::namespaced(admin().await, n);
+    let d = reaches(&api, "ship", DecisionPhase::Pending).await;
+    let evaluation = d.status.unwrap().evaluation.unwrap();
+    assert_eq!(evaluation.policy.as_deref(), Some("aaa-old"));
+    assert!(
+        evaluation.message.contains("the policy cannot be read"),
+        "{}",
+        evaluation.message
+    );
+    wait_until("the old policy to be reported Invalid", || {
+        let status = kubectl_admin(&[
+            "get",
+            "apol",
+            "aaa-old",
+            "-n",
+            n,
+            "-o",
+            "jsonpath={.status.phase}: {.status.conditions[0].message}",
+        ])
+        .success();
+        status.starts_with("Invalid: ") && status.contains("cannot be read")
+    })
+    .await;
+
+    kubectl_admin(&["delete", "apol", "aaa-old", "-n", n]).success();
+    let d = reaches(&api, "ship", DecisionPhase::Approved).await;
+    assert_eq!(
+        d.status.unwrap().evaluation.unwrap().policy.as_deref(),
+        Some("relaxed")
+    );
 }

@@ -7,21 +7,9 @@ use kube::Api;
 
 use crate::support::*;
 
-fn phase(d: Option<&Decision>) -> Option<DecisionPhase> {
-    d.and_then(|d| d.status.as_ref()).and_then(|s| s.phase)
-}
-
 async fn settled(api: &Api<Decision>, name: &str) -> Decision {
     wait_for(api, name, "evaluated", |d: Option<&Decision>| {
         phase(d).is_some()
-    })
-    .await
-}
-
-async fn reaches(api: &Api<Decision>, name: &str, want: DecisionPhase) -> Decision {
-    let what = format!("{want:?}");
-    wait_for(api, name, &what, move |d: Option<&Decision>| {
-        phase(d) == Some(want)
     })
     .await
 }

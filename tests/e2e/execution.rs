@@ -58,10 +58,6 @@ fn decision(name: &str, plan: &str, criticality: &str) -> String {
     )
 }
 
-fn phase(d: Option<&Decision>) -> Option<DecisionPhase> {
-    d.and_then(|d| d.status.as_ref()).and_then(|s| s.phase)
-}
-
 async fn ends(api: &Api<Decision>, name: &str, want: DecisionPhase) -> Decision {
     let what = format!("{want:?}");
     wait_for(api, name, &what, move |d: Option<&Decision>| {

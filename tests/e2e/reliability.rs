@@ -10,10 +10,6 @@ use kube::api::{Patch, PatchParams};
 
 use crate::support::*;
 
-fn phase(d: Option<&Decision>) -> Option<DecisionPhase> {
-    d.and_then(|d| d.status.as_ref()).and_then(|s| s.phase)
-}
-
 fn decision(name: &str) -> String {
     format!(
         "apiVersion: decisiongate.io/v1alpha1\nkind: Decision\nmetadata: {{name: {name}}}\nspec: {{actionType: deploy, description: Deploy {name}, criticality: High}}\n"

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
+use decision_gate::api::{Decision, DecisionPhase};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::wait::{Condition, await_condition};
 use kube::{Api, Client, Config, Resource};
@@ -343,6 +344,20 @@ pub async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
             "timed out after {DEADLINE:?} waiting for {what}"
         );
     }
+}
+
+/// The phase of a Decision, if it exists and has one.
+pub fn phase(d: Option<&Decision>) -> Option<DecisionPhase> {
+    d.and_then(|d| d.status.as_ref()).and_then(|s| s.phase)
+}
+
+/// Waits for the Decision to reach `want` and returns it.
+pub async fn reaches(api: &Api<Decision>, name: &str, want: DecisionPhase) -> Decision {
+    let what = format!("{want:?}");
+    wait_for(api, name, &what, move |d: Option<&Decision>| {
+        phase(d) == Some(want)
+    })
+    .await
 }
 
 /// Watches one object until `condition` holds, failing the test with the object's last
