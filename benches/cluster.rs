@@ -232,7 +232,7 @@ async fn latency(client: &Client, table: &mut Table, count: usize) {
     let ns = TestNamespace::new("bench-latency").await;
     grant_answering(&ns.name);
     apply(&ns.name, "apiVersion: decisiongate.io/v1alpha1\nkind: ApprovalPolicy\nmetadata: {name: gate}\nspec: {rules: [{name: ask, outcome: RequireApproval}]}\n").success();
-    apply(&ns.name, "apiVersion: decisiongate.io/v1alpha1\nkind: ExecutionPlan\nmetadata: {name: one}\nspec: {mode: Real, steps: [{name: only, template: {spec: {restartPolicy: Never, containers: [{name: main, image: busybox}]}}}]}\n").success();
+    apply(&ns.name, "apiVersion: decisiongate.io/v1alpha1\nkind: ExecutionPlan\nmetadata: {name: one}\nspec: {actionTypes: [bench], mode: Real, steps: [{name: only, template: {spec: {restartPolicy: Never, containers: [{name: main, image: busybox}]}}}]}\n").success();
     let _operator = Operator::start_allowing_real(&ns.name).await;
     let api: Api<Decision> = Api::namespaced(client.clone(), &ns.name);
     plan_ready(&ns.name, "one").await;
@@ -327,7 +327,7 @@ async fn execution(client: &Client, table: &mut Table, count: usize) {
             "{{name: {n}, template: {{spec: {{restartPolicy: Never, containers: [{{name: main, image: busybox}}]}}}}}}"
         )
     };
-    apply(&ns.name, &format!("apiVersion: decisiongate.io/v1alpha1\nkind: ExecutionPlan\nmetadata: {{name: three}}\nspec: {{mode: Real, steps: [{}, {}, {}]}}\n", step("a"), step("b"), step("c"))).success();
+    apply(&ns.name, &format!("apiVersion: decisiongate.io/v1alpha1\nkind: ExecutionPlan\nmetadata: {{name: three}}\nspec: {{actionTypes: [ship], mode: Real, steps: [{}, {}, {}]}}\n", step("a"), step("b"), step("c"))).success();
     let _operator = Operator::start_allowing_real(&ns.name).await;
     plan_ready(&ns.name, "three").await;
     let api: Api<Decision> = Api::namespaced(client.clone(), &ns.name);

@@ -33,6 +33,7 @@ const DEFAULT_SIMULATED_SECONDS: u32 = 1;
 #[derive(Clone, Copy, Debug)]
 pub struct PlanView<'a> {
     pub name: &'a str,
+    pub uid: &'a str,
     pub generation: i64,
     pub spec: &'a ExecutionPlanSpec,
     /// What the plan's dry-run check found, for the plan's current generation.
@@ -471,6 +472,22 @@ impl Run<'_, '_> {
             }
             Some(plan) => plan,
         };
+        // Only what was approved runs: the plan as it was pinned when the Decision was
+        // requested, or nothing.
+        let changed = match &self.status.plan {
+            None => Some((
+                "PlanNotPinned",
+                format!(
+                    "the ExecutionPlan {} was not pinned when this Decision was evaluated, so what was approved is unknown; request a new Decision",
+                    plan.name
+                ),
+            )),
+            Some(pinned) => crate::pin::changed_from(pinned, plan.uid, plan.spec)
+                .map(|why| ("PlanChanged", why)),
+        };
+        if let Some((reason, why)) = changed {
+            return self.refuse_to_start(reason, why);
+        }
         let (mode, mode_reason) = match plan.spec.mode {
             ExecutionMode::Real if !self.input.allow_real => (
                 ExecutionMode::DryRun,
@@ -539,6 +556,15 @@ impl Run<'_, '_> {
             message: message.clone(),
         });
         self.set_condition(ConditionStatus::False, "InconsistentStatus", message);
+    }
+
+    /// Ends an approved Decision without running anything: Failed, with the reason.
+    fn refuse_to_start(&mut self, reason: &str, why: String) {
+        self.status.phase = Some(DecisionPhase::Failed);
+        self.emit(ExecutionEvent::Failed {
+            message: why.clone(),
+        });
+        self.set_condition(ConditionStatus::False, reason, why);
     }
 
     /// Records on the status why execution cannot start yet, once.
@@ -1014,6 +1040,7 @@ impl Run<'_, '_> {
                         answer: "rollback-approval".to_owned(),
                         reason: why.clone(),
                         at: self.input.now,
+                        digest: None,
                     });
                 self.events.push(DecisionEvent::AnswerIgnored {
                     user,
@@ -1269,6 +1296,8 @@ mod tests {
         steps: Vec<Step>,
     ) -> ExecutionPlanSpec {
         ExecutionPlanSpec {
+            action_types: vec!["deploy".into()],
+            criticality: None,
             mode,
             rollback_strategy: strategy,
             steps,
@@ -1295,6 +1324,16 @@ mod tests {
         d
     }
 
+    /// `status`, pinned to the plan `spec` (uid `plan-uid`).
+    fn pinned_status(status: &DecisionStatus, spec: &ExecutionPlanSpec) -> DecisionStatus {
+        let mut plan = crate::api::ExecutionPlan::new("p", spec.clone());
+        plan.metadata.uid = Some("plan-uid".into());
+        DecisionStatus {
+            plan: Some(crate::pin::pin(&plan, t0())),
+            ..status.clone()
+        }
+    }
+
     /// A stand-in for the cluster: Jobs are created on request and finish as the test says.
     struct World {
         decision: Decision,
@@ -1312,8 +1351,10 @@ mod tests {
 
     impl World {
         fn new(plan: ExecutionPlanSpec) -> Self {
+            let mut decision = approved();
+            decision.status = decision.status.map(|s| pinned_status(&s, &plan));
             World {
-                decision: approved(),
+                decision,
                 plan,
                 generation: 1,
                 jobs: BTreeMap::new(),
@@ -1332,6 +1373,7 @@ mod tests {
             for _ in 0..50 {
                 let view = PlanView {
                     name: "p",
+                    uid: "plan-uid",
                     generation: self.generation,
                     spec: &self.plan,
                     check: PlanCheck::Ready,
@@ -1885,13 +1927,16 @@ mod tests {
             RollbackStrategy::None,
             vec![step("a", false)],
         );
+        let pinned = pinned_status(&status, &spec);
         for (check, reason) in [
             (PlanCheck::Invalid("step a: bad"), "PlanInvalid"),
             (PlanCheck::Unchecked, "PlanNotChecked"),
         ] {
             let waiting = advance(&Input {
+                status: &pinned,
                 plan: Some(PlanView {
                     name: "p",
+                    uid: "plan-uid",
                     generation: 1,
                     spec: &spec,
                     check,
@@ -1911,9 +1956,12 @@ mod tests {
             RollbackStrategy::None,
             vec![step("a", false)],
         );
+        let pinned = pinned_status(&status, &dry);
         let running = advance(&Input {
+            status: &pinned,
             plan: Some(PlanView {
                 name: "p",
+                uid: "plan-uid",
                 generation: 1,
                 spec: &dry,
                 check: PlanCheck::Invalid("step a: bad"),
@@ -1935,6 +1983,47 @@ mod tests {
         w.finish("ship-a-1", true);
         assert_eq!(w.phase(), DecisionPhase::Failed);
         assert_eq!(w.created, ["ship-a-1"]);
+    }
+
+    #[test]
+    fn only_the_pinned_plan_ever_starts() {
+        let original = plan(
+            ExecutionMode::Real,
+            RollbackStrategy::None,
+            vec![step("a", false)],
+        );
+        // Edited between the request and the approval.
+        let mut w = World::new(original.clone());
+        w.plan.steps[0].template["spec"]["containers"] =
+            serde_json::json!([{"name": "main", "image": "drop-database:latest"}]);
+        w.generation = 2;
+        w.settle();
+        assert_eq!(w.phase(), DecisionPhase::Failed);
+        assert!(w.created.is_empty(), "{:?}", w.created);
+        assert!(w.status().execution.is_none());
+        let c =
+            crate::api::common::find_condition(&w.status().conditions, CONDITION_EXECUTED).unwrap();
+        assert_eq!(c.reason, "PlanChanged");
+        assert!(
+            c.message.contains("request a new Decision"),
+            "{}",
+            c.message
+        );
+        assert_eq!(w.events, ["execution_failed"]);
+        w.settle();
+        assert_eq!(w.events, ["execution_failed"], "said once");
+
+        // Never pinned (evaluated by an older operator): what was approved is unknown.
+        let mut w = World::new(original);
+        w.decision.status.as_mut().unwrap().plan = None;
+        w.settle();
+        let c =
+            crate::api::common::find_condition(&w.status().conditions, CONDITION_EXECUTED).unwrap();
+        assert_eq!(
+            (w.phase(), c.reason.as_str()),
+            (DecisionPhase::Failed, "PlanNotPinned")
+        );
+        assert!(w.created.is_empty());
     }
 
     #[test]

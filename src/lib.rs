@@ -21,6 +21,7 @@ pub mod lifecycle;
 pub mod liveness;
 pub mod metrics;
 pub mod notify;
+pub mod pin;
 pub mod plan;
 pub mod plugin;
 pub mod policy;

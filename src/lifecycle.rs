@@ -21,7 +21,10 @@ use crate::api::common::set_condition;
 use crate::api::decision::{
     Approval, Evaluation, IgnoredAnswer, Outcome, Rejection, RiskAssessment,
 };
-use crate::api::{Approvers, Condition, ConditionStatus, Decision, DecisionPhase, DecisionStatus};
+use crate::api::{
+    Approvers, Condition, ConditionStatus, Decision, DecisionPhase, DecisionSpec, DecisionStatus,
+    ExecutionPlan,
+};
 use crate::policy::{self, Policy, Subject};
 use crate::risk;
 
@@ -77,6 +80,11 @@ pub enum DecisionEvent {
         answer: &'static str,
         why: String,
     },
+    /// The Decision names a plan that cannot be pinned yet.
+    WaitingForPlan {
+        plan: String,
+        message: String,
+    },
     /// Something that happened while running the Decision's plan.
     Execution(crate::execution::ExecutionEvent),
 }
@@ -95,6 +103,7 @@ impl DecisionEvent {
             DecisionEvent::ApprovalRejected { .. } => "approval_rejected",
             DecisionEvent::Expired { .. } => "expired",
             DecisionEvent::AnswerIgnored { .. } => "answer_ignored",
+            DecisionEvent::WaitingForPlan { .. } => "waiting_for_plan",
             DecisionEvent::Execution(e) => e.event_type(),
         }
     }
@@ -118,6 +127,7 @@ impl DecisionEvent {
             DecisionEvent::ApprovalRejected { .. } => "Rejected",
             DecisionEvent::Expired { .. } => "Expired",
             DecisionEvent::AnswerIgnored { .. } => "AnswerIgnored",
+            DecisionEvent::WaitingForPlan { .. } => "WaitingForPlan",
             DecisionEvent::Execution(e) => e.reason(),
         }
     }
@@ -157,6 +167,7 @@ impl DecisionEvent {
             DecisionEvent::PolicyEvaluated { evaluation, .. } => evaluation.policy_set.clone(),
             DecisionEvent::ApprovalGranted { approver, .. } => approver.clone(),
             DecisionEvent::AnswerIgnored { user, answer, why } => format!("{user}/{answer}/{why}"),
+            DecisionEvent::WaitingForPlan { message, .. } => message.clone(),
             DecisionEvent::Execution(e) => e.discriminator(),
             _ => String::new(),
         }
@@ -225,6 +236,7 @@ impl DecisionEvent {
             DecisionEvent::AnswerIgnored { user, answer, why } => {
                 format!("the {answer} by {user} does not count: {why}")
             }
+            DecisionEvent::WaitingForPlan { message, .. } => message.clone(),
             DecisionEvent::Execution(e) => e.note(),
         }
     }
@@ -263,6 +275,9 @@ impl DecisionEvent {
             DecisionEvent::Expired { .. } => (None, "expired", None),
             DecisionEvent::AnswerIgnored { user, why, .. } => {
                 (Some(user.clone()), "ignored", Some(why.clone()))
+            }
+            DecisionEvent::WaitingForPlan { message, .. } => {
+                (None, "waiting", Some(message.clone()))
             }
             DecisionEvent::Execution(e) => (None, e.event_type(), e.result()),
         };
@@ -345,6 +360,9 @@ pub struct Input<'a> {
     pub now: DateTime<Utc>,
     /// The expiry when neither the Decision nor its rule says.
     pub default_expiry: std::time::Duration,
+    /// The ExecutionPlan the Decision names, as it is now (None when it names none or the
+    /// plan does not exist).
+    pub plan: Option<&'a ExecutionPlan>,
 }
 
 /// What [`advance`] decided.
@@ -376,13 +394,44 @@ pub fn advance(input: &Input<'_>) -> Advance {
 
     match status.phase {
         None => {
+            // A Decision that names a plan is evaluated with the plan pinned, so nobody is
+            // asked before the plan exists.
+            let pinned = match (&decision.spec.plan_ref, input.plan) {
+                (None, _) => None,
+                (Some(_), Some(plan)) if plan.spec.unreadable.is_none() => {
+                    Some(crate::pin::pin(plan, now))
+                }
+                (Some(plan_ref), plan) => {
+                    let unreadable = plan.and_then(|p| p.spec.unreadable.as_deref());
+                    return wait_for_plan(input, status, &plan_ref.name, unreadable);
+                }
+            };
             let requested_by = annotation(decision, annotations::REQUESTED_BY);
             events.push(DecisionEvent::Requested {
                 requested_by: requested_by.clone(),
             });
             status.requested_by = requested_by;
+            status.plan = pinned;
             subject_risk = risk::assess(&decision.spec);
-            let verdict = policy::evaluate(&subject(decision, &subject_risk), input.policies);
+            let spec = effective_spec(decision, &status);
+            let mut verdict =
+                policy::evaluate(&subject(decision, &spec, &subject_risk), input.policies);
+            verdict.evaluation.criticality = Some(spec.criticality);
+            if let Some(why) = status
+                .plan
+                .as_ref()
+                .and_then(|p| crate::pin::refuses(p, &decision.spec.action_type))
+            {
+                verdict.evaluation = Evaluation {
+                    policy: None,
+                    rule: None,
+                    outcome: Outcome::AutoReject,
+                    message: why,
+                    required_approvals: 0,
+                    approvers: Approvers::default(),
+                    ..verdict.evaluation
+                };
+            }
             let expiry = decision
                 .spec
                 .expires_after
@@ -409,7 +458,10 @@ pub fn advance(input: &Input<'_>) -> Advance {
                     .risk
                     .clone()
                     .unwrap_or_else(|| risk::assess(&decision.spec));
-                let verdict = policy::evaluate(&subject(decision, &subject_risk), input.policies);
+                let spec = effective_spec(decision, &status);
+                let mut verdict =
+                    policy::evaluate(&subject(decision, &spec, &subject_risk), input.policies);
+                verdict.evaluation.criticality = Some(spec.criticality);
                 if status
                     .evaluation
                     .as_ref()
@@ -454,12 +506,93 @@ pub fn advance(input: &Input<'_>) -> Advance {
     }
 }
 
-fn subject<'a>(decision: &'a Decision, risk: &'a RiskAssessment) -> Subject<'a> {
+fn subject<'a>(
+    decision: &'a Decision,
+    spec: &'a DecisionSpec,
+    risk: &'a RiskAssessment,
+) -> Subject<'a> {
     Subject {
         name: decision.metadata.name.as_deref().unwrap_or_default(),
         namespace: decision.metadata.namespace.as_deref().unwrap_or_default(),
-        spec: &decision.spec,
+        spec,
         risk,
+    }
+}
+
+/// The request as policies see it: at least as critical as the pinned plan says.
+fn effective_spec(decision: &Decision, status: &DecisionStatus) -> DecisionSpec {
+    let mut spec = decision.spec.clone();
+    if let Some(floor) = status.plan.as_ref().and_then(|p| p.criticality) {
+        spec.criticality = crate::pin::higher(spec.criticality, floor);
+    }
+    spec
+}
+
+/// A Decision whose plan does not exist yet (or cannot be read): not evaluated, nobody
+/// asked, until the plan can be pinned; it still expires on time.
+fn wait_for_plan(
+    input: &Input<'_>,
+    mut status: DecisionStatus,
+    plan: &str,
+    unreadable: Option<&str>,
+) -> Advance {
+    let decision = input.decision;
+    let now = input.now;
+    let expiry = decision
+        .spec
+        .expires_after
+        .as_ref()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(input.default_expiry);
+    let created = created_at(decision).unwrap_or(now);
+    let expires_at = *status
+        .expires_at
+        .get_or_insert_with(|| expiry_after(created, expiry));
+    let mut events = Vec::new();
+    if now >= expires_at {
+        status.phase = Some(DecisionPhase::Expired);
+        events.push(DecisionEvent::Expired { expires_at });
+        status.approval_progress = Some(progress(&status));
+        status.observed_generation = decision.metadata.generation;
+        set_approved_condition(&mut status, decision.metadata.generation, now);
+        return Advance {
+            status,
+            events,
+            wake_at: None,
+        };
+    }
+    let message = match unreadable {
+        None => format!(
+            "the ExecutionPlan {plan} does not exist yet; nobody is asked to approve before it can be pinned"
+        ),
+        Some(why) => format!(
+            "the ExecutionPlan {plan} cannot be read ({why}); nobody is asked to approve before it can be pinned"
+        ),
+    };
+    let waiting = crate::api::common::find_condition(&status.conditions, CONDITION_APPROVED)
+        .is_some_and(|c| c.reason == "WaitingForPlan" && c.message == message);
+    if !waiting {
+        events.push(DecisionEvent::WaitingForPlan {
+            plan: plan.to_owned(),
+            message: message.clone(),
+        });
+        set_condition(
+            &mut status.conditions,
+            Condition::new(
+                CONDITION_APPROVED,
+                ConditionStatus::Unknown,
+                "WaitingForPlan",
+                message,
+            )
+            .generation(decision.metadata.generation),
+            now,
+        );
+    }
+    status.observed_generation = decision.metadata.generation;
+    Advance {
+        status,
+        events,
+        wake_at: Some(expires_at),
     }
 }
 
@@ -565,20 +698,23 @@ fn take_answers(
                 });
                 return;
             }
-            Err(why) => ignore(status, events, user, "rejection", why, now),
+            Err(why) => ignore(status, events, (user, None), "rejection", why, now),
         }
     }
 
     if let Some(user) = annotation(decision, annotations::APPROVED_BY)
         && !status.approvals.iter().any(|a| a.approver == user)
     {
-        match may_answer(&user, status, true) {
+        let digest = annotation(decision, annotations::APPROVAL_DIGEST);
+        match may_answer(&user, status, true).and_then(|()| saw_the_pin(digest.as_deref(), status))
+        {
             Ok(()) => {
                 let reason = annotation(decision, annotations::APPROVAL_REASON);
                 status.approvals.push(Approval {
                     approver: user.clone(),
                     reason: reason.clone(),
                     at: now,
+                    digest,
                 });
                 let approvals = counted_approvals(status);
                 let required = required(status);
@@ -592,7 +728,7 @@ fn take_answers(
                     status.phase = Some(DecisionPhase::Approved);
                 }
             }
-            Err(why) => ignore(status, events, user, "approval", why, now),
+            Err(why) => ignore(status, events, (user, digest), "approval", why, now),
         }
     }
 }
@@ -614,7 +750,8 @@ fn ignore_late_answers(
     if let Some(user) = annotation(decision, annotations::APPROVED_BY)
         && !status.approvals.iter().any(|a| a.approver == user)
     {
-        ignore(status, events, user, "approval", why.clone(), now);
+        let digest = annotation(decision, annotations::APPROVAL_DIGEST);
+        ignore(status, events, (user, digest), "approval", why.clone(), now);
     }
     if let Some(user) = annotation(decision, annotations::REJECTED_BY)
         && status
@@ -622,15 +759,16 @@ fn ignore_late_answers(
             .as_ref()
             .is_none_or(|r| r.rejected_by != user)
     {
-        ignore(status, events, user, "rejection", why, now);
+        ignore(status, events, (user, None), "rejection", why, now);
     }
 }
 
-/// Records an answer that did not count, once.
+/// Records an answer (its user, and the digest an approval carried) that did not count,
+/// once.
 fn ignore(
     status: &mut DecisionStatus,
     events: &mut Vec<DecisionEvent>,
-    user: String,
+    (user, digest): (String, Option<String>),
     answer: &'static str,
     why: String,
     now: DateTime<Utc>,
@@ -638,7 +776,7 @@ fn ignore(
     if status
         .ignored_answers
         .iter()
-        .any(|i| i.user == user && i.answer == answer && i.reason == why)
+        .any(|i| i.user == user && i.answer == answer && i.reason == why && i.digest == digest)
     {
         return;
     }
@@ -647,6 +785,7 @@ fn ignore(
         answer: answer.to_owned(),
         reason: why.clone(),
         at: now,
+        digest,
     });
     if status.ignored_answers.len() > IGNORED_ANSWERS_KEPT {
         status.ignored_answers.remove(0);
@@ -678,6 +817,25 @@ pub fn may_answer(user: &str, status: &DecisionStatus, approving: bool) -> Resul
         }
     }
     Ok(())
+}
+
+/// An approval that says which plan content it approves must name the pinned one. One
+/// that says nothing approves the pinned content.
+fn saw_the_pin(digest: Option<&str>, status: &DecisionStatus) -> Result<(), String> {
+    let Some(given) = digest else {
+        return Ok(());
+    };
+    match &status.plan {
+        Some(pinned) if crate::pin::confirms(given, &pinned.digest) => Ok(()),
+        Some(pinned) => Err(format!(
+            "it approves plan content {given}, but the Decision pins {} ({}); look again with kubectl decision show",
+            crate::pin::short(&pinned.digest),
+            pinned.name
+        )),
+        None => Err(format!(
+            "it approves plan content {given}, but the Decision runs no plan"
+        )),
+    }
 }
 
 fn required(status: &DecisionStatus) -> u32 {
@@ -870,6 +1028,7 @@ mod tests {
             policies: &views,
             now,
             default_expiry: DAY,
+            plan: None,
         });
         d.status = Some(advance.status.clone());
         advance
@@ -888,6 +1047,205 @@ mod tests {
 
     fn types(a: &Advance) -> Vec<&'static str> {
         a.events.iter().map(DecisionEvent::event_type).collect()
+    }
+
+    fn with_plan(plan: &str) -> Decision {
+        let mut d = decision(Criticality::Normal);
+        d.spec.plan_ref = Some(crate::api::decision::PlanRef { name: plan.into() });
+        d
+    }
+
+    fn execution_plan(action_types: &[&str], criticality: Option<Criticality>) -> ExecutionPlan {
+        let mut plan: ExecutionPlan = serde_json::from_value(serde_json::json!({
+            "apiVersion": "decisiongate.io/v1alpha1",
+            "kind": "ExecutionPlan",
+            "metadata": {"name": "ship", "namespace": "ops", "uid": "plan-1", "generation": 1},
+            "spec": {"actionTypes": action_types, "mode": "Real", "steps": [
+                {"name": "roll-out", "template": {"spec": {"restartPolicy": "Never",
+                    "containers": [{"name": "c", "image": "api:2.0", "args": ["deploy"]}]}}},
+            ]},
+        }))
+        .unwrap();
+        plan.spec.criticality = criticality;
+        plan
+    }
+
+    /// One step with the plan as it is now.
+    fn step_with(
+        d: &mut Decision,
+        policies: &[ApprovalPolicy],
+        plan: Option<&ExecutionPlan>,
+        now: DateTime<Utc>,
+    ) -> Advance {
+        let views = views(policies);
+        let advance = advance(&Input {
+            decision: d,
+            policies: &views,
+            now,
+            default_expiry: DAY,
+            plan,
+        });
+        d.status = Some(advance.status.clone());
+        advance
+    }
+
+    #[test]
+    fn the_plan_is_pinned_when_the_decision_is_evaluated() {
+        let plan = execution_plan(&["deploy"], None);
+        let mut d = with_plan("ship");
+        step_with(
+            &mut d,
+            &[policy(Outcome::RequireApproval, None, &[])],
+            Some(&plan),
+            at(1),
+        );
+        let status = d.status.clone().unwrap();
+        assert_eq!(status.phase, Some(DecisionPhase::Pending));
+        let pinned = status.plan.as_ref().expect("pinned");
+        assert_eq!(
+            (pinned.name.as_str(), pinned.uid.as_str(), pinned.generation),
+            ("ship", "plan-1", 1)
+        );
+        assert_eq!(pinned.digest, crate::pin::digest(&plan.spec));
+        assert_eq!(pinned.steps[0].images, ["api:2.0"]);
+        // Edited afterwards: the pin stays as it was.
+        let mut edited = plan.clone();
+        edited.spec.steps[0].template["spec"]["containers"][0]["image"] = "evil:1".into();
+        edited.metadata.generation = Some(2);
+        step_with(
+            &mut d,
+            &[policy(Outcome::RequireApproval, None, &[])],
+            Some(&edited),
+            at(2),
+        );
+        assert_eq!(
+            d.status.as_ref().unwrap().plan.as_ref().unwrap().digest,
+            pinned.digest
+        );
+    }
+
+    #[test]
+    fn a_plan_that_does_not_exist_yet_is_waited_for_and_nobody_is_asked() {
+        let mut d = with_plan("ship");
+        let policies = [policy(Outcome::RequireApproval, None, &[])];
+        let a = step_with(&mut d, &policies, None, at(1));
+        assert_eq!(types(&a), ["waiting_for_plan"]);
+        let status = d.status.clone().unwrap();
+        assert_eq!(status.phase, None);
+        assert!(status.evaluation.is_none() && status.plan.is_none());
+        let c = crate::api::common::find_condition(&status.conditions, CONDITION_APPROVED).unwrap();
+        assert_eq!(c.reason, "WaitingForPlan");
+        assert!(
+            c.message.contains("ExecutionPlan ship does not exist yet"),
+            "{}",
+            c.message
+        );
+        assert_eq!(a.wake_at, status.expires_at, "it still expires on time");
+        // Said once.
+        assert!(step_with(&mut d, &policies, None, at(2)).events.is_empty());
+        // The plan appears: pinned, evaluated, approvers asked.
+        let plan = execution_plan(&["deploy"], None);
+        let a = step_with(&mut d, &policies, Some(&plan), at(3));
+        assert_eq!(
+            types(&a),
+            [
+                "decision_requested",
+                "policy_evaluated",
+                "approval_requested"
+            ]
+        );
+        assert!(d.status.as_ref().unwrap().plan.is_some());
+        // Or never does: it expires like any other.
+        let mut late = with_plan("ship");
+        step_with(&mut late, &policies, None, at(1));
+        let a = step_with(&mut late, &policies, None, at(3601));
+        assert_eq!(types(&a), ["expired"]);
+        assert_eq!(phase(&late), DecisionPhase::Expired);
+    }
+
+    #[test]
+    fn a_plan_made_for_another_action_is_refused_before_anyone_is_asked() {
+        let plan = execution_plan(&["delete_data"], None);
+        let mut d = with_plan("ship");
+        let a = step_with(
+            &mut d,
+            &[policy(Outcome::AutoApprove, None, &[])],
+            Some(&plan),
+            at(1),
+        );
+        assert_eq!(phase(&d), DecisionPhase::Rejected);
+        assert!(types(&a).contains(&"auto_rejected"), "{:?}", types(&a));
+        let rejection = d.status.as_ref().unwrap().rejection.clone().unwrap();
+        assert_eq!(
+            rejection.reason,
+            "the ExecutionPlan ship carries out delete_data, not deploy"
+        );
+    }
+
+    #[test]
+    fn a_critical_plan_is_never_approved_automatically() {
+        let plan = execution_plan(&["deploy"], Some(Criticality::Critical));
+        let mut d = with_plan("ship");
+        step_with(
+            &mut d,
+            &[policy(Outcome::AutoApprove, None, &[])],
+            Some(&plan),
+            at(1),
+        );
+        assert_eq!(phase(&d), DecisionPhase::Pending);
+        let evaluation = d.status.as_ref().unwrap().evaluation.clone().unwrap();
+        assert_eq!(evaluation.criticality, Some(Criticality::Critical));
+        assert_eq!(evaluation.outcome, Outcome::RequireApproval);
+        // A policy change re-evaluates with the plan's floor still in force.
+        let mut changed = policy(Outcome::AutoApprove, None, &[]);
+        changed.metadata.generation = Some(7);
+        step_with(&mut d, &[changed], Some(&plan), at(2));
+        assert_eq!(phase(&d), DecisionPhase::Pending);
+    }
+
+    #[test]
+    fn an_approval_counts_only_for_the_pinned_content() {
+        let plan = execution_plan(&["deploy"], None);
+        let policies = [policy(Outcome::RequireApproval, Some(2), &[])];
+        let mut d = with_plan("ship");
+        step_with(&mut d, &policies, Some(&plan), at(1));
+        let pinned = d.status.as_ref().unwrap().plan.clone().unwrap();
+        annotate(
+            &mut d,
+            &[
+                ("approved-by", "alice"),
+                ("approval-digest", "sha256:0123456789abcdef"),
+            ],
+        );
+        let a = step_with(&mut d, &policies, Some(&plan), at(2));
+        assert_eq!(types(&a), ["answer_ignored"]);
+        let ignored = &d.status.as_ref().unwrap().ignored_answers[0];
+        assert!(
+            ignored.reason.contains("but the Decision pins sha256:"),
+            "{}",
+            ignored.reason
+        );
+        // Looked again and approved what is pinned (its short form is enough).
+        annotate(
+            &mut d,
+            &[("approval-digest", crate::pin::short(&pinned.digest))],
+        );
+        let a = step_with(&mut d, &policies, Some(&plan), at(3));
+        assert_eq!(types(&a), ["approval_granted"]);
+        let approval = &d.status.as_ref().unwrap().approvals[0];
+        assert_eq!(
+            approval.digest.as_deref(),
+            Some(crate::pin::short(&pinned.digest))
+        );
+        // A bare approval approves the pinned content.
+        annotate(&mut d, &[("approved-by", "bob")]);
+        d.metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .remove("approval-digest");
+        step_with(&mut d, &policies, Some(&plan), at(4));
+        assert_eq!(phase(&d), DecisionPhase::Approved);
     }
 
     #[test]

@@ -121,6 +121,8 @@ mod tests {
         let mut p = ExecutionPlan::new(
             "deploy",
             ExecutionPlanSpec {
+                action_types: vec!["deploy".into()],
+                criticality: None,
                 mode: ExecutionMode::DryRun,
                 rollback_strategy: RollbackStrategy::Automatic,
                 steps: vec![step("migrate-db"), step("roll-out")],

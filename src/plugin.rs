@@ -246,24 +246,72 @@ pub fn show(d: &Decision, plan: Option<&ExecutionPlan>, now: DateTime<Utc>) -> S
         let _ = writeln!(o, "  ignored: {} by {}: {}", i.answer, i.user, i.reason);
     }
     if let Some(plan_ref) = &d.spec.plan_ref {
-        match plan {
-            Some(plan) => {
+        match &status.plan {
+            Some(pinned) => {
+                let floor = pinned
+                    .criticality
+                    .map(|c| format!(", at least {c:?}"))
+                    .unwrap_or_default();
                 let _ = writeln!(
                     o,
-                    "\nPlan {}: {:?} mode, rollback {:?}",
-                    plan_ref.name, plan.spec.mode, plan.spec.rollback_strategy
+                    "\nPlan {} (pinned {}): {:?} mode, for {}{floor}",
+                    pinned.name,
+                    pinned.pinned_at.to_rfc3339(),
+                    pinned.mode,
+                    pinned.action_types.join(", ")
                 );
-                for (i, step) in plan.spec.steps.iter().enumerate() {
-                    let undo = if step.rollback.is_some() {
+                let _ = writeln!(o, "  digest:       {}", pinned.digest);
+                for (i, step) in pinned.steps.iter().enumerate() {
+                    let undo = if step.rollback {
                         " (can be rolled back)"
                     } else {
                         ""
                     };
                     let _ = writeln!(o, "  {}. {}{undo}", i + 1, step.name);
+                    let _ = writeln!(o, "       image:   {}", step.images.join(", "));
+                    if let Some(command) = &step.command {
+                        let _ = writeln!(o, "       runs:    {command}");
+                    }
+                    let _ = writeln!(
+                        o,
+                        "       as:      {} in {ns}",
+                        step.service_account
+                            .as_deref()
+                            .map_or("the default ServiceAccount".to_owned(), |sa| format!(
+                                "ServiceAccount {sa}"
+                            ))
+                    );
+                }
+                let changed = plan.and_then(|p| crate::pin::changed(pinned, p));
+                match (plan, changed) {
+                    (None, _) => {
+                        let _ = writeln!(
+                            o,
+                            "  ! the plan no longer exists in {ns}; this Decision cannot run"
+                        );
+                    }
+                    (Some(_), Some(why)) => {
+                        let _ = writeln!(o, "  ! {why}");
+                    }
+                    (Some(_), None) => {}
+                }
+                if status.phase.is_some_and(DecisionPhase::is_awaiting_answer) {
+                    let _ = writeln!(
+                        o,
+                        "  approve exactly this with: kubectl decision approve {name} -n {ns} (it confirms {})",
+                        crate::pin::short(&pinned.digest)
+                    );
                 }
             }
+            None if plan.is_none() => {
+                let _ = writeln!(
+                    o,
+                    "\nPlan {}: not found in {ns}; nobody is asked before it exists",
+                    plan_ref.name
+                );
+            }
             None => {
-                let _ = writeln!(o, "\nPlan {}: not found in {ns}", plan_ref.name);
+                let _ = writeln!(o, "\nPlan {}: not pinned yet", plan_ref.name);
             }
         }
     }
@@ -424,6 +472,7 @@ mod tests {
             policies: &views,
             now: now(),
             default_expiry: std::time::Duration::from_secs(3600),
+            plan: None,
         });
         d.status = Some(advance.status);
         let table = list_table(&[d.clone()], true, now());

@@ -239,6 +239,7 @@ pub fn evaluate(subject: &Subject<'_>, policies: &[Policy<'_>]) -> Verdict {
                 required_approvals: rule.required_approvals.unwrap_or(1),
                 approvers: rule.approvers.clone().unwrap_or_default(),
                 policy_set: fingerprint(policies),
+                criticality: None,
             };
             let expires_after = rule
                 .expires_after
@@ -264,6 +265,7 @@ pub fn evaluate(subject: &Subject<'_>, policies: &[Policy<'_>]) -> Verdict {
                 required_approvals: 1,
                 approvers: Approvers::default(),
                 policy_set: fingerprint(policies),
+                criticality: None,
             },
             None,
         ),
@@ -335,6 +337,19 @@ fn matches(
             "criticality {:?} is not one of {:?}",
             spec.criticality, m.criticalities
         ));
+    }
+    if !m.plans.is_empty() {
+        match &spec.plan_ref {
+            Some(plan) if m.plans.contains(&plan.name) => {}
+            Some(plan) => {
+                return Err(format!(
+                    "plan {} is not one of {}",
+                    plan.name,
+                    m.plans.join(", ")
+                ));
+            }
+            None => return Err("the Decision names no plan".to_owned()),
+        }
     }
     if !m.priorities.is_empty() {
         match spec.priority {

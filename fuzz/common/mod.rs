@@ -5,7 +5,7 @@
 
 use arbitrary::Arbitrary;
 use chrono::{DateTime, TimeZone, Utc};
-use decision_gate::api::{ApprovalPolicy, Decision, DecisionStatus, ExecutionPlanSpec};
+use decision_gate::api::{ApprovalPolicy, Decision, DecisionStatus, ExecutionPlan, ExecutionPlanSpec};
 use serde_json::{Value, json};
 
 pub const USERS: [&str; 4] = ["alice", "bob", "carol", "agent"];
@@ -307,12 +307,23 @@ impl StatusInput {
 
 #[derive(Arbitrary, Debug)]
 pub struct PlanInput {
+    action_types: Vec<u8>,
+    criticality: Option<u8>,
     mode: u8,
     strategy: u8,
     steps: Vec<(u8, bool, u32, Option<u32>, Option<u32>)>,
 }
 
 impl PlanInput {
+    /// The plan as the cluster holds it: named `plan`, uid `plan-uid`.
+    pub fn plan(&self, generation: i64) -> Option<ExecutionPlan> {
+        let mut plan = ExecutionPlan::new("plan", self.spec()?);
+        plan.metadata.namespace = Some("ns".into());
+        plan.metadata.uid = Some("plan-uid".into());
+        plan.metadata.generation = Some(generation);
+        Some(plan)
+    }
+
     pub fn spec(&self) -> Option<ExecutionPlanSpec> {
         let template = json!({"spec": {"restartPolicy": "Never", "containers": [{"name": "main", "image": "busybox"}]}});
         let steps: Vec<Value> = self
@@ -332,11 +343,16 @@ impl PlanInput {
                 step
             })
             .collect();
-        serde_json::from_value(json!({
+        let mut spec = json!({
+            "actionTypes": self.action_types.iter().map(|a| pick(&ACTIONS, *a)).collect::<Vec<_>>(),
             "mode": pick(&MODES, self.mode),
             "rollbackStrategy": pick(&STRATEGIES, self.strategy),
             "steps": steps,
-        }))
+        });
+        if let Some(c) = self.criticality {
+            spec["criticality"] = json!(pick(&CRITICALITIES, c));
+        }
+        serde_json::from_value(spec)
         .ok()
     }
 }

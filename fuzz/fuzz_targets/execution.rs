@@ -1,6 +1,7 @@
 //! Any status, any plan and any Job outcomes through the executor, reconcile after
 //! reconcile: never a panic, never a Job created again once it was seen to exist, and a
-//! status that cannot be continued ends Failed instead of running anything.
+//! status that cannot be continued ends Failed instead of running anything, and nothing
+//! starts unless the status pins exactly the plan's content.
 #![no_main]
 
 #[path = "../common/mod.rs"]
@@ -11,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use arbitrary::Arbitrary;
 use decision_gate::api::DecisionPhase;
 use decision_gate::execution::{self, JobAction, JobState, PlanCheck, PlanView};
+use decision_gate::pin;
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]
@@ -19,6 +21,9 @@ struct Input {
     status: common::StatusInput,
     plan: Option<common::PlanInput>,
     generation: i64,
+    /// Whether the status pins the plan: not at all, as it is, or as something else.
+    pin: u8,
+    other: Option<common::PlanInput>,
     check: u8,
     allow_real: bool,
     /// What each created Job does, in turn: succeed, fail, stay running or vanish.
@@ -31,6 +36,22 @@ fuzz_target!(|input: Input| {
         return;
     };
     let spec = input.plan.as_ref().and_then(common::PlanInput::spec);
+    if let Some(status) = decision.status.as_mut() {
+        let pinned = match input.pin % 3 {
+            0 => None,
+            1 => input.plan.as_ref(),
+            _ => input.other.as_ref(),
+        };
+        status.plan = pinned
+            .and_then(|p| p.plan(input.generation))
+            .map(|p| pin::pin(&p, common::time(0)));
+    }
+    // A Decision that has not started may start only with the plan it pinned.
+    let may_start = match (&spec, decision.status.as_ref().and_then(|s| s.plan.as_ref())) {
+        (Some(spec), Some(pinned)) => pin::changed_from(pinned, "plan-uid", spec).is_none(),
+        _ => false,
+    };
+    let not_started = decision.status.as_ref().is_some_and(|s| s.execution.is_none());
     let check = match input.check % 3 {
         0 => PlanCheck::Ready,
         1 => PlanCheck::Invalid("refused"),
@@ -56,6 +77,7 @@ fuzz_target!(|input: Input| {
             status: &status,
             plan: spec.as_ref().map(|spec| PlanView {
                 name: "plan",
+                uid: "plan-uid",
                 generation: input.generation,
                 spec,
                 check,
@@ -68,6 +90,12 @@ fuzz_target!(|input: Input| {
         if round == 0 && inconsistent {
             assert_eq!(advance.status.phase, Some(DecisionPhase::Failed));
             assert!(advance.action.is_none(), "an inconsistent status ran something");
+        }
+        if not_started && !may_start {
+            assert!(
+                advance.status.execution.is_none(),
+                "started a plan it had not pinned as it is"
+            );
         }
         decision.status = Some(advance.status);
         match advance.action {

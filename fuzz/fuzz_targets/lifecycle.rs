@@ -18,6 +18,7 @@ struct Input {
     request: common::Request,
     status: Option<common::StatusInput>,
     policies: Vec<common::PolicyInput>,
+    plan: Option<common::PlanInput>,
     now: i32,
     default_expiry_secs: u32,
 }
@@ -31,12 +32,15 @@ fuzz_target!(|input: Input| {
     let policies: Vec<_> = input.policies.iter().filter_map(|p| p.policy()).collect();
     let views: Vec<Policy<'_>> = policies.iter().map(Policy::of).collect();
     let now = common::time(input.now);
+    let plan = input.plan.as_ref().and_then(|p| p.plan(1));
+    let plan = plan.as_ref().filter(|_| decision.spec.plan_ref.is_some());
     let step = |decision: &decision_gate::api::Decision| {
         lifecycle::advance(&lifecycle::Input {
             decision,
             policies: &views,
             now,
             default_expiry: std::time::Duration::from_secs(u64::from(input.default_expiry_secs)),
+            plan,
         })
     };
     let first = step(&decision);
@@ -53,6 +57,32 @@ fuzz_target!(|input: Input| {
             "a Critical Decision was approved without a person: {:?}",
             first.events
         );
+    }
+    if was_new && decision.spec.plan_ref.is_some() {
+        match plan {
+            // Nobody is asked before the plan can be pinned.
+            None => assert!(
+                first.status.evaluation.is_none()
+                    && matches!(first.status.phase, None | Some(DecisionPhase::Expired)),
+                "evaluated without its plan: {:?}",
+                first.status.phase
+            ),
+            Some(plan) => {
+                assert_eq!(
+                    first.status.plan.as_ref().map(|p| p.digest.clone()),
+                    Some(decision_gate::pin::digest(&plan.spec))
+                );
+                if !plan.spec.action_types.contains(&decision.spec.action_type) {
+                    assert_eq!(first.status.phase, Some(DecisionPhase::Rejected));
+                }
+                if plan.spec.criticality == Some(Criticality::Critical) {
+                    assert!(
+                        !first.events.iter().any(|e| matches!(e, DecisionEvent::AutoApproved { .. })),
+                        "a Critical plan was approved automatically"
+                    );
+                }
+            }
+        }
     }
     if approved_now && first.status.phase == Some(DecisionPhase::Approved) {
         let evaluation = first.status.evaluation.as_ref();

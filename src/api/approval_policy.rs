@@ -116,10 +116,15 @@ pub struct RuleMatch {
     #[schemars(length(max = 64), inner(length(min = 1, max = 63)))]
     pub action_types: Vec<String>,
 
-    /// The Decision's criticality is one of these.
+    /// The Decision's criticality is one of these (the higher of its own and its plan's).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 4))]
     pub criticalities: Vec<Criticality>,
+
+    /// The Decision's `planRef` names one of these ExecutionPlans.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 253)))]
+    pub plans: Vec<String>,
 
     /// The Decision's priority is one of these.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -44,6 +44,18 @@ use super::execution_plan::{ExecutionMode, RollbackStrategy};
         json_path = ".metadata.creationTimestamp"
     ),
     printcolumn(
+        name = "Plan",
+        type_ = "string",
+        json_path = ".spec.planRef.name",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Digest",
+        type_ = "string",
+        json_path = ".status.plan.digest",
+        priority = "1"
+    ),
+    printcolumn(
         name = "Description",
         type_ = "string",
         json_path = ".spec.description",
@@ -221,6 +233,11 @@ pub struct DecisionStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evaluation: Option<Evaluation>,
 
+    /// The ExecutionPlan pinned when the Decision was evaluated: what approvers approve
+    /// and the only form in which it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<PinnedPlan>,
+
     /// The approvals received so far, one per distinct approver.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub approvals: Vec<Approval>,
@@ -306,6 +323,59 @@ pub struct Evaluation {
     /// change, a Decision still waiting for an answer is evaluated again.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub policy_set: String,
+    /// The criticality the policies saw: the higher of the Decision's and its plan's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub criticality: Option<Criticality>,
+}
+
+/// The ExecutionPlan as it was when the Decision was requested (or when the plan appeared,
+/// if it came later): what approvers are shown and what may run. The plan is never run
+/// in any other form: if it changes, the Decision ends with `PlanChanged`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PinnedPlan {
+    /// The plan's name.
+    pub name: String,
+    /// The plan's uid: a plan deleted and created again under the same name is another.
+    pub uid: String,
+    /// The plan's `metadata.generation` when it was pinned.
+    pub generation: i64,
+    /// `sha256:` and the hex SHA-256 of the plan's spec (canonical JSON). Approvers confirm
+    /// it with the `approval-digest` annotation.
+    pub digest: String,
+    /// When it was pinned.
+    pub pinned_at: DateTime<Utc>,
+    /// The plan's mode: DryRun, Real or Simulated.
+    pub mode: ExecutionMode,
+    /// The action types the plan carries out.
+    #[serde(default)]
+    pub action_types: Vec<String>,
+    /// The plan's least criticality, if it sets one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub criticality: Option<Criticality>,
+    /// What each step runs, as approvers are shown it.
+    #[serde(default)]
+    pub steps: Vec<PinnedStep>,
+}
+
+/// What one pinned step runs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PinnedStep {
+    /// The step's name.
+    pub name: String,
+    /// The images of its containers, in order.
+    #[serde(default)]
+    pub images: Vec<String>,
+    /// The first container's command and arguments, shortened if long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// The ServiceAccount its pod runs as; empty means the namespace's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
+    /// Whether it has a compensating action.
+    #[serde(default)]
+    pub rollback: bool,
 }
 
 /// One approver's approval.
@@ -318,6 +388,9 @@ pub struct Approval {
     pub reason: Option<String>,
     /// When the operator recorded the approval.
     pub at: DateTime<Utc>,
+    /// The pinned plan digest the approver confirmed (`approval-digest`), if they gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
 }
 
 /// An answer that did not count.
@@ -331,6 +404,10 @@ pub struct IgnoredAnswer {
     pub reason: String,
     /// When the operator saw it.
     pub at: DateTime<Utc>,
+    /// The `approval-digest` an approval carried, if any: with the user, it says which
+    /// answer this was, so that the admission policy knows it has been recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
 }
 
 /// The rejection that vetoed a Decision.

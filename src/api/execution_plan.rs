@@ -37,6 +37,22 @@ use super::common::Condition;
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ExecutionPlanSpec {
+    /// The action types this plan carries out: only a Decision whose `actionType` is one of
+    /// these may run it. A Decision that names a plan made for something else is rejected
+    /// when it is evaluated, before anyone is asked.
+    #[schemars(length(min = 1, max = 64))]
+    #[schemars(inner(length(min = 1, max = 63)))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self.all(t, t.matches('^[a-z0-9]([a-z0-9_.-]*[a-z0-9])?$'))",
+        "message": "action types are lower-case letters, digits, '_', '-' or '.', starting and ending with a letter or digit, such as deploy or delete_data",
+    }]))]
+    pub action_types: Vec<String>,
+
+    /// The least criticality of any Decision that runs this plan: a Decision that claims
+    /// less is evaluated as this. A plan marked Critical is never approved automatically.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub criticality: Option<super::decision::Criticality>,
+
     /// How the steps run. DryRun (the default): each step's Job is submitted with a
     /// server-side dry run, so the API server validates and admits it but nothing is
     /// created. Real: each step runs as a Job. Simulated: nothing is created; each step

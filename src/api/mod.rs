@@ -21,6 +21,9 @@ pub mod annotations {
     pub const APPROVED_BY: &str = "approved-by";
     /// `approval-reason=<text>`: why, optional.
     pub const APPROVAL_REASON: &str = "approval-reason";
+    /// `approval-digest=<digest>`: the pinned plan digest the approver was shown. With
+    /// it, an approval counts only for exactly that content.
+    pub const APPROVAL_DIGEST: &str = "approval-digest";
     /// `rejected-by=<user>`: veto the Decision.
     pub const REJECTED_BY: &str = "rejected-by";
     /// `rejection-reason=<text>`: why, expected with every rejection.

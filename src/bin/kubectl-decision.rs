@@ -51,11 +51,15 @@ enum Command {
     },
     /// Everything a reviewer needs before deciding.
     Show { name: String },
-    /// Approve, as yourself.
+    /// Approve, as yourself, exactly the plan content the Decision pinned.
     Approve {
         name: String,
         #[arg(short = 'r', long)]
         reason: Option<String>,
+        /// The plan digest you reviewed (from `show`); without it, the pinned digest read
+        /// now. An approval whose digest is not the pinned one does not count.
+        #[arg(long)]
+        digest: Option<String>,
     },
     /// Reject, as yourself, saying why.
     Reject {
@@ -362,7 +366,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 }
             }
         }
-        Command::Approve { name, reason } => {
+        Command::Approve {
+            name,
+            reason,
+            digest,
+        } => {
             answer(
                 &client,
                 &namespace,
@@ -370,6 +378,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 annotations::APPROVED_BY,
                 annotations::APPROVAL_REASON,
                 reason.as_deref(),
+                Some(digest.as_deref()),
             )
             .await?;
         }
@@ -381,6 +390,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 annotations::REJECTED_BY,
                 annotations::REJECTION_REASON,
                 Some(reason),
+                None,
             )
             .await?;
         }
@@ -408,7 +418,9 @@ async fn whoami(client: &Client) -> Result<String, Failure> {
         .ok_or_else(|| Failure("the API server did not say who you are".to_owned()))
 }
 
-/// Sets `who_key=<me>` (and the reason) and waits until the operator has recorded it.
+/// Sets `who_key=<me>` (and the reason) and waits until the operator has recorded it. An
+/// approval (`digest` is Some) also confirms the pinned plan digest: the one given, or the
+/// one pinned now.
 async fn answer(
     client: &Client,
     namespace: &str,
@@ -416,6 +428,7 @@ async fn answer(
     who_key: &str,
     reason_key: &str,
     reason: Option<&str>,
+    digest: Option<Option<&str>>,
 ) -> Result<(), Failure> {
     let approving = who_key == annotations::APPROVED_BY;
     let verb = if approving { "approve" } else { "reject" };
@@ -434,6 +447,25 @@ async fn answer(
     let mut patch = serde_json::json!({ "metadata": { "annotations": { who_key: me } } });
     if let Some(reason) = reason {
         patch["metadata"]["annotations"][reason_key] = serde_json::json!(reason);
+    }
+    let pinned = before.status.as_ref().and_then(|s| s.plan.as_ref());
+    if let Some(given) = digest {
+        // Without a plan there is nothing to confirm; a digest left by an earlier
+        // approver is taken away so that it is not read as this one's.
+        let confirmed = given
+            .map(str::to_owned)
+            .or(pinned.map(|p| p.digest.clone()));
+        patch["metadata"]["annotations"][annotations::APPROVAL_DIGEST] =
+            serde_json::json!(confirmed);
+        if let (Some(p), Some(confirmed)) = (pinned, &confirmed) {
+            println!(
+                "approving plan {} ({} step(s)) as of digest {}; the Decision pins {}",
+                p.name,
+                p.steps.len(),
+                decision_gate::pin::short(confirmed),
+                decision_gate::pin::short(&p.digest)
+            );
+        }
     }
     let api: Api<Decision> = Api::namespaced(client.clone(), namespace);
     if let Err(e) = api

@@ -63,7 +63,8 @@ pub async fn run(
             jobs,
             watcher::Config::default().labels("app.kubernetes.io/managed-by=decision-gate"),
         )
-        // A plan that appears or is fixed starts the approved Decisions that wait for it.
+        // A plan that appears is pinned by the Decisions that wait for it; one that is
+        // fixed starts the approved Decisions that wait for it.
         .watches_stream(plan_changes, move |plan: ExecutionPlan| {
             let namespace = plan.namespace();
             let name = plan.name_any();
@@ -72,7 +73,7 @@ pub async fn run(
                 .into_iter()
                 .filter(|d| d.namespace() == namespace)
                 .filter(|d| d.spec.plan_ref.as_ref().is_some_and(|p| p.name == name))
-                .filter(|d| d.status.as_ref().is_some_and(|s| s.execution.is_none()))
+                .filter(|d| d.status.as_ref().is_none_or(|s| s.execution.is_none()))
                 .map(|d| ObjectRef::from(d.as_ref()))
                 .collect::<Vec<_>>()
         })
@@ -112,12 +113,18 @@ async fn reconcile(decision: Arc<Decision>, ctx: Arc<Context>) -> Result<Action>
         .filter(|p| p.namespace() == namespace)
         .collect();
     let views: Vec<Policy<'_>> = policies.iter().map(|p| Policy::of(p)).collect();
+    let plan = decision.spec.plan_ref.as_ref().and_then(|r| {
+        ctx.plans.get(
+            &reflector::ObjectRef::new(&r.name).within(namespace.as_deref().unwrap_or_default()),
+        )
+    });
     let now = Utc::now();
     let advance = lifecycle::advance(&lifecycle::Input {
         decision: &decision,
         policies: &views,
         now,
         default_expiry: ctx.settings.default_expiry,
+        plan: plan.as_deref(),
     });
 
     let mut current = (*decision).clone();

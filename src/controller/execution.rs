@@ -48,6 +48,7 @@ pub async fn run(decision: &mut Decision, ctx: &Context) -> Result<Option<DateTi
     };
     let view = plan.as_ref().map(|p| PlanView {
         name: &plan_name,
+        uid: p.metadata.uid.as_deref().unwrap_or_default(),
         generation: p.metadata.generation.unwrap_or_default(),
         spec: &p.spec,
         check: plan_check(p),

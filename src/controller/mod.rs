@@ -78,6 +78,8 @@ pub struct Context {
     pub audit: Arc<AuditLog>,
     /// Every ApprovalPolicy the operator watches, complete before any controller starts.
     pub policies: Store<ApprovalPolicy>,
+    /// Every ExecutionPlan the operator watches: what a new Decision is pinned to.
+    pub plans: Store<ExecutionPlan>,
     /// Sends notifications off the reconcile path, when configured.
     pub notifier: Option<crate::notify::Notifier>,
     /// The reconciles under way and the work waiting, for the liveness probe.
@@ -553,6 +555,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         settings,
         audit,
         policies: policies.store.clone(),
+        plans: plans.store.clone(),
         notifier,
         progress: progress.clone(),
     });

@@ -105,6 +105,8 @@ impl Watched for ExecutionPlan {
         why: &str,
     ) -> Option<(Self, bool)> {
         let spec = crate::api::ExecutionPlanSpec {
+            action_types: Vec::new(),
+            criticality: None,
             mode: Default::default(),
             rollback_strategy: Default::default(),
             steps: Vec::new(),

@@ -42,6 +42,8 @@ async fn each_default_rule_decides_the_decision_made_to_hit_it() {
     let _operator = Operator::start(&ns.name).await;
     apply(&ns.name, &example("approvalpolicy-defaults.yaml")).success();
     apply(&ns.name, &example("approvalpolicy-budget.yaml")).success();
+    // The deployment names this plan: it is pinned when the Decision is evaluated.
+    apply(&ns.name, &example("executionplan-deploy.yaml")).success();
     apply(&ns.name, &example("decisions.yaml")).success();
     apply(&ns.name, &decision("quarterly-report", "{actionType: report_generation, description: Q3 report, criticality: Normal, estimatedDurationMinutes: 20, source: users/jane}")).success();
     apply(&ns.name, &decision("purge-tenant", "{actionType: delete_data, description: Purge a tenant, criticality: High, source: agents/cleaner}")).success();

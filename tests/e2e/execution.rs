@@ -47,7 +47,7 @@ fn ok_step(name: &str) -> String {
 
 fn plan(name: &str, mode: &str, strategy: &str, steps: &[String]) -> String {
     format!(
-        "apiVersion: decisiongate.io/v1alpha1\nkind: ExecutionPlan\nmetadata: {{name: {name}}}\nspec: {{mode: {mode}, rollbackStrategy: {strategy}, steps: [{}]}}\n",
+        "apiVersion: decisiongate.io/v1alpha1\nkind: ExecutionPlan\nmetadata: {{name: {name}}}\nspec: {{actionTypes: [ship], mode: {mode}, rollbackStrategy: {strategy}, steps: [{}]}}\n",
         steps.join(", ")
     )
 }

@@ -4,6 +4,7 @@
 mod admission;
 mod api;
 mod argocd;
+mod binding;
 mod cluster;
 mod decisions;
 mod execution;

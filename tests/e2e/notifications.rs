@@ -199,7 +199,7 @@ retry: {{attempts: 3, initialBackoff: 500ms, maxBackoff: 2s}}
     let _ = operator.get("/readyz").await;
 
     apply(n, "apiVersion: decisiongate.io/v1alpha1\nkind: ApprovalPolicy\nmetadata: {name: gate}\nspec: {rules: [{name: escalate, match: {actionTypes: [escalate]}, outcome: Escalate}, {name: ship, match: {actionTypes: [ship]}, outcome: AutoApprove}, {name: ask, outcome: RequireApproval}]}\n").success();
-    apply(n, "apiVersion: decisiongate.io/v1alpha1\nkind: ExecutionPlan\nmetadata: {name: breaks}\nspec: {mode: Real, rollbackStrategy: None, steps: [{name: boom, template: {metadata: {labels: {decisiongate.io/test-outcome: fail}}, spec: {restartPolicy: Never, containers: [{name: main, image: busybox}]}}}]}\n---\napiVersion: decisiongate.io/v1alpha1\nkind: ExecutionPlan\nmetadata: {name: fine}\nspec: {mode: DryRun, steps: [{name: ok, template: {spec: {restartPolicy: Never, containers: [{name: main, image: busybox}]}}}]}\n").success();
+    apply(n, "apiVersion: decisiongate.io/v1alpha1\nkind: ExecutionPlan\nmetadata: {name: breaks}\nspec: {actionTypes: [ship], mode: Real, rollbackStrategy: None, steps: [{name: boom, template: {metadata: {labels: {decisiongate.io/test-outcome: fail}}, spec: {restartPolicy: Never, containers: [{name: main, image: busybox}]}}}]}\n---\napiVersion: decisiongate.io/v1alpha1\nkind: ExecutionPlan\nmetadata: {name: fine}\nspec: {actionTypes: [ship], mode: DryRun, steps: [{name: ok, template: {spec: {restartPolicy: Never, containers: [{name: main, image: busybox}]}}}]}\n").success();
     let decision = |name: &str, spec: &str| {
         format!(
             "apiVersion: decisiongate.io/v1alpha1\nkind: Decision\nmetadata: {{name: {name}}}\nspec: {spec}\n"

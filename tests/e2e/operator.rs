@@ -73,7 +73,7 @@ const GOOD_STEP: &str = "{name: migrate-db, template: {spec: {restartPolicy: Nev
 
 fn plan(name: &str, steps: &str) -> String {
     format!(
-        "apiVersion: decisiongate.io/v1alpha1\nkind: ExecutionPlan\nmetadata: {{name: {name}}}\nspec: {{mode: Real, steps: {steps}}}\n"
+        "apiVersion: decisiongate.io/v1alpha1\nkind: ExecutionPlan\nmetadata: {{name: {name}}}\nspec: {{actionTypes: [ship], mode: Real, steps: {steps}}}\n"
     )
 }
 
@@ -330,7 +330,7 @@ async fn two_operators_elect_one_leader_and_hand_over_when_it_dies() {
     let ns = TestNamespace::new("leader").await;
     let n = ns.name.as_str();
     apply(n, "apiVersion: decisiongate.io/v1alpha1\nkind: ApprovalPolicy\nmetadata: {name: ship-it}\nspec: {rules: [{name: ship, match: {actionTypes: [ship]}, outcome: AutoApprove}]}\n").success();
-    apply(n, "apiVersion: decisiongate.io/v1alpha1\nkind: ExecutionPlan\nmetadata: {name: one}\nspec: {mode: Real, steps: [{name: only, template: {metadata: {annotations: {decisiongate.io/test-delay: 1s}}, spec: {restartPolicy: Never, containers: [{name: main, image: busybox}]}}}]}\n").success();
+    apply(n, "apiVersion: decisiongate.io/v1alpha1\nkind: ExecutionPlan\nmetadata: {name: one}\nspec: {actionTypes: [ship], mode: Real, steps: [{name: only, template: {metadata: {annotations: {decisiongate.io/test-delay: 1s}}, spec: {restartPolicy: Never, containers: [{name: main, image: busybox}]}}}]}\n").success();
     let ship = |name: &str| {
         format!(
             "apiVersion: decisiongate.io/v1alpha1\nkind: Decision\nmetadata: {{name: {name}}}\nspec: {{actionType: ship, description: Ship, criticality: Normal, planRef: {{name: one}}}}\n"

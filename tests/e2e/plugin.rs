@@ -5,22 +5,6 @@ use kube::Api;
 
 use crate::support::*;
 
-/// Runs the plugin as one of the test users.
-fn plugin(user: &str, args: &[&str]) -> Kubectl {
-    let kubeconfig = user_kubeconfig(user);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubectl-decision"))
-        .arg("--kubeconfig")
-        .arg(&kubeconfig)
-        .args(args)
-        .output()
-        .unwrap();
-    Kubectl {
-        ok: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
 fn decision(name: &str, spec: &str) -> String {
     format!(
         "apiVersion: decisiongate.io/v1alpha1\nkind: Decision\nmetadata: {{name: {name}}}\nspec: {spec}\n"

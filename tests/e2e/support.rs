@@ -646,6 +646,22 @@ pub fn annotate_as(user: &str, namespace: &str, decision: &str, pairs: &[&str]) 
     kubectl(&user_kubeconfig(user), &args, None).success();
 }
 
+/// Runs the `kubectl decision` plugin as one of the test users.
+pub fn plugin(user: &str, args: &[&str]) -> Kubectl {
+    let kubeconfig = user_kubeconfig(user);
+    let out = Command::new(env!("CARGO_BIN_EXE_kubectl-decision"))
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(args)
+        .output()
+        .unwrap();
+    Kubectl {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
 /// The decision-gate binary itself, for its `audit` subcommands.
 pub fn decision_gate(args: &[&str]) -> Kubectl {
     let out = Command::new(env!("CARGO_BIN_EXE_decision-gate"))
@@ -734,7 +750,7 @@ pub fn ship_in_three_steps(namespace: &str, delay: &str) {
     apply(
         namespace,
         &format!(
-            "apiVersion: decisiongate.io/v1alpha1\nkind: ExecutionPlan\nmetadata: {{name: three}}\nspec: {{mode: Real, rollbackStrategy: None, steps: [{}, {}, {}]}}\n",
+            "apiVersion: decisiongate.io/v1alpha1\nkind: ExecutionPlan\nmetadata: {{name: three}}\nspec: {{actionTypes: [ship], mode: Real, rollbackStrategy: None, steps: [{}, {}, {}]}}\n",
             step("one"),
             step("two"),
             step("three")
