@@ -262,9 +262,33 @@ pub struct Notification {
     pub phase: String,
     pub approvals: String,
     pub message: String,
+    /// The plan the Decision pinned: what an approver would approve.
+    pub plan: Option<crate::api::decision::PinnedPlan>,
 }
 
 impl Notification {
+    /// The pinned plan in lines people read: its name and digest, then each step.
+    pub fn plan_lines(&self) -> Vec<String> {
+        let Some(plan) = &self.plan else {
+            return Vec::new();
+        };
+        let mut lines = vec![format!(
+            "Plan {} ({:?}), digest {}",
+            plan.name, plan.mode, plan.digest
+        )];
+        for (i, step) in plan.steps.iter().enumerate() {
+            let mut line = format!("{}. {}: {}", i + 1, step.name, step.images.join(", "));
+            if let Some(command) = &step.command {
+                line.push_str(&format!(" `{command}`"));
+            }
+            if let Some(sa) = &step.service_account {
+                line.push_str(&format!(" as {sa}"));
+            }
+            lines.push(line);
+        }
+        lines
+    }
+
     pub fn summary(&self) -> String {
         format!(
             "{}: {}/{} ({}, {})",
@@ -290,14 +314,20 @@ pub fn payload(format: WebhookFormat, n: &Notification) -> Value {
         ("Approvals", n.approvals.clone()),
     ];
     match format {
-        WebhookFormat::Slack => json!({
-            "text": n.summary(),
-            "blocks": [
-                {"type": "header", "text": {"type": "plain_text", "text": n.trigger.title()}},
-                {"type": "section", "text": {"type": "mrkdwn", "text": format!("*{}*\n{}", n.description, n.message)}},
-                {"type": "section", "fields": facts.iter().map(|(k, v)| json!({"type": "mrkdwn", "text": format!("*{k}:* {v}")})).collect::<Vec<_>>()},
-            ],
-        }),
+        WebhookFormat::Slack => {
+            let mut blocks = vec![
+                json!({"type": "header", "text": {"type": "plain_text", "text": n.trigger.title()}}),
+                json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("*{}*\n{}", n.description, n.message)}}),
+                json!({"type": "section", "fields": facts.iter().map(|(k, v)| json!({"type": "mrkdwn", "text": format!("*{k}:* {v}")})).collect::<Vec<_>>()}),
+            ];
+            let plan = n.plan_lines();
+            if !plan.is_empty() {
+                blocks.push(
+                    json!({"type": "section", "text": {"type": "mrkdwn", "text": plan.join("\n")}}),
+                );
+            }
+            json!({"text": n.summary(), "blocks": blocks})
+        }
         WebhookFormat::Teams => json!({
             "@type": "MessageCard",
             "@context": "https://schema.org/extensions",
@@ -308,7 +338,10 @@ pub fn payload(format: WebhookFormat, n: &Notification) -> Value {
                 _ => "F9A825",
             },
             "title": n.trigger.title(),
-            "text": format!("{}: {}", n.description, n.message),
+            "text": std::iter::once(format!("{}: {}", n.description, n.message))
+                .chain(n.plan_lines())
+                .collect::<Vec<_>>()
+                .join("\n\n"),
             "sections": [{"facts": facts.iter().map(|(k, v)| json!({"name": k, "value": v})).collect::<Vec<_>>()}],
         }),
         WebhookFormat::Generic => json!({
@@ -321,6 +354,7 @@ pub fn payload(format: WebhookFormat, n: &Notification) -> Value {
             "phase": n.phase,
             "approvals": n.approvals,
             "message": n.message,
+            "plan": n.plan,
         }),
     }
 }
@@ -328,8 +362,14 @@ pub fn payload(format: WebhookFormat, n: &Notification) -> Value {
 /// The subject and body of the e-mail.
 pub fn email(n: &Notification) -> (String, String) {
     let subject = format!("[decision-gate] {}", n.summary());
+    let plan: String = n.plan_lines().iter().map(|l| format!("{l}\n")).collect();
+    let plan = if plan.is_empty() {
+        plan
+    } else {
+        format!("\n{plan}")
+    };
     let body = format!(
-        "{}\n\nDecision:    {}/{}\nAction:      {}\nDescription: {}\nCriticality: {}\nPhase:       {}\nApprovals:   {}\n\n{}\n\nReview it with: kubectl decision show {} -n {}\n",
+        "{}\n\nDecision:    {}/{}\nAction:      {}\nDescription: {}\nCriticality: {}\nPhase:       {}\nApprovals:   {}\n{plan}\n{}\n\nReview it with: kubectl decision show {} -n {}\n",
         n.trigger.title(),
         n.decision.namespace,
         n.decision.name,
@@ -404,10 +444,19 @@ impl Notifier {
                 },
                 action_type: decision.spec.action_type.clone(),
                 description: decision.spec.description.clone(),
-                criticality: format!("{:?}", decision.spec.criticality),
+                // What the policies saw: the plan may raise it.
+                criticality: format!(
+                    "{:?}",
+                    status
+                        .evaluation
+                        .as_ref()
+                        .and_then(|e| e.criticality)
+                        .unwrap_or(decision.spec.criticality)
+                ),
                 phase: status.phase.map(|p| format!("{p:?}")).unwrap_or_default(),
                 approvals: status.approval_progress.clone().unwrap_or_default(),
                 message: event.note(),
+                plan: status.plan.clone(),
             };
             let _ = self.queue.send(n);
         }
@@ -634,6 +683,7 @@ retry: {attempts: 4, initialBackoff: 500ms, maxBackoff: 3s}
             phase: "Escalated".into(),
             approvals: "0/2".into(),
             message: "escalated: waiting for 2 approval(s)".into(),
+            plan: None,
         }
     }
 
@@ -695,6 +745,41 @@ retry: {attempts: 4, initialBackoff: 500ms, maxBackoff: 3s}
         let (subject, body) = email(&n);
         assert!(subject.contains("ops/deploy"));
         assert!(body.contains("kubectl decision show deploy -n ops"));
+    }
+
+    #[test]
+    fn every_format_shows_the_pinned_plan_and_its_digest() {
+        let mut n = notification(Trigger::ApprovalRequired);
+        n.plan = Some(crate::api::decision::PinnedPlan {
+            name: "ship".into(),
+            uid: "u".into(),
+            generation: 1,
+            digest: "sha256:45e54cbb0ef9".into(),
+            pinned_at: chrono::Utc::now(),
+            mode: crate::api::ExecutionMode::Real,
+            action_types: vec!["deploy".into()],
+            criticality: None,
+            steps: vec![crate::api::decision::PinnedStep {
+                name: "roll-out".into(),
+                images: vec!["api:2.0".into()],
+                command: Some("roll-out --to 2.0".into()),
+                service_account: Some("deployer".into()),
+                rollback: false,
+            }],
+        });
+        let wanted = "1. roll-out: api:2.0 `roll-out --to 2.0` as deployer";
+        let slack = payload(WebhookFormat::Slack, &n).to_string();
+        let teams = payload(WebhookFormat::Teams, &n).to_string();
+        let generic = payload(WebhookFormat::Generic, &n);
+        let (_, body) = email(&n);
+        for text in [&slack, &teams, &body] {
+            assert!(
+                text.contains("sha256:45e54cbb0ef9") && text.contains(wanted),
+                "{text}"
+            );
+        }
+        assert_eq!(generic["plan"]["digest"], "sha256:45e54cbb0ef9");
+        assert_eq!(generic["plan"]["steps"][0]["images"][0], "api:2.0");
     }
 
     #[test]

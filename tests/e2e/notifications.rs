@@ -199,7 +199,7 @@ retry: {{attempts: 3, initialBackoff: 500ms, maxBackoff: 2s}}
     let _ = operator.get("/readyz").await;
 
     apply(n, "apiVersion: decisiongate.io/v1alpha1\nkind: ApprovalPolicy\nmetadata: {name: gate}\nspec: {rules: [{name: escalate, match: {actionTypes: [escalate]}, outcome: Escalate}, {name: ship, match: {actionTypes: [ship]}, outcome: AutoApprove}, {name: ask, outcome: RequireApproval}]}\n").success();
-    apply(n, "apiVersion: decisiongate.io/v1alpha1\nkind: ExecutionPlan\nmetadata: {name: breaks}\nspec: {actionTypes: [ship], mode: Real, rollbackStrategy: None, steps: [{name: boom, template: {metadata: {labels: {decisiongate.io/test-outcome: fail}}, spec: {restartPolicy: Never, containers: [{name: main, image: busybox}]}}}]}\n---\napiVersion: decisiongate.io/v1alpha1\nkind: ExecutionPlan\nmetadata: {name: fine}\nspec: {actionTypes: [ship], mode: DryRun, steps: [{name: ok, template: {spec: {restartPolicy: Never, containers: [{name: main, image: busybox}]}}}]}\n").success();
+    apply(n, "apiVersion: decisiongate.io/v1alpha1\nkind: ExecutionPlan\nmetadata: {name: breaks}\nspec: {actionTypes: [ship], mode: Real, rollbackStrategy: None, steps: [{name: boom, template: {metadata: {labels: {decisiongate.io/test-outcome: fail}}, spec: {restartPolicy: Never, containers: [{name: main, image: busybox}]}}}]}\n---\napiVersion: decisiongate.io/v1alpha1\nkind: ExecutionPlan\nmetadata: {name: fine}\nspec: {actionTypes: [ship, escalate], mode: DryRun, steps: [{name: ok, template: {spec: {restartPolicy: Never, containers: [{name: main, image: busybox}]}}}]}\n").success();
     let decision = |name: &str, spec: &str| {
         format!(
             "apiVersion: decisiongate.io/v1alpha1\nkind: Decision\nmetadata: {{name: {name}}}\nspec: {spec}\n"
@@ -217,7 +217,7 @@ retry: {{attempts: 3, initialBackoff: 500ms, maxBackoff: 2s}}
         n,
         &decision(
             "escalate-me",
-            "{actionType: escalate, description: Big change, criticality: High}",
+            "{actionType: escalate, description: Big change, criticality: High, planRef: {name: fine}}",
         ),
     )
     .success();
@@ -278,6 +278,23 @@ retry: {{attempts: 3, initialBackoff: 500ms, maxBackoff: 2s}}
     })
     .await;
 
+    // Approvers are shown what they would approve: the pinned plan and its digest.
+    let digest = escalated_plan_digest(&api).await;
+    let generic = receiver.at("/generic");
+    let sent = generic
+        .iter()
+        .find(|b| b["trigger"] == "Escalated")
+        .expect("the escalation reached the generic receiver");
+    assert_eq!(sent["plan"]["digest"], digest.as_str());
+    assert_eq!(sent["plan"]["steps"][0]["name"], "ok");
+    let slack = receiver.at("/slack");
+    assert!(
+        slack.iter().any(|b| b
+            .to_string()
+            .contains(&format!("Plan fine (DryRun), digest {digest}"))),
+        "{slack:?}"
+    );
+
     // The flaky receiver got the escalation on the third attempt; the dead one never did.
     wait_until("the retries to end", || {
         let entries = audit_entries(n);
@@ -335,4 +352,9 @@ retry: {{attempts: 3, initialBackoff: 500ms, maxBackoff: 2s}}
     let out =
         decision_gate(&["audit", "verify", Operator::audit_log(n).to_str().unwrap()]).success();
     assert!(out.starts_with("ok"), "{out}");
+}
+
+async fn escalated_plan_digest(api: &Api<Decision>) -> String {
+    let d = api.get("escalate-me").await.unwrap();
+    d.status.unwrap().plan.expect("pinned").digest
 }
