@@ -28,7 +28,11 @@ pub fn digest(spec: &ExecutionPlanSpec) -> String {
 
 /// The first characters of a digest, as people read and type it.
 pub fn short(digest: &str) -> &str {
-    let end = digest.len().min("sha256:".len() + 12);
+    // By characters: a digest read from a status or typed by a person may be anything.
+    let end = digest
+        .char_indices()
+        .nth("sha256:".len() + 12)
+        .map_or(digest.len(), |(i, _)| i);
     &digest[..end]
 }
 
@@ -233,6 +237,8 @@ mod tests {
         assert!(confirms(short(&d), &d));
         assert!(confirms(&d["sha256:".len()..], &d));
         assert!(!confirms("sha256:abc", &d), "too short to mean anything");
+        assert_eq!(short("sha256:ééééééééééééééé"), "sha256:éééééééééééé");
+        assert!(!confirms("ééééééééééééé", &d));
         assert!(!confirms(
             &digest(&ExecutionPlanSpec {
                 mode: ExecutionMode::DryRun,

@@ -149,7 +149,10 @@ async fn bad_manifests_are_refused_with_a_clear_message() {
     assert!(err.contains("spec.actionType"), "{err}");
     assert!(err.contains("lower-case letters"), "{err}");
 
-    let err = refused(n, &format!("{PLAN_HEAD}spec: {{steps: []}}\n"));
+    let err = refused(
+        n,
+        &format!("{PLAN_HEAD}spec: {{actionTypes: [deploy], steps: []}}\n"),
+    );
     assert!(
         err.contains("an ExecutionPlan needs at least one step"),
         "{err}"
@@ -163,7 +166,7 @@ async fn bad_manifests_are_refused_with_a_clear_message() {
     let err = refused(
         n,
         &format!(
-            "{PLAN_HEAD}spec: {{steps: [{}, {}]}}\n",
+            "{PLAN_HEAD}spec: {{actionTypes: [deploy], steps: [{}, {}]}}\n",
             step("same"),
             step("same")
         ),
@@ -172,6 +175,20 @@ async fn bad_manifests_are_refused_with_a_clear_message() {
         err.contains("step names must be unique within a plan"),
         "{err}"
     );
+    // A plan says which action types it carries out, in the form Decisions name them.
+    let err = refused(
+        n,
+        &format!("{PLAN_HEAD}spec: {{steps: [{}]}}\n", step("one")),
+    );
+    assert!(err.contains("spec.actionTypes: Required value"), "{err}");
+    let err = refused(
+        n,
+        &format!(
+            "{PLAN_HEAD}spec: {{actionTypes: [Drop Database], steps: [{}]}}\n",
+            step("one")
+        ),
+    );
+    assert!(err.contains("action types are lower-case letters"), "{err}");
 
     let policy = |rules: &str| {
         format!(
