@@ -33,6 +33,7 @@ fn policies() -> Vec<(String, ApprovalPolicySpec)> {
                         approvers: None,
                         required_approvals: Some(2),
                         expires_after: None,
+                        approval_valid_for: None,
                     }
                 })
                 .collect();
@@ -60,6 +61,7 @@ fn spec() -> DecisionSpec {
         context: Some([("amount".to_owned(), serde_json::json!(500))].into()),
         plan_ref: None,
         expires_after: None,
+        not_before: None,
     }
 }
 

@@ -488,6 +488,19 @@ impl Run<'_, '_> {
         if let Some((reason, why)) = changed {
             return self.refuse_to_start(reason, why);
         }
+        // A change window: nothing starts before the Decision's notBefore.
+        if let Some(not_before) = self.input.decision.spec.not_before
+            && self.input.now < not_before
+        {
+            self.wake_at = Some(not_before);
+            return self.wait(
+                format!(
+                    "approved; the plan may start at {} (notBefore)",
+                    not_before.to_rfc3339()
+                ),
+                "NotBefore",
+            );
+        }
         let (mode, mode_reason) = match plan.spec.mode {
             ExecutionMode::Real if !self.input.allow_real => (
                 ExecutionMode::DryRun,
@@ -2024,6 +2037,30 @@ mod tests {
             (DecisionPhase::Failed, "PlanNotPinned")
         );
         assert!(w.created.is_empty());
+    }
+
+    #[test]
+    fn nothing_starts_before_not_before() {
+        let mut w = World::new(plan(
+            ExecutionMode::Real,
+            RollbackStrategy::None,
+            vec![step("a", false)],
+        ));
+        let opens = t0() + chrono::Duration::minutes(30);
+        w.decision.spec.not_before = Some(opens);
+        w.settle();
+        assert_eq!(w.phase(), DecisionPhase::Approved);
+        assert!(w.created.is_empty());
+        assert_eq!(w.wake_at, Some(opens));
+        let c =
+            crate::api::common::find_condition(&w.status().conditions, CONDITION_EXECUTED).unwrap();
+        assert_eq!(c.reason, "NotBefore");
+        assert!(c.message.contains("may start at"), "{}", c.message);
+        w.settle();
+        assert_eq!(w.events, ["execution_waiting"], "said once");
+        w.now = opens;
+        w.settle();
+        assert_eq!(w.created, ["ship-a-1"]);
     }
 
     #[test]

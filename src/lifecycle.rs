@@ -67,6 +67,15 @@ pub enum DecisionEvent {
         reason: Option<String>,
         approvals: u32,
         required: u32,
+        /// The approver's `approved-at`: a second approval by the same person (after
+        /// the first lapsed) is another event.
+        stamp: Option<String>,
+    },
+    /// The approval was not used in time: the plan had not started when it ran out.
+    ApprovalLapsed {
+        approved_at: DateTime<Utc>,
+        valid_until: DateTime<Utc>,
+        approvers: Vec<String>,
     },
     ApprovalRejected {
         rejected_by: String,
@@ -104,6 +113,7 @@ impl DecisionEvent {
             DecisionEvent::Expired { .. } => "expired",
             DecisionEvent::AnswerIgnored { .. } => "answer_ignored",
             DecisionEvent::WaitingForPlan { .. } => "waiting_for_plan",
+            DecisionEvent::ApprovalLapsed { .. } => "approval_lapsed",
             DecisionEvent::Execution(e) => e.event_type(),
         }
     }
@@ -128,6 +138,7 @@ impl DecisionEvent {
             DecisionEvent::Expired { .. } => "Expired",
             DecisionEvent::AnswerIgnored { .. } => "AnswerIgnored",
             DecisionEvent::WaitingForPlan { .. } => "WaitingForPlan",
+            DecisionEvent::ApprovalLapsed { .. } => "ApprovalLapsed",
             DecisionEvent::Execution(e) => e.reason(),
         }
     }
@@ -165,7 +176,13 @@ impl DecisionEvent {
     pub fn discriminator(&self) -> String {
         match self {
             DecisionEvent::PolicyEvaluated { evaluation, .. } => evaluation.policy_set.clone(),
-            DecisionEvent::ApprovalGranted { approver, .. } => approver.clone(),
+            DecisionEvent::ApprovalGranted {
+                approver, stamp, ..
+            } => match stamp {
+                None => approver.clone(),
+                Some(stamp) => format!("{approver}@{stamp}"),
+            },
+            DecisionEvent::ApprovalLapsed { valid_until, .. } => valid_until.to_rfc3339(),
             DecisionEvent::AnswerIgnored { user, answer, why } => format!("{user}/{answer}/{why}"),
             DecisionEvent::WaitingForPlan { message, .. } => message.clone(),
             DecisionEvent::Execution(e) => e.discriminator(),
@@ -217,6 +234,7 @@ impl DecisionEvent {
                 reason,
                 approvals,
                 required,
+                ..
             } => format!(
                 "approved by {approver} ({approvals}/{required}){}",
                 reason
@@ -237,6 +255,11 @@ impl DecisionEvent {
                 format!("the {answer} by {user} does not count: {why}")
             }
             DecisionEvent::WaitingForPlan { message, .. } => message.clone(),
+            DecisionEvent::ApprovalLapsed {
+                approved_at,
+                valid_until,
+                approvers,
+            } => lapse_message(*approved_at, *valid_until, approvers),
             DecisionEvent::Execution(e) => e.note(),
         }
     }
@@ -279,6 +302,7 @@ impl DecisionEvent {
             DecisionEvent::WaitingForPlan { message, .. } => {
                 (None, "waiting", Some(message.clone()))
             }
+            DecisionEvent::ApprovalLapsed { .. } => (None, "lapsed", None),
             DecisionEvent::Execution(e) => (None, e.event_type(), e.result()),
         };
         let details = match self {
@@ -391,6 +415,7 @@ pub fn advance(input: &Input<'_>) -> Advance {
     let mut status = decision.status.clone().unwrap_or_default();
     let mut events = Vec::new();
     let subject_risk;
+    lapse(&mut status, now, &mut events);
 
     match status.phase {
         None => {
@@ -492,13 +517,16 @@ pub fn advance(input: &Input<'_>) -> Advance {
         ignore_late_answers(decision, &mut status, now, &mut events);
     }
 
+    note_approval(&mut status, now);
     status.approval_progress = Some(progress(&status));
     status.observed_generation = decision.metadata.generation;
     set_approved_condition(&mut status, decision.metadata.generation, now);
-    let wake_at = status
-        .phase
-        .filter(|p| p.is_awaiting_answer())
-        .and(status.expires_at);
+    let wake_at = match status.phase {
+        Some(p) if p.is_awaiting_answer() => status.expires_at,
+        // An approval that may lapse is looked at again when it would.
+        Some(DecisionPhase::Approved) if status.execution.is_none() => status.approval_valid_until,
+        _ => None,
+    };
     Advance {
         status,
         events,
@@ -703,18 +731,23 @@ fn take_answers(
     }
 
     if let Some(user) = annotation(decision, annotations::APPROVED_BY)
-        && !status.approvals.iter().any(|a| a.approver == user)
+        && is_new_approval(decision, status, &user)
     {
         let digest = annotation(decision, annotations::APPROVAL_DIGEST);
         match may_answer(&user, status, true).and_then(|()| saw_the_pin(digest.as_deref(), status))
         {
             Ok(()) => {
                 let reason = annotation(decision, annotations::APPROVAL_REASON);
+                let stamp = annotation(decision, annotations::APPROVED_AT);
+                // Approving again after a lapse replaces the lapsed approval.
+                status.approvals.retain(|a| a.approver != user);
                 status.approvals.push(Approval {
                     approver: user.clone(),
                     reason: reason.clone(),
                     at: now,
                     digest,
+                    stamp: stamp.clone(),
+                    lapsed_at: None,
                 });
                 let approvals = counted_approvals(status);
                 let required = required(status);
@@ -723,6 +756,7 @@ fn take_answers(
                     reason,
                     approvals,
                     required,
+                    stamp,
                 });
                 if quorum_reached(status) {
                     status.phase = Some(DecisionPhase::Approved);
@@ -730,6 +764,96 @@ fn take_answers(
             }
             Err(why) => ignore(status, events, (user, digest), "approval", why, now),
         }
+    }
+}
+
+/// Whether the `approved-by` on the Decision is an approval not yet recorded: its approver
+/// has none, or only a lapsed one given with other annotations (approving again).
+fn is_new_approval(decision: &Decision, status: &DecisionStatus, user: &str) -> bool {
+    match status.approvals.iter().find(|a| a.approver == user) {
+        None => true,
+        Some(a) if a.lapsed_at.is_none() => false,
+        Some(lapsed) => {
+            let now = (
+                annotation(decision, annotations::APPROVED_AT),
+                annotation(decision, annotations::APPROVAL_DIGEST),
+                annotation(decision, annotations::APPROVAL_REASON),
+            );
+            now != (
+                lapsed.stamp.clone(),
+                lapsed.digest.clone(),
+                lapsed.reason.clone(),
+            )
+        }
+    }
+}
+
+/// An approval of a Decision whose plan has not started, past `approvalValidFor`, no longer
+/// holds: it goes back to waiting for approval (as it waited before), and says why.
+fn lapse(status: &mut DecisionStatus, now: DateTime<Utc>, events: &mut Vec<DecisionEvent>) {
+    let (Some(approved_at), Some(valid_until)) = (status.approved_at, status.approval_valid_until)
+    else {
+        return;
+    };
+    if status.phase != Some(DecisionPhase::Approved)
+        || status.execution.is_some()
+        || now < valid_until
+    {
+        return;
+    }
+    let mut approvers = Vec::new();
+    for a in status
+        .approvals
+        .iter_mut()
+        .filter(|a| a.lapsed_at.is_none())
+    {
+        a.lapsed_at = Some(now);
+        approvers.push(a.approver.clone());
+    }
+    status.phase = Some(match status.evaluation.as_ref().map(|e| e.outcome) {
+        Some(Outcome::Escalate) => DecisionPhase::Escalated,
+        _ => DecisionPhase::Pending,
+    });
+    status.approved_at = None;
+    status.approval_valid_until = None;
+    events.push(DecisionEvent::ApprovalLapsed {
+        approved_at,
+        valid_until,
+        approvers,
+    });
+}
+
+fn lapse_message(
+    approved_at: DateTime<Utc>,
+    valid_until: DateTime<Utc>,
+    approvers: &[String],
+) -> String {
+    format!(
+        "the approval{} of {} held until {} and the plan had not started by then; approve again",
+        if approvers.len() == 1 { "" } else { "s" },
+        approved_at.to_rfc3339(),
+        valid_until.to_rfc3339()
+    )
+}
+
+/// Records when the Decision became approved by people and, under `approvalValidFor`,
+/// until when that approval holds.
+fn note_approval(status: &mut DecisionStatus, now: DateTime<Utc>) {
+    if status.phase != Some(DecisionPhase::Approved) || status.approved_at.is_some() {
+        return;
+    }
+    status.approved_at = Some(now);
+    let by_people = status
+        .evaluation
+        .as_ref()
+        .is_some_and(|e| matches!(e.outcome, Outcome::RequireApproval | Outcome::Escalate));
+    let valid_for = status
+        .evaluation
+        .as_ref()
+        .and_then(|e| e.approval_valid_for.as_ref())
+        .and_then(|d| d.parse().ok());
+    if let Some(valid_for) = valid_for.filter(|_| by_people) {
+        status.approval_valid_until = Some(expiry_after(now, valid_for));
     }
 }
 
@@ -851,6 +975,7 @@ fn counted_approvals(status: &DecisionStatus) -> u32 {
     status
         .approvals
         .iter()
+        .filter(|a| a.lapsed_at.is_none())
         .filter(|a| may_answer(&a.approver, status, true).is_ok())
         .filter(|a| seen.insert(a.approver.as_str()))
         .count() as u32
@@ -877,7 +1002,22 @@ fn set_approved_condition(
         status.evaluation.as_ref().map(|e| e.outcome),
         Some(Outcome::AutoApprove | Outcome::AutoReject)
     );
+    let lapsed = status.approvals.iter().filter_map(|a| a.lapsed_at).max();
     let (state, reason, message) = match phase {
+        DecisionPhase::Pending | DecisionPhase::Escalated if lapsed.is_some() => (
+            ConditionStatus::Unknown,
+            "ApprovalLapsed",
+            format!(
+                "the approval lapsed at {}: the plan had not started within approvalValidFor; approve again ({} of {} so far, waiting until {})",
+                lapsed.map(|t| t.to_rfc3339()).unwrap_or_default(),
+                counted_approvals(status),
+                required(status),
+                status
+                    .expires_at
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_default()
+            ),
+        ),
         DecisionPhase::Pending | DecisionPhase::Escalated => (
             ConditionStatus::Unknown,
             if phase == DecisionPhase::Escalated {
@@ -1009,6 +1149,7 @@ mod tests {
                     }),
                     required_approvals: required,
                     expires_after: None,
+                    approval_valid_for: None,
                 }],
                 expires_after: None,
                 unreadable: None,
@@ -1245,6 +1386,67 @@ mod tests {
             .unwrap()
             .remove("approval-digest");
         step_with(&mut d, &policies, Some(&plan), at(4));
+        assert_eq!(phase(&d), DecisionPhase::Approved);
+    }
+
+    #[test]
+    fn an_approval_not_used_in_time_lapses_and_is_given_again() {
+        let mut rule = policy(Outcome::RequireApproval, Some(1), &[]);
+        rule.spec.rules[0].approval_valid_for = Some("10m".into());
+        let policies = [rule];
+        let plan = execution_plan(&["deploy"], None);
+        let mut d = with_plan("ship");
+        step_with(&mut d, &policies, Some(&plan), at(1));
+        annotate(&mut d, &[("approved-by", "alice"), ("approved-at", "t1")]);
+        let a = step_with(&mut d, &policies, Some(&plan), at(60));
+        assert_eq!(phase(&d), DecisionPhase::Approved);
+        let status = d.status.clone().unwrap();
+        assert_eq!(status.approved_at, Some(at(60)));
+        assert_eq!(status.approval_valid_until, Some(at(660)));
+        assert_eq!(
+            a.wake_at,
+            Some(at(660)),
+            "looked at again when it would lapse"
+        );
+
+        // The plan has not started (a change window, say) when the ten minutes run out.
+        let a = step_with(&mut d, &policies, Some(&plan), at(660));
+        assert_eq!(types(&a), ["approval_lapsed"]);
+        assert_eq!(phase(&d), DecisionPhase::Pending);
+        let status = d.status.clone().unwrap();
+        assert_eq!(status.approvals[0].lapsed_at, Some(at(660)));
+        assert_eq!(status.approval_progress.as_deref(), Some("0/1"));
+        let c = crate::api::common::find_condition(&status.conditions, CONDITION_APPROVED).unwrap();
+        assert_eq!(c.reason, "ApprovalLapsed");
+        assert!(c.message.contains("approve again"), "{}", c.message);
+
+        // The same annotations again are the same, lapsed approval: it does not count.
+        assert!(
+            step_with(&mut d, &policies, Some(&plan), at(700))
+                .events
+                .is_empty()
+        );
+        assert_eq!(phase(&d), DecisionPhase::Pending);
+        // Approving again (a new approved-at) counts, and the clock starts again.
+        annotate(&mut d, &[("approved-at", "t2")]);
+        let a = step_with(&mut d, &policies, Some(&plan), at(720));
+        assert_eq!(types(&a), ["approval_granted"]);
+        let status = d.status.clone().unwrap();
+        assert_eq!(status.phase, Some(DecisionPhase::Approved));
+        assert_eq!(status.approvals.len(), 1);
+        assert_eq!(status.approval_valid_until, Some(at(1320)));
+    }
+
+    #[test]
+    fn an_automatic_approval_has_no_time_limit() {
+        let mut rule = policy(Outcome::AutoApprove, None, &[]);
+        rule.spec.rules[0].approval_valid_for = Some("10m".into());
+        let mut d = with_plan("ship");
+        let plan = execution_plan(&["deploy"], None);
+        step_with(&mut d, &[rule.clone()], Some(&plan), at(1));
+        assert_eq!(phase(&d), DecisionPhase::Approved);
+        assert_eq!(d.status.as_ref().unwrap().approval_valid_until, None);
+        step_with(&mut d, &[rule], Some(&plan), at(100_000));
         assert_eq!(phase(&d), DecisionPhase::Approved);
     }
 

@@ -220,6 +220,27 @@ pub fn show(d: &Decision, plan: Option<&ExecutionPlan>, now: DateTime<Utc>) -> S
             age(Some(now), at)
         );
     }
+    if let Some(valid_for) = status
+        .evaluation
+        .as_ref()
+        .and_then(|e| e.approval_valid_for.as_ref())
+    {
+        let until = status
+            .approval_valid_until
+            .map(|t| format!(": this approval holds until {}", t.to_rfc3339()))
+            .unwrap_or_default();
+        let _ = writeln!(
+            o,
+            "  approval holds {valid_for} before the plan must start{until}"
+        );
+    }
+    if let Some(at) = d.spec.not_before {
+        let _ = writeln!(
+            o,
+            "  not before:   {} (the plan starts no earlier)",
+            at.to_rfc3339()
+        );
+    }
     let _ = writeln!(
         o,
         "\nApprovals: {}",
@@ -231,7 +252,16 @@ pub fn show(d: &Decision, plan: Option<&ExecutionPlan>, now: DateTime<Utc>) -> S
             .as_deref()
             .map(|r| format!(": {r}"))
             .unwrap_or_default();
-        let _ = writeln!(o, "  - {} at {}{reason}", a.approver, a.at.to_rfc3339());
+        let lapsed = a
+            .lapsed_at
+            .map(|t| format!(" (lapsed at {}; approve again)", t.to_rfc3339()))
+            .unwrap_or_default();
+        let _ = writeln!(
+            o,
+            "  - {} at {}{reason}{lapsed}",
+            a.approver,
+            a.at.to_rfc3339()
+        );
     }
     if let Some(r) = &status.rejection {
         let _ = writeln!(

@@ -240,6 +240,7 @@ pub fn evaluate(subject: &Subject<'_>, policies: &[Policy<'_>]) -> Verdict {
                 approvers: rule.approvers.clone().unwrap_or_default(),
                 policy_set: fingerprint(policies),
                 criticality: None,
+                approval_valid_for: rule.approval_valid_for.clone(),
             };
             let expires_after = rule
                 .expires_after
@@ -266,6 +267,7 @@ pub fn evaluate(subject: &Subject<'_>, policies: &[Policy<'_>]) -> Verdict {
                 approvers: Approvers::default(),
                 policy_set: fingerprint(policies),
                 criticality: None,
+                approval_valid_for: None,
             },
             None,
         ),
@@ -487,6 +489,7 @@ mod tests {
             approvers: None,
             required_approvals: None,
             expires_after: None,
+            approval_valid_for: None,
         }
     }
 
@@ -789,6 +792,39 @@ mod tests {
         block.spec.rules[0].outcome = Outcome::AutoReject;
         let v = decide(&request("status_update", Criticality::Info), &[&block]);
         assert_eq!(v.evaluation.outcome, Outcome::AutoReject);
+    }
+
+    #[test]
+    fn a_rule_can_match_on_the_plan() {
+        let mut only_rollouts = rule("rollouts", None);
+        only_rollouts.match_.plans = vec!["roll-out".into()];
+        let spec = spec(vec![only_rollouts]);
+        let m = &spec.rules[0].match_;
+        let risk = crate::risk::assess(&request("deploy", Criticality::Normal));
+        let mut d = request("deploy", Criticality::Normal);
+        let subject = |d: &DecisionSpec| {
+            rule_matches(
+                m,
+                &Subject {
+                    name: "d",
+                    namespace: "ns",
+                    spec: &d.clone(),
+                    risk: &risk,
+                },
+            )
+        };
+        assert_eq!(subject(&d), Err("the Decision names no plan".to_owned()));
+        d.plan_ref = Some(crate::api::decision::PlanRef {
+            name: "drop-db".into(),
+        });
+        assert_eq!(
+            subject(&d),
+            Err("plan drop-db is not one of roll-out".to_owned())
+        );
+        d.plan_ref = Some(crate::api::decision::PlanRef {
+            name: "roll-out".into(),
+        });
+        assert_eq!(subject(&d), Ok(()));
     }
 
     #[test]

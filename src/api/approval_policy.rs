@@ -101,6 +101,12 @@ pub struct PolicyRule {
     /// How long matching Decisions wait for an answer, unless the Decision says otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_after: Option<Duration>,
+
+    /// How long an approval by people stays good before the plan starts, such as `1h`. A
+    /// Decision approved but not started by then (its `notBefore` has not come, its plan
+    /// is not checked yet) goes back to waiting for approval, and says why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_valid_for: Option<Duration>,
 }
 
 /// Conditions on a Decision. Every condition that is set must hold.

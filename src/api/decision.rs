@@ -56,6 +56,12 @@ use super::execution_plan::{ExecutionMode, RollbackStrategy};
         priority = "1"
     ),
     printcolumn(
+        name = "Images",
+        type_ = "string",
+        json_path = ".status.plan.steps[*].images[*]",
+        priority = "1"
+    ),
+    printcolumn(
         name = "Description",
         type_ = "string",
         json_path = ".spec.description",
@@ -120,6 +126,12 @@ pub struct DecisionSpec {
     /// default (24h).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_after: Option<Duration>,
+
+    /// The earliest moment the plan may start, such as `2026-12-24T22:00:00Z` (a change
+    /// window opening). An approved Decision waits until then; its `Executed` condition
+    /// says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<DateTime<Utc>>,
 }
 
 fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
@@ -144,6 +156,7 @@ impl DecisionSpec {
             context: None,
             plan_ref: None,
             expires_after: None,
+            not_before: None,
         }
     }
 }
@@ -260,6 +273,15 @@ pub struct DecisionStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
 
+    /// When it was approved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_at: Option<DateTime<Utc>>,
+
+    /// Until when the approval holds if the plan has not started by then (the rule's
+    /// `approvalValidFor`); past it, the Decision waits for approval again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_valid_until: Option<DateTime<Utc>>,
+
     /// The trace of the plan's execution, step by step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub execution: Option<ExecutionStatus>,
@@ -326,6 +348,10 @@ pub struct Evaluation {
     /// The criticality the policies saw: the higher of the Decision's and its plan's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub criticality: Option<Criticality>,
+    /// How long an approval by people stays good before the plan starts (the rule's
+    /// `approvalValidFor`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_valid_for: Option<Duration>,
 }
 
 /// The ExecutionPlan as it was when the Decision was requested (or when the plan appeared,
@@ -391,6 +417,13 @@ pub struct Approval {
     /// The pinned plan digest the approver confirmed (`approval-digest`), if they gave one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    /// The `approved-at` the approver's client wrote, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stamp: Option<String>,
+    /// When the approval lapsed (approvalValidFor passed before the plan started); a
+    /// lapsed approval no longer counts, and the approver approves again to count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lapsed_at: Option<DateTime<Utc>>,
 }
 
 /// An answer that did not count.

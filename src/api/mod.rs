@@ -24,6 +24,9 @@ pub mod annotations {
     /// `approval-digest=<digest>`: the pinned plan digest the approver was shown. With
     /// it, an approval counts only for exactly that content.
     pub const APPROVAL_DIGEST: &str = "approval-digest";
+    /// `approved-at=<time>`: when the approver approved, as their client says; a new value
+    /// approves again after an approval lapsed (`kubectl decision approve` sets it).
+    pub const APPROVED_AT: &str = "approved-at";
     /// `rejected-by=<user>`: veto the Decision.
     pub const REJECTED_BY: &str = "rejected-by";
     /// `rejection-reason=<text>`: why, expected with every rejection.

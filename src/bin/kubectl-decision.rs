@@ -457,6 +457,9 @@ async fn answer(
             .or(pinned.map(|p| p.digest.clone()));
         patch["metadata"]["annotations"][annotations::APPROVAL_DIGEST] =
             serde_json::json!(confirmed);
+        // A new stamp makes this a new approval, even by someone whose approval lapsed.
+        patch["metadata"]["annotations"][annotations::APPROVED_AT] =
+            serde_json::json!(chrono::Utc::now().to_rfc3339());
         if let (Some(p), Some(confirmed)) = (pinned, &confirmed) {
             println!(
                 "approving plan {} ({} step(s)) as of digest {}; the Decision pins {}",

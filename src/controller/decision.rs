@@ -132,7 +132,12 @@ async fn reconcile(decision: Arc<Decision>, ctx: Arc<Context>) -> Result<Action>
     commit(&ctx, &decision, &current, &advance.events, "Decide").await?;
     let mut wake_at = advance.wake_at;
     if execution::applies(&current, &advance.status) {
-        wake_at = controller::execution::run(&mut current, &ctx).await?;
+        // The earlier of the two: an approval may lapse while the plan waits to start.
+        let executor = controller::execution::run(&mut current, &ctx).await?;
+        wake_at = match (wake_at, executor) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
     }
     Ok(match wake_at {
         Some(at) => Action::requeue((at - Utc::now()).to_std().unwrap_or_default()),

@@ -71,6 +71,10 @@ async fn a_plan_edited_after_the_request_never_runs_its_new_steps() {
         wide.contains("DIGEST") && wide.contains(&pinned.digest),
         "{wide}"
     );
+    assert!(
+        wide.contains("IMAGES") && wide.contains("api:2.0"),
+        "{wide}"
+    );
 
     // Someone edits the plan before anyone answers; the view says so.
     apply(
@@ -249,7 +253,7 @@ async fn a_stale_digest_is_ignored_and_no_answer_is_lost() {
         None,
     )
     .refused();
-    assert!(refusal.contains("only the approver sets it"), "{refusal}");
+    assert!(refusal.contains("only the approver sets them"), "{refusal}");
 
     let _operator = Operator::start(n).await;
     wait_for(
@@ -278,4 +282,79 @@ async fn a_stale_digest_is_ignored_and_no_answer_is_lost() {
             .iter()
             .all(|a| a.digest.as_deref() == Some(pinned.as_str()))
     );
+}
+
+#[tokio::test]
+async fn an_approval_lapses_if_the_plan_cannot_start_in_time_and_not_before_holds_the_plan() {
+    let ns = TestNamespace::new("timing").await;
+    let n = ns.name.as_str();
+    grant_answering(n);
+    let _operator = Operator::start(n).await;
+    apply(n, "apiVersion: decisiongate.io/v1alpha1\nkind: ApprovalPolicy\nmetadata: {name: timing}\nspec: {rules: [{name: restarts, match: {actionTypes: [restart_service]}, outcome: AutoApprove}, {name: briefly, outcome: RequireApproval, approvalValidFor: 3s}]}\n").success();
+    apply(
+        n,
+        &plan(
+            "ship",
+            &SHIP
+                .replace(
+                    "actionTypes: [ship]",
+                    "actionTypes: [ship, restart_service]",
+                )
+                .replace("mode: Real", "mode: DryRun"),
+        ),
+    )
+    .success();
+    let api: Api<Decision> = Api::namespaced(admin().await, n);
+    let at = |seconds: i64| (chrono::Utc::now() + chrono::Duration::seconds(seconds)).to_rfc3339();
+
+    // Approved for three seconds, but the change window opens in an hour: the approval
+    // lapses, the Decision waits again and says why, and a new approval counts.
+    apply(n, &decision("tonight", &format!("{{actionType: ship, description: Ship tonight, criticality: High, planRef: {{name: ship}}, notBefore: '{}'}}", at(3600)))).success();
+    reaches(&api, "tonight", DecisionPhase::Pending).await;
+    plugin("alice", &["approve", "tonight", "-n", n]).success();
+    let approved = api.get("tonight").await.unwrap();
+    let status = approved.status.clone().unwrap();
+    assert!(status.approval_valid_until.is_some(), "{status:?}");
+    let lapsed = wait_for(
+        &api,
+        "tonight",
+        "the approval to lapse",
+        |d: Option<&Decision>| {
+            d.and_then(|d| d.status.as_ref()).is_some_and(|s| {
+                s.phase == Some(DecisionPhase::Pending)
+                    && s.conditions.iter().any(|c| c.reason == "ApprovalLapsed")
+            })
+        },
+    )
+    .await;
+    let (_, message) = condition(&lapsed, "Approved");
+    assert!(message.contains("approve again"), "{message}");
+    let shown = plugin("alice", &["show", "tonight", "-n", n]).success();
+    assert!(
+        shown.contains("lapsed at") && shown.contains("not before:"),
+        "{shown}"
+    );
+    plugin("alice", &["approve", "tonight", "-n", n]).success();
+    let again = api.get("tonight").await.unwrap().status.unwrap();
+    assert_eq!(again.approvals.len(), 1);
+    assert!(again.approvals[0].lapsed_at.is_none(), "{again:?}");
+    assert_eq!(again.phase, Some(DecisionPhase::Approved));
+
+    // Approved at once, started only once notBefore has come.
+    let opens = chrono::Utc::now() + chrono::Duration::seconds(4);
+    apply(n, &decision("soon", &format!("{{actionType: restart_service, description: Restart at the window, criticality: Normal, planRef: {{name: ship}}, notBefore: '{}'}}", opens.to_rfc3339()))).success();
+    let waiting = wait_for(
+        &api,
+        "soon",
+        "waiting for notBefore",
+        |d: Option<&Decision>| {
+            d.and_then(|d| d.status.as_ref())
+                .is_some_and(|s| s.conditions.iter().any(|c| c.reason == "NotBefore"))
+        },
+    )
+    .await;
+    assert_eq!(phase(Some(&waiting)), Some(DecisionPhase::Approved));
+    let done = reaches(&api, "soon", DecisionPhase::Succeeded).await;
+    let started = done.status.unwrap().execution.unwrap().started_at.unwrap();
+    assert!(started >= opens, "started {started}, window opened {opens}");
 }
