@@ -517,7 +517,7 @@ pub fn advance(input: &Input<'_>) -> Advance {
         ignore_late_answers(decision, &mut status, now, &mut events);
     }
 
-    note_approval(&mut status, now);
+    note_approval(decision, &mut status, now);
     status.approval_progress = Some(progress(&status));
     status.observed_generation = decision.metadata.generation;
     set_approved_condition(&mut status, decision.metadata.generation, now);
@@ -836,13 +836,17 @@ fn lapse_message(
     )
 }
 
-/// Records when the Decision became approved by people and, under `approvalValidFor`,
-/// until when that approval holds.
-fn note_approval(status: &mut DecisionStatus, now: DateTime<Utc>) {
+/// Records when the Decision became approved and, under `approvalValidFor`, until when an
+/// approval by people holds. Only a plan can come too late: a pure gate's approval is
+/// what others act on, and it never lapses.
+fn note_approval(decision: &Decision, status: &mut DecisionStatus, now: DateTime<Utc>) {
     if status.phase != Some(DecisionPhase::Approved) || status.approved_at.is_some() {
         return;
     }
     status.approved_at = Some(now);
+    if decision.spec.plan_ref.is_none() {
+        return;
+    }
     let by_people = status
         .evaluation
         .as_ref()
@@ -1435,6 +1439,21 @@ mod tests {
         assert_eq!(status.phase, Some(DecisionPhase::Approved));
         assert_eq!(status.approvals.len(), 1);
         assert_eq!(status.approval_valid_until, Some(at(1320)));
+    }
+
+    #[test]
+    fn a_pure_gate_approval_never_lapses() {
+        let mut rule = policy(Outcome::RequireApproval, Some(1), &[]);
+        rule.spec.rules[0].approval_valid_for = Some("10m".into());
+        let mut d = decision(Criticality::High);
+        step(&mut d, &[rule.clone()], at(1));
+        annotate(&mut d, &[("approved-by", "alice")]);
+        step(&mut d, &[rule.clone()], at(2));
+        assert_eq!(phase(&d), DecisionPhase::Approved);
+        assert_eq!(d.status.as_ref().unwrap().approved_at, Some(at(2)));
+        assert_eq!(d.status.as_ref().unwrap().approval_valid_until, None);
+        step(&mut d, &[rule], at(100_000));
+        assert_eq!(phase(&d), DecisionPhase::Approved);
     }
 
     #[test]
