@@ -443,12 +443,22 @@ async fn answer(
         )));
     }
     let me = whoami(client).await?;
+    let counted_before = before.status.as_ref().is_some_and(|s| {
+        s.approvals
+            .iter()
+            .any(|a| a.approver == me && a.lapsed_at.is_none())
+    });
+    if approving && counted_before {
+        println!("{namespace}/{name} already has your approval");
+        return Ok(());
+    }
     let ignored_before = mine_ignored(&before, &me);
     let mut patch = serde_json::json!({ "metadata": { "annotations": { who_key: me } } });
     if let Some(reason) = reason {
         patch["metadata"]["annotations"][reason_key] = serde_json::json!(reason);
     }
     let pinned = before.status.as_ref().and_then(|s| s.plan.as_ref());
+    let stamp = chrono::Utc::now().to_rfc3339();
     if let Some(given) = digest {
         // Without a plan there is nothing to confirm; a digest left by an earlier
         // approver is taken away so that it is not read as this one's.
@@ -458,8 +468,7 @@ async fn answer(
         patch["metadata"]["annotations"][annotations::APPROVAL_DIGEST] =
             serde_json::json!(confirmed);
         // A new stamp makes this a new approval, even by someone whose approval lapsed.
-        patch["metadata"]["annotations"][annotations::APPROVED_AT] =
-            serde_json::json!(chrono::Utc::now().to_rfc3339());
+        patch["metadata"]["annotations"][annotations::APPROVED_AT] = serde_json::json!(stamp);
         if let (Some(p), Some(confirmed)) = (pinned, &confirmed) {
             println!(
                 "approving plan {} ({} step(s)) as of digest {}; the Decision pins {}",
@@ -489,7 +498,10 @@ async fn answer(
         let d = get(client, namespace, name).await?;
         let status = d.status.clone().unwrap_or_default();
         let counted = if approving {
-            status.approvals.iter().any(|a| a.approver == me)
+            // This approval, not an earlier one of mine that lapsed.
+            status.approvals.iter().any(|a| {
+                a.approver == me && a.lapsed_at.is_none() && a.stamp.as_deref() == Some(&stamp)
+            })
         } else {
             status
                 .rejection
