@@ -7,12 +7,6 @@ use kube::{Api, ResourceExt};
 
 use crate::support::*;
 
-fn decision(name: &str, spec: &str) -> String {
-    format!(
-        "apiVersion: decisiongate.io/v1alpha1\nkind: Decision\nmetadata: {{name: {name}}}\nspec: {spec}\n"
-    )
-}
-
 fn refused_as(user: &str, namespace: &str, args: &[&str]) -> String {
     let mut all = vec!["-n", namespace];
     all.extend_from_slice(args);

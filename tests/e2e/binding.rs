@@ -7,12 +7,6 @@ use kube::Api;
 
 use crate::support::*;
 
-fn decision(name: &str, spec: &str) -> String {
-    format!(
-        "apiVersion: decisiongate.io/v1alpha1\nkind: Decision\nmetadata: {{name: {name}}}\nspec: {spec}\n"
-    )
-}
-
 fn plan(name: &str, spec: &str) -> String {
     format!(
         "apiVersion: decisiongate.io/v1alpha1\nkind: ExecutionPlan\nmetadata: {{name: {name}}}\nspec: {spec}\n"
@@ -220,39 +214,13 @@ async fn a_stale_digest_is_ignored_and_no_answer_is_lost() {
         out.contains("approving plan ship (1 step(s)) as of digest sha256:"),
         "{out}"
     );
-    let refusal = kubectl(
-        &user_kubeconfig("bob"),
-        &[
-            "annotate",
-            "--overwrite",
-            "-n",
-            n,
-            "decision",
-            "ship-2-0",
-            "approved-by=bob",
-        ],
-        None,
-    )
-    .refused();
+    let refusal = annotate_refused_as("bob", n, "ship-2-0", "approved-by=bob");
     assert!(
         refusal.contains("the answer approved-by=alice has not been recorded by the operator yet"),
         "{refusal}"
     );
     // Nor slip another digest under her approval.
-    let refusal = kubectl(
-        &user_kubeconfig("bob"),
-        &[
-            "annotate",
-            "--overwrite",
-            "-n",
-            n,
-            "decision",
-            "ship-2-0",
-            "approval-digest=sha256:ffffffffffff",
-        ],
-        None,
-    )
-    .refused();
+    let refusal = annotate_refused_as("bob", n, "ship-2-0", "approval-digest=sha256:ffffffffffff");
     assert!(refusal.contains("only the approver sets them"), "{refusal}");
 
     let _operator = Operator::start(n).await;

@@ -14,12 +14,6 @@ async fn settled(api: &Api<Decision>, name: &str) -> Decision {
     .await
 }
 
-fn decision(name: &str, spec: &str) -> String {
-    format!(
-        "apiVersion: decisiongate.io/v1alpha1\nkind: Decision\nmetadata: {{name: {name}}}\nspec: {spec}\n"
-    )
-}
-
 fn policy(name: &str, spec: &str) -> String {
     format!(
         "apiVersion: decisiongate.io/v1alpha1\nkind: ApprovalPolicy\nmetadata: {{name: {name}}}\nspec: {spec}\n"

@@ -5,12 +5,6 @@ use kube::Api;
 
 use crate::support::*;
 
-fn decision(name: &str, spec: &str) -> String {
-    format!(
-        "apiVersion: decisiongate.io/v1alpha1\nkind: Decision\nmetadata: {{name: {name}}}\nspec: {spec}\n"
-    )
-}
-
 #[tokio::test]
 async fn people_review_and_answer_with_kubectl_decision() {
     let ns = TestNamespace::new("plugin").await;

@@ -346,6 +346,13 @@ pub async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
+/// A Decision's manifest, with its spec in YAML flow style.
+pub fn decision(name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: decisiongate.io/v1alpha1\nkind: Decision\nmetadata: {{name: {name}}}\nspec: {spec}\n"
+    )
+}
+
 /// The phase of a Decision, if it exists and has one.
 pub fn phase(d: Option<&Decision>) -> Option<DecisionPhase> {
     d.and_then(|d| d.status.as_ref()).and_then(|s| s.phase)
@@ -631,9 +638,22 @@ pub fn bind_role(namespace: &str, role: &str, kind: &str, subjects: &[&str]) {
     .success();
 }
 
+/// `kubectl annotate --overwrite` as one of the test users, expected to be refused: what
+/// the API server said.
+#[track_caller]
+pub fn annotate_refused_as(user: &str, namespace: &str, decision: &str, pair: &str) -> String {
+    let args = annotate_args(namespace, decision, &[pair]);
+    kubectl(&user_kubeconfig(user), &args, None).refused()
+}
+
 /// `kubectl annotate --overwrite` as one of the test users.
 #[track_caller]
 pub fn annotate_as(user: &str, namespace: &str, decision: &str, pairs: &[&str]) {
+    let args = annotate_args(namespace, decision, pairs);
+    kubectl(&user_kubeconfig(user), &args, None).success();
+}
+
+fn annotate_args<'a>(namespace: &'a str, decision: &'a str, pairs: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
         "annotate",
         "--overwrite",
@@ -643,31 +663,25 @@ pub fn annotate_as(user: &str, namespace: &str, decision: &str, pairs: &[&str]) 
         decision,
     ];
     args.extend_from_slice(pairs);
-    kubectl(&user_kubeconfig(user), &args, None).success();
+    args
 }
 
 /// Runs the `kubectl decision` plugin as one of the test users.
 pub fn plugin(user: &str, args: &[&str]) -> Kubectl {
     let kubeconfig = user_kubeconfig(user);
-    let out = Command::new(env!("CARGO_BIN_EXE_kubectl-decision"))
+    ran(Command::new(env!("CARGO_BIN_EXE_kubectl-decision"))
         .arg("--kubeconfig")
         .arg(&kubeconfig)
-        .args(args)
-        .output()
-        .unwrap();
-    Kubectl {
-        ok: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+        .args(args))
 }
 
 /// The decision-gate binary itself, for its `audit` subcommands.
 pub fn decision_gate(args: &[&str]) -> Kubectl {
-    let out = Command::new(env!("CARGO_BIN_EXE_decision-gate"))
-        .args(args)
-        .output()
-        .unwrap();
+    ran(Command::new(env!("CARGO_BIN_EXE_decision-gate")).args(args))
+}
+
+fn ran(command: &mut Command) -> Kubectl {
+    let out = command.output().unwrap();
     Kubectl {
         ok: out.status.success(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
