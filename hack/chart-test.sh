@@ -35,6 +35,12 @@ grep -q "terminationGracePeriodSeconds: 40" <<<"$(template --set operator.shutdo
   fail "the pod's grace period does not leave room for operator.shutdownTimeout"
 grep -q -- "--stall-timeout=5m" <<<"$rendered" || fail "the stall timeout is not passed to the operator"
 
+# The answer policies need Kubernetes 1.36; an older cluster is told so at install.
+if out=$("$HELM" template decision-gate "$CHART" --kube-version 1.35.0 2>&1); then
+  fail "the chart renders for Kubernetes 1.35, which cannot run its admission policies"
+fi
+grep -q "kubeVersion: >=1.36.0-0" <<<"$out" || fail "the refusal for Kubernetes 1.35 does not name the version it needs: $out"
+
 for bad in "replicaCount=none" "operator.shutdownTimeout=1m" "audit.persistence.size=lots" "operator.defaultExpiry=tomorrow" "surprise=1"; do
   if out=$(template --set "$bad" 2>&1); then
     fail "the schema accepted $bad"

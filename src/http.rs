@@ -25,6 +25,8 @@ pub struct Health {
     audit: std::sync::Mutex<Option<Arc<AuditLog>>>,
     progress: Arc<Progress>,
     registry: Registry,
+    /// Why the API server refuses the operator's status writes, until one succeeds.
+    status_refused: std::sync::Mutex<Option<String>>,
 }
 
 impl Health {
@@ -35,7 +37,17 @@ impl Health {
             audit: std::sync::Mutex::new(None),
             progress,
             registry,
+            status_refused: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Records how the last status write went: refused (with the API server's reason) or
+    /// done. A replica whose writes are refused does nothing useful and must say so.
+    pub fn status_written(&self, refused: Option<String>) {
+        *self
+            .status_refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = refused;
     }
 
     pub fn set_crds(&self, served: bool) {
@@ -79,6 +91,17 @@ impl Health {
         {
             Some(_) if !self.caches.load(Ordering::SeqCst) => {
                 Err("the leader is still filling its caches".to_owned())
+            }
+            Some(_)
+                if let Some(why) = self
+                    .status_refused
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone() =>
+            {
+                Err(format!(
+                    "the API server refuses the operator's status writes: {why}"
+                ))
             }
             Some(audit) => audit
                 .check_writable()
@@ -302,6 +325,17 @@ mod tests {
             "a leader is not ready before its caches are"
         );
         health.set_caches(true);
+        assert_eq!(health.readiness(), Ok("leader"));
+
+        // Refused status writes make a leader unready, with the API server's reason,
+        // until a write goes through.
+        health.status_written(Some("the API server answered 403 Forbidden: only the decision-gate operator writes the status".into()));
+        let why = health.readiness().unwrap_err();
+        assert!(
+            why.contains("refuses the operator's status writes") && why.contains("403 Forbidden"),
+            "{why}"
+        );
+        health.status_written(None);
         assert_eq!(health.readiness(), Ok("leader"));
 
         let mut permissions = std::fs::metadata(&path).unwrap().permissions();

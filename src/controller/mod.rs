@@ -69,6 +69,8 @@ pub struct Settings {
 /// What every reconciler gets.
 pub struct Context {
     pub client: Client,
+    /// What `/readyz` reports; reconcilers record refused status writes there.
+    pub health: Arc<Health>,
     /// Publishes Events in the background.
     pub events: EventQueue,
     /// This replica's name in Events (the pod's name in a cluster).
@@ -101,6 +103,20 @@ impl Context {
 }
 
 impl Context {
+    /// Passes a status write's outcome through, noting it for `/readyz`: a refusal
+    /// (unauthorised, forbidden by RBAC or an admission policy, invalid for the CRD) is a
+    /// configuration problem that retrying will not fix, and the replica must say so.
+    pub fn status_write(&self, result: Result<()>) -> Result<()> {
+        match &result {
+            Ok(()) => self.health.status_written(None),
+            Err(Error::Kube(e @ kube::Error::Api(s))) if matches!(s.code, 401 | 403 | 422) => self
+                .health
+                .status_written(Some(crate::error::describe_kube(e))),
+            Err(_) => {}
+        }
+        result
+    }
+
     /// An API for `K` in the watched namespace (or all of them).
     pub fn api<K>(&self) -> Api<K>
     where
@@ -198,9 +214,9 @@ pub async fn commit(
     let ids: Vec<String> = records.iter().map(crate::audit::entry_id).collect();
     let written = audit(ctx, records).await?;
     if before.status_unreadable().is_some() {
-        replace_status(after, &ctx.client, &status).await?;
+        ctx.status_write(replace_status(after, &ctx.client, &status).await)?;
     } else if before.status.as_ref() != Some(&status) {
-        apply_status(after, &ctx.client, &status).await?;
+        ctx.status_write(apply_status(after, &ctx.client, &status).await)?;
     }
     // The audit log is the ledger of what happened: a transition recomputed from a stale
     // cache finds its lines already there, and is not announced a second time.
@@ -548,6 +564,7 @@ pub async fn run(settings: Settings) -> Result<()> {
     });
     let shutdown_timeout = settings.shutdown_timeout;
     let ctx = Arc::new(Context {
+        health: health.clone(),
         events: EventQueue::start(client.clone(), 4),
         instance: identity,
         client,

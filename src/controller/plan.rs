@@ -81,12 +81,13 @@ async fn reconcile(obj: Arc<ExecutionPlan>, ctx: Arc<Context>) -> Result<Action>
     }
     let previous = obj.status.as_ref().and_then(|s| s.phase);
     let status = plan::status_after_check(&obj, &checks, now);
-    if obj.status_unreadable().is_some() {
+    let written = if obj.status_unreadable().is_some() {
         // Server-side apply would leave the unreadable fields in place.
-        replace_status(obj.as_ref(), &ctx.client, &status).await?;
+        replace_status(obj.as_ref(), &ctx.client, &status).await
     } else {
-        apply_status(obj.as_ref(), &ctx.client, &status).await?;
-    }
+        apply_status(obj.as_ref(), &ctx.client, &status).await
+    };
+    ctx.status_write(written)?;
 
     if status.phase != previous {
         let message = status

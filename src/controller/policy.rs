@@ -78,12 +78,13 @@ async fn reconcile(obj: Arc<ApprovalPolicy>, ctx: Arc<Context>) -> Result<Action
         condition.generation(obj.metadata.generation),
         Utc::now(),
     );
-    if obj.status_unreadable().is_some() {
+    let written = if obj.status_unreadable().is_some() {
         // Server-side apply would leave the unreadable fields in place.
-        replace_status(obj.as_ref(), &ctx.client, &status).await?;
+        replace_status(obj.as_ref(), &ctx.client, &status).await
     } else {
-        apply_status(obj.as_ref(), &ctx.client, &status).await?;
-    }
+        apply_status(obj.as_ref(), &ctx.client, &status).await
+    };
+    ctx.status_write(written)?;
 
     if current.phase != Some(phase) {
         info!(name = %obj.name_any(), namespace = obj.namespace().unwrap_or_default(), ?phase, %message, "policy checked");

@@ -329,3 +329,21 @@ async fn a_full_audit_volume_holds_every_transition_until_space_returns() {
         "each Decision requested once"
     );
 }
+
+/// An operator that runs as someone the admission policies do not let write a Decision's
+/// status (the admin, say) decides nothing; it must not look ready while it does.
+#[tokio::test]
+async fn an_operator_whose_status_writes_are_refused_is_not_ready_and_says_why() {
+    ensure_installed().await;
+    let ns = TestNamespace::new("refused").await;
+    let n = ns.name.as_str();
+    let operator = Operator::spawn(n, &admin_kubeconfig(), &[]);
+    apply(n, "apiVersion: decisiongate.io/v1alpha1\nkind: ApprovalPolicy\nmetadata: {name: ask}\nspec: {rules: [{name: ask, outcome: RequireApproval}]}\n").success();
+    apply(n, &decision("ship")).success();
+    let why = readyz_until(&operator, 503).await;
+    assert!(
+        why.contains("refuses the operator's status writes")
+            && why.contains("only the decision-gate operator"),
+        "{why}"
+    );
+}
