@@ -25,8 +25,9 @@ pub struct Health {
     audit: std::sync::Mutex<Option<Arc<AuditLog>>>,
     progress: Arc<Progress>,
     registry: Registry,
-    /// Why the API server refuses the operator's status writes, until one succeeds.
-    status_refused: std::sync::Mutex<Option<String>>,
+    /// Why the API server refuses the operator's status writes, per kind, until one of
+    /// that kind succeeds.
+    status_refused: std::sync::Mutex<std::collections::BTreeMap<&'static str, String>>,
 }
 
 impl Health {
@@ -37,17 +38,22 @@ impl Health {
             audit: std::sync::Mutex::new(None),
             progress,
             registry,
-            status_refused: std::sync::Mutex::new(None),
+            status_refused: std::sync::Mutex::new(Default::default()),
         }
     }
 
-    /// Records how the last status write went: refused (with the API server's reason) or
-    /// done. A replica whose writes are refused does nothing useful and must say so.
-    pub fn status_written(&self, refused: Option<String>) {
-        *self
+    /// Records how the last status write of a kind went: refused (with the API server's
+    /// reason) or done. A replica whose writes are refused does nothing useful and must
+    /// say so.
+    pub fn status_written(&self, kind: &'static str, refused: Option<String>) {
+        let mut refusals = self
             .status_refused
             .lock()
-            .unwrap_or_else(|p| p.into_inner()) = refused;
+            .unwrap_or_else(|p| p.into_inner());
+        match refused {
+            Some(why) => refusals.insert(kind, why),
+            None => refusals.remove(kind),
+        };
     }
 
     pub fn set_crds(&self, served: bool) {
@@ -93,14 +99,16 @@ impl Health {
                 Err("the leader is still filling its caches".to_owned())
             }
             Some(_)
-                if let Some(why) = self
+                if let Some((kind, why)) = self
                     .status_refused
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .clone() =>
+                    .iter()
+                    .next()
+                    .map(|(k, w)| (*k, w.clone())) =>
             {
                 Err(format!(
-                    "the API server refuses the operator's status writes: {why}"
+                    "the API server refuses the operator's status writes ({kind}): {why}"
                 ))
             }
             Some(audit) => audit
@@ -329,13 +337,18 @@ mod tests {
 
         // Refused status writes make a leader unready, with the API server's reason,
         // until a write goes through.
-        health.status_written(Some("the API server answered 403 Forbidden: only the decision-gate operator writes the status".into()));
+        health.status_written(
+            "Decision",
+            Some("the API server answered 403 Forbidden: only the decision-gate operator writes the status".into()),
+        );
+        // Writes of another kind going through do not hide it.
+        health.status_written("ApprovalPolicy", None);
         let why = health.readiness().unwrap_err();
         assert!(
             why.contains("refuses the operator's status writes") && why.contains("403 Forbidden"),
             "{why}"
         );
-        health.status_written(None);
+        health.status_written("Decision", None);
         assert_eq!(health.readiness(), Ok("leader"));
 
         let mut permissions = std::fs::metadata(&path).unwrap().permissions();

@@ -106,12 +106,12 @@ impl Context {
     /// Passes a status write's outcome through, noting it for `/readyz`: a refusal
     /// (unauthorised, forbidden by RBAC or an admission policy, invalid for the CRD) is a
     /// configuration problem that retrying will not fix, and the replica must say so.
-    pub fn status_write(&self, result: Result<()>) -> Result<()> {
+    pub fn status_write(&self, kind: &'static str, result: Result<()>) -> Result<()> {
         match &result {
-            Ok(()) => self.health.status_written(None),
+            Ok(()) => self.health.status_written(kind, None),
             Err(Error::Kube(e @ kube::Error::Api(s))) if matches!(s.code, 401 | 403 | 422) => self
                 .health
-                .status_written(Some(crate::error::describe_kube(e))),
+                .status_written(kind, Some(crate::error::describe_kube(e))),
             Err(_) => {}
         }
         result
@@ -214,9 +214,12 @@ pub async fn commit(
     let ids: Vec<String> = records.iter().map(crate::audit::entry_id).collect();
     let written = audit(ctx, records).await?;
     if before.status_unreadable().is_some() {
-        ctx.status_write(replace_status(after, &ctx.client, &status).await)?;
+        ctx.status_write(
+            "Decision",
+            replace_status(after, &ctx.client, &status).await,
+        )?;
     } else if before.status.as_ref() != Some(&status) {
-        ctx.status_write(apply_status(after, &ctx.client, &status).await)?;
+        ctx.status_write("Decision", apply_status(after, &ctx.client, &status).await)?;
     }
     // The audit log is the ledger of what happened: a transition recomputed from a stale
     // cache finds its lines already there, and is not announced a second time.

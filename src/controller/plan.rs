@@ -87,7 +87,7 @@ async fn reconcile(obj: Arc<ExecutionPlan>, ctx: Arc<Context>) -> Result<Action>
     } else {
         apply_status(obj.as_ref(), &ctx.client, &status).await
     };
-    ctx.status_write(written)?;
+    ctx.status_write(KIND, written)?;
 
     if status.phase != previous {
         let message = status

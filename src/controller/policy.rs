@@ -84,7 +84,7 @@ async fn reconcile(obj: Arc<ApprovalPolicy>, ctx: Arc<Context>) -> Result<Action
     } else {
         apply_status(obj.as_ref(), &ctx.client, &status).await
     };
-    ctx.status_write(written)?;
+    ctx.status_write(KIND, written)?;
 
     if current.phase != Some(phase) {
         info!(name = %obj.name_any(), namespace = obj.namespace().unwrap_or_default(), ?phase, %message, "policy checked");

@@ -202,18 +202,24 @@ async fn killed_again_and_again_the_operator_runs_every_step_exactly_once() {
 
 /// Polls `/readyz` until it answers `code`, within the deadline; returns the body.
 async fn readyz_until(operator: &Operator, code: u16) -> String {
+    readyz_saying(operator, code, "").await
+}
+
+/// Polls `/readyz` until it answers `code` with a body that contains `text`.
+async fn readyz_saying(operator: &Operator, code: u16, text: &str) -> String {
     let deadline = tokio::time::Instant::now() + DEADLINE;
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     loop {
         tick.tick().await;
         if let Ok((answer, body)) = operator.get("/readyz").await
             && answer == code
+            && body.contains(text)
         {
             return body;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "/readyz never answered {code}; the operator's log:\n{}",
+            "/readyz never answered {code} saying {text:?}; the operator's log:\n{}",
             operator.logs()
         );
     }
@@ -340,10 +346,6 @@ async fn an_operator_whose_status_writes_are_refused_is_not_ready_and_says_why()
     let operator = Operator::spawn(n, &admin_kubeconfig(), &[]);
     apply(n, "apiVersion: decisiongate.io/v1alpha1\nkind: ApprovalPolicy\nmetadata: {name: ask}\nspec: {rules: [{name: ask, outcome: RequireApproval}]}\n").success();
     apply(n, &decision("ship")).success();
-    let why = readyz_until(&operator, 503).await;
-    assert!(
-        why.contains("refuses the operator's status writes")
-            && why.contains("only the decision-gate operator"),
-        "{why}"
-    );
+    let why = readyz_saying(&operator, 503, "refuses the operator's status writes").await;
+    assert!(why.contains("only the decision-gate operator"), "{why}");
 }
