@@ -62,6 +62,7 @@ fn spec() -> DecisionSpec {
         plan_ref: None,
         expires_after: None,
         not_before: None,
+        on_behalf_of: None,
     }
 }
 

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+use crate::admission::Answers;
 use crate::api::annotations;
 use crate::api::common::set_condition;
 use crate::api::decision::{ExecutionStatus, RollbackPhase, RollbackStatus, StepPhase, StepStatus};
@@ -89,6 +90,8 @@ pub struct Input<'a> {
     pub now: DateTime<Utc>,
     /// Whether Real plans may run for real on this cluster.
     pub allow_real: bool,
+    /// Whether the admission policies that verify people's answers are in force.
+    pub answers: &'a Answers,
 }
 
 /// What the executor decided.
@@ -1039,6 +1042,11 @@ impl Run<'_, '_> {
         else {
             return;
         };
+        // While nobody verifies answers, a rollback approval waits (the Decision's
+        // AnswersVerified condition says why); nothing runs on its word.
+        if matches!(self.input.answers, Answers::Unverified(_)) {
+            return;
+        }
         if let Err(why) = may_answer(&user, &self.status, true) {
             if !self
                 .status
@@ -1046,20 +1054,9 @@ impl Run<'_, '_> {
                 .iter()
                 .any(|i| i.user == user && i.answer == "rollback-approval")
             {
-                self.status
-                    .ignored_answers
-                    .push(crate::api::decision::IgnoredAnswer {
-                        user: user.clone(),
-                        answer: "rollback-approval".to_owned(),
-                        reason: why.clone(),
-                        at: self.input.now,
-                        digest: None,
-                    });
-                self.events.push(DecisionEvent::AnswerIgnored {
-                    user,
-                    answer: "rollback-approval",
-                    why,
-                });
+                let answer =
+                    crate::lifecycle::ignored(user, "rollback-approval", why, self.input.now);
+                crate::lifecycle::ignore(&mut self.status, &mut self.events, answer);
             }
             return;
         }
@@ -1400,6 +1397,7 @@ mod tests {
                     dry_runs: &self.dry_runs,
                     now: self.now,
                     allow_real: self.allow_real,
+                    answers: &crate::admission::Answers::Verified,
                 });
                 self.events.extend(advance.events.iter().map(|e| match e {
                     DecisionEvent::Execution(x) => match x.step() {
@@ -1921,6 +1919,7 @@ mod tests {
             dry_runs: &BTreeMap::new(),
             now: t0(),
             allow_real: true,
+            answers: &crate::admission::Answers::Verified,
         };
         let first = advance(&input);
         assert_eq!(first.events.len(), 1);

@@ -28,6 +28,8 @@ pub struct Health {
     /// Why the API server refuses the operator's status writes, per kind, until one of
     /// that kind succeeds.
     status_refused: std::sync::Mutex<std::collections::BTreeMap<&'static str, String>>,
+    /// Why people's answers are not verified (and whether they count all the same).
+    answers: std::sync::Mutex<Option<(String, bool)>>,
 }
 
 impl Health {
@@ -39,7 +41,18 @@ impl Health {
             progress,
             registry,
             status_refused: std::sync::Mutex::new(Default::default()),
+            answers: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Records whether the admission policies that verify answers are in force.
+    pub fn set_answers(&self, answers: &crate::admission::Answers) {
+        use crate::admission::Answers;
+        *self.answers.lock().unwrap_or_else(|p| p.into_inner()) = match answers {
+            Answers::Verified => None,
+            Answers::Unverified(why) => Some((why.clone(), false)),
+            Answers::CountedUnverified(why) => Some((why.clone(), true)),
+        };
     }
 
     /// Records how the last status write of a kind went: refused (with the API server's
@@ -109,6 +122,17 @@ impl Health {
             {
                 Err(format!(
                     "the API server refuses the operator's status writes ({kind}): {why}"
+                ))
+            }
+            Some(_)
+                if let Some((why, false)) = self
+                    .answers
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone() =>
+            {
+                Err(format!(
+                    "people's answers are not verified, so approvals do not count: {why}"
                 ))
             }
             Some(audit) => audit

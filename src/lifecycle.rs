@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use kube::ResourceExt;
 
+use crate::admission::Answers;
 use crate::api::annotations;
 use crate::api::common::set_condition;
 use crate::api::decision::{
@@ -40,6 +41,7 @@ const IGNORED_ANSWERS_KEPT: usize = 20;
 pub enum DecisionEvent {
     Requested {
         requested_by: Option<String>,
+        on_behalf_of: Option<String>,
     },
     PolicyEvaluated {
         evaluation: Evaluation,
@@ -70,6 +72,9 @@ pub enum DecisionEvent {
         /// The approver's `approved-at`: a second approval by the same person (after
         /// the first lapsed) is another event.
         stamp: Option<String>,
+        /// Whether the admission policies verified it.
+        verified: bool,
+        service_account: bool,
     },
     /// The approval was not used in time: the plan had not started when it ran out.
     ApprovalLapsed {
@@ -80,6 +85,7 @@ pub enum DecisionEvent {
     ApprovalRejected {
         rejected_by: String,
         reason: String,
+        verified: bool,
     },
     Expired {
         expires_at: DateTime<Utc>,
@@ -88,6 +94,8 @@ pub enum DecisionEvent {
         user: String,
         answer: &'static str,
         why: String,
+        /// The approval's `approved-at`, which tells two attempts of one person apart.
+        stamp: Option<String>,
     },
     /// The Decision names a plan that cannot be pinned yet.
     WaitingForPlan {
@@ -157,7 +165,7 @@ impl DecisionEvent {
     /// Who caused it: a user, a policy rule, or the operator.
     pub fn actor(&self) -> String {
         match self {
-            DecisionEvent::Requested { requested_by } => {
+            DecisionEvent::Requested { requested_by, .. } => {
                 requested_by.clone().unwrap_or_else(|| "unknown".to_owned())
             }
             DecisionEvent::AutoApproved { by, .. } | DecisionEvent::AutoRejected { by, .. } => {
@@ -183,7 +191,15 @@ impl DecisionEvent {
                 Some(stamp) => format!("{approver}@{stamp}"),
             },
             DecisionEvent::ApprovalLapsed { valid_until, .. } => valid_until.to_rfc3339(),
-            DecisionEvent::AnswerIgnored { user, answer, why } => format!("{user}/{answer}/{why}"),
+            DecisionEvent::AnswerIgnored {
+                user,
+                answer,
+                why,
+                stamp,
+            } => match stamp {
+                None => format!("{user}/{answer}/{why}"),
+                Some(stamp) => format!("{user}@{stamp}/{answer}/{why}"),
+            },
             DecisionEvent::WaitingForPlan { message, .. } => message.clone(),
             DecisionEvent::Execution(e) => e.discriminator(),
             _ => String::new(),
@@ -193,10 +209,20 @@ impl DecisionEvent {
     /// The sentence for people: the Event's note and the audit line's message.
     pub fn note(&self) -> String {
         match self {
-            DecisionEvent::Requested { requested_by } => match requested_by {
-                Some(who) => format!("requested by {who}"),
-                None => "requested".to_owned(),
-            },
+            DecisionEvent::Requested {
+                requested_by,
+                on_behalf_of,
+            } => format!(
+                "requested{}{}",
+                requested_by
+                    .as_deref()
+                    .map(|who| format!(" by {who}"))
+                    .unwrap_or_default(),
+                on_behalf_of
+                    .as_deref()
+                    .map(|who| format!(" on behalf of {who}"))
+                    .unwrap_or_default()
+            ),
             DecisionEvent::PolicyEvaluated {
                 evaluation,
                 risk,
@@ -234,9 +260,17 @@ impl DecisionEvent {
                 reason,
                 approvals,
                 required,
+                verified,
+                service_account,
                 ..
             } => format!(
-                "approved by {approver} ({approvals}/{required}){}",
+                "approved by {}{approver} ({approvals}/{required}){}{}",
+                if *service_account {
+                    "ServiceAccount "
+                } else {
+                    ""
+                },
+                if *verified { "" } else { ", unverified" },
                 reason
                     .as_deref()
                     .map(|r| format!(": {r}"))
@@ -245,13 +279,19 @@ impl DecisionEvent {
             DecisionEvent::ApprovalRejected {
                 rejected_by,
                 reason,
+                verified,
             } => {
-                format!("rejected by {rejected_by}: {reason}")
+                format!(
+                    "rejected by {rejected_by}{}: {reason}",
+                    if *verified { "" } else { " (unverified)" }
+                )
             }
             DecisionEvent::Expired { expires_at } => {
                 format!("nobody answered before {}", expires_at.to_rfc3339())
             }
-            DecisionEvent::AnswerIgnored { user, answer, why } => {
+            DecisionEvent::AnswerIgnored {
+                user, answer, why, ..
+            } => {
                 format!("the {answer} by {user} does not count: {why}")
             }
             DecisionEvent::WaitingForPlan { message, .. } => message.clone(),
@@ -294,6 +334,7 @@ impl DecisionEvent {
             DecisionEvent::ApprovalRejected {
                 rejected_by,
                 reason,
+                ..
             } => (Some(rejected_by.clone()), "rejected", Some(reason.clone())),
             DecisionEvent::Expired { .. } => (None, "expired", None),
             DecisionEvent::AnswerIgnored { user, why, .. } => {
@@ -318,11 +359,25 @@ impl DecisionEvent {
                 "risk": risk,
                 "reevaluation": reevaluation,
             })),
+            DecisionEvent::Requested {
+                on_behalf_of: Some(on_behalf_of),
+                ..
+            } => Some(serde_json::json!({ "on_behalf_of": on_behalf_of })),
             DecisionEvent::ApprovalGranted {
                 approvals,
                 required,
+                verified,
+                service_account,
                 ..
-            } => Some(serde_json::json!({ "approvals": approvals, "required": required })),
+            } => Some(serde_json::json!({
+                "approvals": approvals,
+                "required": required,
+                "verified": verified,
+                "service_account": service_account,
+            })),
+            DecisionEvent::ApprovalRejected { verified, .. } => {
+                Some(serde_json::json!({ "verified": verified }))
+            }
             DecisionEvent::Expired { expires_at } => {
                 Some(serde_json::json!({ "expires_at": expires_at }))
             }
@@ -369,6 +424,12 @@ fn describe(approvers: &Approvers) -> String {
     if !approvers.groups.is_empty() {
         parts.push(format!("groups {}", approvers.groups.join(", ")));
     }
+    if !approvers.service_accounts.is_empty() {
+        parts.push(format!(
+            "ServiceAccounts {}",
+            approvers.service_accounts.join(", ")
+        ));
+    }
     if parts.is_empty() {
         String::new()
     } else {
@@ -387,6 +448,8 @@ pub struct Input<'a> {
     /// The ExecutionPlan the Decision names, as it is now (None when it names none or the
     /// plan does not exist).
     pub plan: Option<&'a ExecutionPlan>,
+    /// Whether the admission policies that verify people's answers are in force.
+    pub answers: &'a Answers,
 }
 
 /// What [`advance`] decided.
@@ -434,8 +497,10 @@ pub fn advance(input: &Input<'_>) -> Advance {
             let requested_by = annotation(decision, annotations::REQUESTED_BY);
             events.push(DecisionEvent::Requested {
                 requested_by: requested_by.clone(),
+                on_behalf_of: decision.spec.on_behalf_of.clone(),
             });
             status.requested_by = requested_by;
+            status.on_behalf_of = decision.spec.on_behalf_of.clone();
             status.plan = pinned;
             subject_risk = risk::assess(&decision.spec);
             let spec = effective_spec(decision, &status);
@@ -512,7 +577,7 @@ pub fn advance(input: &Input<'_>) -> Advance {
     }
 
     if status.phase.is_some_and(DecisionPhase::is_awaiting_answer) {
-        take_answers(decision, &mut status, now, &mut events);
+        take_answers(decision, &mut status, input.answers, now, &mut events);
     } else {
         ignore_late_answers(decision, &mut status, now, &mut events);
     }
@@ -521,6 +586,14 @@ pub fn advance(input: &Input<'_>) -> Advance {
     status.approval_progress = Some(progress(&status));
     status.observed_generation = decision.metadata.generation;
     set_approved_condition(&mut status, decision.metadata.generation, now);
+    if awaits_people(&status) {
+        set_verified_condition(
+            &mut status,
+            input.answers,
+            decision.metadata.generation,
+            now,
+        );
+    }
     let wake_at = match status.phase {
         Some(p) if p.is_awaiting_answer() => status.expires_at,
         // An approval that may lapse is looked at again when it would.
@@ -664,6 +737,7 @@ fn apply_verdict(
                 rejected_by: by.clone(),
                 reason: evaluation.message.clone(),
                 at: now,
+                verified: None,
             });
             events.push(DecisionEvent::AutoRejected {
                 by,
@@ -696,6 +770,7 @@ fn apply_verdict(
 fn take_answers(
     decision: &Decision,
     status: &mut DecisionStatus,
+    answers: &Answers,
     now: DateTime<Utc>,
     events: &mut Vec<DecisionEvent>,
 ) {
@@ -719,14 +794,16 @@ fn take_answers(
                     rejected_by: user.clone(),
                     reason: reason.clone(),
                     at: now,
+                    verified: Some(answers.is_verified()),
                 });
                 events.push(DecisionEvent::ApprovalRejected {
                     rejected_by: user,
                     reason,
+                    verified: answers.is_verified(),
                 });
                 return;
             }
-            Err(why) => ignore(status, events, (user, None), "rejection", why, now),
+            Err(why) => ignore(status, events, ignored(user, "rejection", why, now)),
         }
     }
 
@@ -734,11 +811,20 @@ fn take_answers(
         && is_new_approval(decision, status, &user)
     {
         let digest = annotation(decision, annotations::APPROVAL_DIGEST);
-        match may_answer(&user, status, true).and_then(|()| saw_the_pin(digest.as_deref(), status))
+        let stamp = annotation(decision, annotations::APPROVED_AT);
+        let verified = match answers {
+            Answers::Unverified(why) => Err(format!(
+                "{UNVERIFIED}: {why}. Nobody checked who wrote this approval, so it never counts; approve again with kubectl decision approve once the policies are in force"
+            )),
+            _ => Ok(()),
+        };
+        match verified
+            .and_then(|()| may_answer(&user, status, true))
+            .and_then(|()| saw_the_pin(digest.as_deref(), status))
         {
             Ok(()) => {
                 let reason = annotation(decision, annotations::APPROVAL_REASON);
-                let stamp = annotation(decision, annotations::APPROVED_AT);
+                let service_account = Approvers::service_account_of(&user).is_some();
                 // Approving again after a lapse replaces the lapsed approval.
                 status.approvals.retain(|a| a.approver != user);
                 status.approvals.push(Approval {
@@ -748,6 +834,8 @@ fn take_answers(
                     digest,
                     stamp: stamp.clone(),
                     lapsed_at: None,
+                    verified: Some(answers.is_verified()),
+                    service_account,
                 });
                 let approvals = counted_approvals(status);
                 let required = required(status);
@@ -757,19 +845,84 @@ fn take_answers(
                     approvals,
                     required,
                     stamp,
+                    verified: answers.is_verified(),
+                    service_account,
                 });
                 if quorum_reached(status) {
                     status.phase = Some(DecisionPhase::Approved);
                 }
             }
-            Err(why) => ignore(status, events, (user, digest), "approval", why, now),
+            Err(why) => {
+                let mut answer = ignored(user, "approval", why, now);
+                answer.digest = digest;
+                answer.stamp = stamp;
+                answer.unverified = matches!(answers, Answers::Unverified(_));
+                ignore(status, events, answer)
+            }
         }
     }
+}
+
+/// Whether the Decision waits for people: for an answer, or for a rollback's approval.
+fn awaits_people(status: &DecisionStatus) -> bool {
+    status.phase.is_some_and(DecisionPhase::is_awaiting_answer)
+        || status
+            .execution
+            .as_ref()
+            .and_then(|x| x.rollback.as_ref())
+            .is_some_and(|r| r.phase == crate::api::decision::RollbackPhase::AwaitingApproval)
+}
+
+/// How the reason of an approval that did not count because nobody verified it begins.
+pub const UNVERIFIED: &str = "answers are not verified";
+
+/// The condition that says whether people's answers are verified, and so count.
+pub const CONDITION_ANSWERS_VERIFIED: &str = "AnswersVerified";
+
+fn set_verified_condition(
+    status: &mut DecisionStatus,
+    answers: &Answers,
+    generation: Option<i64>,
+    now: DateTime<Utc>,
+) {
+    let (value, reason, message) = match answers {
+        Answers::Verified => (
+            ConditionStatus::True,
+            "PoliciesInForce",
+            "the admission policies that verify answers are in force: answers count".to_owned(),
+        ),
+        Answers::Unverified(why) => (
+            ConditionStatus::False,
+            "PoliciesNotInForce",
+            format!("approvals do not count until the admission policies are in force: {why}"),
+        ),
+        Answers::CountedUnverified(why) => (
+            ConditionStatus::False,
+            "CountedUnverified",
+            format!(
+                "answers count without verification (--count-unverified-answers) and are marked verified: false: {why}"
+            ),
+        ),
+    };
+    let mut condition = Condition::new(CONDITION_ANSWERS_VERIFIED, value, reason, message);
+    condition.observed_generation = generation;
+    set_condition(&mut status.conditions, condition, now);
 }
 
 /// Whether the `approved-by` on the Decision is an approval not yet recorded: its approver
 /// has none, or only a lapsed one given with other annotations (approving again).
 fn is_new_approval(decision: &Decision, status: &DecisionStatus, user: &str) -> bool {
+    let stamp = annotation(decision, annotations::APPROVED_AT);
+    let digest = annotation(decision, annotations::APPROVAL_DIGEST);
+    // An approval written while nobody verified answers never counts: only a new one does.
+    if status.ignored_answers.iter().any(|i| {
+        i.unverified
+            && i.answer == "approval"
+            && i.user == user
+            && (&i.stamp, &i.digest) == (&stamp, &digest)
+    }) {
+        return false;
+    }
     match status.approvals.iter().find(|a| a.approver == user) {
         None => true,
         Some(a) if a.lapsed_at.is_none() => false,
@@ -878,8 +1031,9 @@ fn ignore_late_answers(
     if let Some(user) = annotation(decision, annotations::APPROVED_BY)
         && !status.approvals.iter().any(|a| a.approver == user)
     {
-        let digest = annotation(decision, annotations::APPROVAL_DIGEST);
-        ignore(status, events, (user, digest), "approval", why.clone(), now);
+        let mut answer = ignored(user, "approval", why.clone(), now);
+        answer.digest = annotation(decision, annotations::APPROVAL_DIGEST);
+        ignore(status, events, answer);
     }
     if let Some(user) = annotation(decision, annotations::REJECTED_BY)
         && status
@@ -887,38 +1041,55 @@ fn ignore_late_answers(
             .as_ref()
             .is_none_or(|r| r.rejected_by != user)
     {
-        ignore(status, events, (user, None), "rejection", why, now);
+        ignore(status, events, ignored(user, "rejection", why, now));
     }
 }
 
-/// Records an answer (its user, and the digest an approval carried) that did not count,
-/// once.
-fn ignore(
-    status: &mut DecisionStatus,
-    events: &mut Vec<DecisionEvent>,
-    (user, digest): (String, Option<String>),
-    answer: &'static str,
-    why: String,
-    now: DateTime<Utc>,
-) {
-    if status
-        .ignored_answers
-        .iter()
-        .any(|i| i.user == user && i.answer == answer && i.reason == why && i.digest == digest)
-    {
+/// An answer of `user` that does not count, and why.
+pub fn ignored(user: String, answer: &str, why: String, now: DateTime<Utc>) -> IgnoredAnswer {
+    IgnoredAnswer {
+        user,
+        answer: answer.to_owned(),
+        reason: why,
+        at: now,
+        digest: None,
+        stamp: None,
+        unverified: false,
+    }
+}
+
+/// Records an answer that did not count, once (the same answer ignored for the same
+/// reason is not recorded again).
+pub fn ignore(status: &mut DecisionStatus, events: &mut Vec<DecisionEvent>, answer: IgnoredAnswer) {
+    if status.ignored_answers.iter().any(|i| {
+        IgnoredAnswer {
+            at: answer.at,
+            ..i.clone()
+        } == answer
+    }) {
         return;
     }
-    status.ignored_answers.push(IgnoredAnswer {
-        user: user.clone(),
-        answer: answer.to_owned(),
-        reason: why.clone(),
-        at: now,
-        digest,
-    });
+    let event = DecisionEvent::AnswerIgnored {
+        user: answer.user.clone(),
+        answer: match answer.answer.as_str() {
+            "approval" => "approval",
+            "rejection" => "rejection",
+            _ => "rollback-approval",
+        },
+        why: answer.reason.clone(),
+        stamp: answer.stamp.clone(),
+    };
+    status.ignored_answers.push(answer);
     if status.ignored_answers.len() > IGNORED_ANSWERS_KEPT {
-        status.ignored_answers.remove(0);
+        // The oldest goes, but never one that stops an unverified approval from counting.
+        let oldest = status
+            .ignored_answers
+            .iter()
+            .position(|i| !i.unverified)
+            .unwrap_or(0);
+        status.ignored_answers.remove(oldest);
     }
-    events.push(DecisionEvent::AnswerIgnored { user, answer, why });
+    events.push(event);
 }
 
 /// Whether `user` may answer. The operator checks what it can see: the requester never
@@ -930,6 +1101,24 @@ pub fn may_answer(user: &str, status: &DecisionStatus, approving: bool) -> Resul
         return Err(format!(
             "{user} requested the Decision and cannot approve it"
         ));
+    }
+    if approving && status.on_behalf_of.as_deref() == Some(user) {
+        return Err(format!(
+            "the Decision was requested on behalf of {user} (spec.onBehalfOf), who cannot approve it"
+        ));
+    }
+    if let Some(account) = Approvers::service_account_of(user) {
+        let named = status
+            .evaluation
+            .as_ref()
+            .is_some_and(|e| e.approvers.service_accounts.contains(&account));
+        return if named {
+            Ok(())
+        } else {
+            Err(format!(
+                "{user} is a ServiceAccount, and an agent's answer counts only where the rule names it in approvers.serviceAccounts ({account})"
+            ))
+        };
     }
     if let Some(evaluation) = &status.evaluation {
         let approvers = &evaluation.approvers;
@@ -1149,7 +1338,7 @@ mod tests {
                     outcome,
                     approvers: (!users.is_empty()).then(|| Approvers {
                         users: users.iter().map(|u| u.to_string()).collect(),
-                        groups: vec![],
+                        ..Default::default()
                     }),
                     required_approvals: required,
                     expires_after: None,
@@ -1174,6 +1363,7 @@ mod tests {
             now,
             default_expiry: DAY,
             plan: None,
+            answers: &Answers::Verified,
         });
         d.status = Some(advance.status.clone());
         advance
@@ -1229,6 +1419,7 @@ mod tests {
             now,
             default_expiry: DAY,
             plan,
+            answers: &Answers::Verified,
         });
         d.status = Some(advance.status.clone());
         advance
@@ -1638,6 +1829,202 @@ mod tests {
         step(&mut d, &p, at(3));
         assert_eq!(phase(&d), DecisionPhase::Approved);
         assert_eq!(d.status.as_ref().unwrap().ignored_answers.len(), 2);
+    }
+
+    /// One step under a given verdict on the admission policies.
+    fn step_under(
+        d: &mut Decision,
+        policies: &[ApprovalPolicy],
+        answers: &Answers,
+        now: DateTime<Utc>,
+    ) -> Advance {
+        let views = views(policies);
+        let advance = advance(&Input {
+            decision: d,
+            policies: &views,
+            now,
+            default_expiry: DAY,
+            plan: None,
+            answers,
+        });
+        d.status = Some(advance.status.clone());
+        advance
+    }
+
+    fn verified_condition(d: &Decision) -> Condition {
+        crate::api::common::find_condition(
+            &d.status.as_ref().unwrap().conditions,
+            CONDITION_ANSWERS_VERIFIED,
+        )
+        .cloned()
+        .unwrap()
+    }
+
+    #[test]
+    fn an_approval_written_while_nobody_verifies_answers_never_counts() {
+        let p = [policy(Outcome::RequireApproval, Some(1), &[])];
+        let gone = Answers::Unverified("the binding decision-gate-answers is gone".into());
+        let mut d = decision(Criticality::Critical);
+        step_under(&mut d, &p, &gone, at(0));
+        let condition = verified_condition(&d);
+        assert_eq!(condition.status, ConditionStatus::False);
+        assert_eq!(condition.reason, "PoliciesNotInForce");
+        assert!(
+            condition.message.contains("decision-gate-answers"),
+            "{condition:?}"
+        );
+
+        // A forged approval: recorded as ignored, never counted.
+        annotate(&mut d, &[("approved-by", "alice")]);
+        let a = step_under(&mut d, &p, &gone, at(1));
+        assert_eq!(types(&a), ["answer_ignored"]);
+        assert!(
+            a.events[0].note().contains(UNVERIFIED),
+            "{}",
+            a.events[0].note()
+        );
+        assert_eq!(phase(&d), DecisionPhase::Pending);
+        let ignored = &d.status.as_ref().unwrap().ignored_answers[0];
+        assert!(ignored.unverified && ignored.user == "alice");
+
+        // The policies are back: the same annotation still does not count ...
+        let a = step_under(&mut d, &p, &Answers::Verified, at(2));
+        assert!(a.events.is_empty(), "{:?}", a.events);
+        assert_eq!(phase(&d), DecisionPhase::Pending);
+        assert_eq!(verified_condition(&d).status, ConditionStatus::True);
+        // ... and a new approval does.
+        annotate(&mut d, &[("approved-at", "2027-01-15T10:00:00Z")]);
+        let a = step_under(&mut d, &p, &Answers::Verified, at(3));
+        assert_eq!(types(&a), ["approval_granted"]);
+        assert_eq!(phase(&d), DecisionPhase::Approved);
+        assert_eq!(d.status.as_ref().unwrap().approvals[0].verified, Some(true));
+    }
+
+    #[test]
+    fn a_rejection_stops_a_decision_even_unverified_and_says_so() {
+        let p = [policy(Outcome::RequireApproval, Some(1), &[])];
+        let gone = Answers::Unverified("no policies".into());
+        let mut d = decision(Criticality::High);
+        step_under(&mut d, &p, &gone, at(0));
+        annotate(&mut d, &[("rejected-by", "carol")]);
+        let a = step_under(&mut d, &p, &gone, at(1));
+        assert_eq!(phase(&d), DecisionPhase::Rejected);
+        assert!(
+            a.events[0].note().contains("(unverified)"),
+            "{}",
+            a.events[0].note()
+        );
+        let rejection = d.status.as_ref().unwrap().rejection.clone().unwrap();
+        assert_eq!(rejection.verified, Some(false));
+    }
+
+    #[test]
+    fn answers_counted_without_policies_are_marked_unverified() {
+        let p = [policy(Outcome::RequireApproval, Some(1), &[])];
+        let anyway = Answers::CountedUnverified("no policies".into());
+        let mut d = decision(Criticality::High);
+        step_under(&mut d, &p, &anyway, at(0));
+        assert_eq!(verified_condition(&d).reason, "CountedUnverified");
+        annotate(&mut d, &[("approved-by", "alice")]);
+        let a = step_under(&mut d, &p, &anyway, at(1));
+        assert_eq!(phase(&d), DecisionPhase::Approved);
+        assert_eq!(
+            d.status.as_ref().unwrap().approvals[0].verified,
+            Some(false)
+        );
+        let record = a.events[0].record(&d);
+        assert_eq!(record.details.unwrap()["verified"], false);
+    }
+
+    fn policy_naming(approvers: Approvers) -> ApprovalPolicy {
+        let mut p = policy(Outcome::RequireApproval, Some(1), &[]);
+        p.spec.rules[0].approvers = Some(approvers);
+        p
+    }
+
+    #[test]
+    fn a_service_account_answers_only_where_a_rule_names_it() {
+        let bot = "system:serviceaccount:agents:release-bot";
+        let p = [policy_naming(Approvers {
+            groups: vec!["system:serviceaccounts".into()],
+            ..Default::default()
+        })];
+        let mut d = decision(Criticality::High);
+        step(&mut d, &p, at(0));
+        annotate(&mut d, &[("approved-by", bot)]);
+        let a = step(&mut d, &p, at(1));
+        assert_eq!(types(&a), ["answer_ignored"]);
+        assert!(
+            a.events[0]
+                .note()
+                .contains("approvers.serviceAccounts (agents/release-bot)"),
+            "{}",
+            a.events[0].note()
+        );
+        assert_eq!(phase(&d), DecisionPhase::Pending);
+
+        let p = [policy_naming(Approvers {
+            service_accounts: vec!["agents/release-bot".into()],
+            ..Default::default()
+        })];
+        let mut d = decision(Criticality::High);
+        step(&mut d, &p, at(0));
+        annotate(&mut d, &[("approved-by", bot)]);
+        let a = step(&mut d, &p, at(1));
+        assert_eq!(phase(&d), DecisionPhase::Approved);
+        assert!(d.status.as_ref().unwrap().approvals[0].service_account);
+        assert!(
+            a.events[0].note().contains("ServiceAccount"),
+            "{}",
+            a.events[0].note()
+        );
+        // A rule that names a ServiceAccount does not thereby admit other ones.
+        assert!(
+            may_answer(
+                "system:serviceaccount:agents:other",
+                d.status.as_ref().unwrap(),
+                false
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn the_person_an_agent_acts_for_cannot_approve() {
+        let p = [policy(Outcome::RequireApproval, Some(1), &[])];
+        let mut d = decision(Criticality::High);
+        d.spec.on_behalf_of = Some("alice".into());
+        annotate(
+            &mut d,
+            &[(
+                annotations::REQUESTED_BY,
+                "system:serviceaccount:agents:bot",
+            )],
+        );
+        let a = step(&mut d, &p, at(0));
+        let status = d.status.as_ref().unwrap();
+        assert_eq!(status.on_behalf_of.as_deref(), Some("alice"));
+        assert!(
+            a.events[0].note().contains("on behalf of alice"),
+            "{}",
+            a.events[0].note()
+        );
+        assert_eq!(
+            a.events[0].record(&d).details.unwrap()["on_behalf_of"],
+            "alice"
+        );
+
+        annotate(&mut d, &[("approved-by", "alice")]);
+        let a = step(&mut d, &p, at(1));
+        assert!(
+            a.events[0].note().contains("on behalf of alice"),
+            "{}",
+            a.events[0].note()
+        );
+        assert_eq!(phase(&d), DecisionPhase::Pending);
+        annotate(&mut d, &[("approved-by", "bob")]);
+        step(&mut d, &p, at(2));
+        assert_eq!(phase(&d), DecisionPhase::Approved);
     }
 
     #[test]

@@ -83,6 +83,20 @@ struct RunArgs {
     /// what still runs and exits non-zero.
     #[arg(long, env = "DECISION_GATE_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
     shutdown_timeout: std::time::Duration,
+    /// The name prefix of the chart's admission policies (the release's full name): the
+    /// operator counts people's answers only while `<prefix>-requester`,
+    /// `<prefix>-answers` and `<prefix>-status` are in force.
+    #[arg(
+        long,
+        env = "DECISION_GATE_ADMISSION_POLICY_PREFIX",
+        default_value = "decision-gate"
+    )]
+    admission_policy_prefix: String,
+    /// For clusters that cannot run the admission policies: count people's answers
+    /// anyway, marking each one `verified: false` in the status and the audit log.
+    /// Anyone who may patch a Decision can then approve in anyone's name.
+    #[arg(long, env = "DECISION_GATE_COUNT_UNVERIFIED_ANSWERS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    count_unverified_answers: bool,
 }
 
 #[derive(Subcommand)]
@@ -193,6 +207,8 @@ async fn run() -> ExitCode {
                 reconcile_timeout: args.reconcile_timeout,
                 stall_timeout: args.stall_timeout,
                 shutdown_timeout: args.shutdown_timeout,
+                admission_policy_prefix: args.admission_policy_prefix,
+                count_unverified_answers: args.count_unverified_answers,
             };
             match controller::run(settings).await {
                 Ok(()) => ExitCode::SUCCESS,

@@ -47,6 +47,16 @@ pub struct Metrics {
     pub step_duration: Family<StepLabels, Histogram>,
     pub audit_appends: Counter,
     pub leader: Gauge,
+    /// 1 while the admission policies that verify answers are in force.
+    pub answers_verified: Gauge,
+    /// People's answers seen while those policies were not in force, by what became of
+    /// them (`held`: did not count; `counted`: counted marked unverified).
+    pub unverified_answers: Family<OutcomeLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
 }
 
 /// Every phase, so that a phase with no Decision reads 0 rather than disappearing.
@@ -99,6 +109,8 @@ impl Metrics {
             step_duration: Family::new_with_constructor(|| Histogram::new(seconds_buckets())),
             audit_appends: Counter::default(),
             leader: Gauge::default(),
+            answers_verified: Gauge::default(),
+            unverified_answers: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("decision_gate");
         r.register(
@@ -145,6 +157,16 @@ impl Metrics {
             "leader",
             "1 while this replica holds the leader Lease",
             metrics.leader.clone(),
+        );
+        r.register(
+            "answers_verified",
+            "1 while the admission policies that verify people's answers are in force",
+            metrics.answers_verified.clone(),
+        );
+        r.register(
+            "unverified_answers",
+            "Answers given while those policies were not in force: held (not counted) or counted unverified",
+            metrics.unverified_answers.clone(),
         );
         metrics
     }
@@ -197,6 +219,25 @@ impl Metrics {
         let seconds =
             |since: DateTime<Utc>| (now - since).num_milliseconds().max(0) as f64 / 1000.0;
         for event in events {
+            let unverified = match event {
+                DecisionEvent::ApprovalGranted {
+                    verified: false, ..
+                }
+                | DecisionEvent::ApprovalRejected {
+                    verified: false, ..
+                } => Some("counted"),
+                DecisionEvent::AnswerIgnored { why, .. }
+                    if why.starts_with(crate::lifecycle::UNVERIFIED) =>
+                {
+                    Some("held")
+                }
+                _ => None,
+            };
+            if let Some(outcome) = unverified {
+                self.unverified_answers
+                    .get_or_create(&OutcomeLabels { outcome })
+                    .inc();
+            }
             match event {
                 DecisionEvent::AutoApproved { .. }
                 | DecisionEvent::AutoRejected { .. }

@@ -793,7 +793,10 @@ retry: {attempts: 4, initialBackoff: 500ms, maxBackoff: 3s}
         });
         assert_eq!(Trigger::of(&failed), Some(Trigger::ExecutionFailed));
         assert_eq!(
-            Trigger::of(&DecisionEvent::Requested { requested_by: None }),
+            Trigger::of(&DecisionEvent::Requested {
+                requested_by: None,
+                on_behalf_of: None,
+            }),
             None
         );
     }

@@ -503,6 +503,7 @@ mod tests {
             now: now(),
             default_expiry: std::time::Duration::from_secs(3600),
             plan: None,
+            answers: &crate::admission::Answers::Verified,
         });
         d.status = Some(advance.status);
         let table = list_table(&[d.clone()], true, now());

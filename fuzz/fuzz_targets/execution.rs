@@ -11,7 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use arbitrary::Arbitrary;
 use decision_gate::api::DecisionPhase;
-use decision_gate::execution::{self, JobAction, JobState, PlanCheck, PlanView};
+use decision_gate::admission::Answers;
+use decision_gate::execution::{self, ExecutionEvent, JobAction, JobState, PlanCheck, PlanView};
+use decision_gate::lifecycle::DecisionEvent;
 use decision_gate::pin;
 use libfuzzer_sys::fuzz_target;
 
@@ -26,6 +28,8 @@ struct Input {
     other: Option<common::PlanInput>,
     check: u8,
     allow_real: bool,
+    /// Whether the admission policies that verify answers are in force.
+    verified: bool,
     /// What each created Job does, in turn: succeed, fail, stay running or vanish.
     outcomes: Vec<u8>,
     ticks: Vec<u16>,
@@ -67,6 +71,11 @@ fuzz_target!(|input: Input| {
     let mut created = BTreeSet::new();
     let mut existed = BTreeSet::new();
     let mut dry_runs = BTreeMap::new();
+    let answers = if input.verified {
+        Answers::Verified
+    } else {
+        Answers::Unverified("the policies are gone".to_owned())
+    };
     let mut outcomes = input.outcomes.iter().cycle();
     let mut now = common::time(0);
     for (round, tick) in input.ticks.iter().take(64).enumerate() {
@@ -86,7 +95,18 @@ fuzz_target!(|input: Input| {
             dry_runs: &dry_runs,
             now,
             allow_real: input.allow_real,
+            answers: &answers,
         });
+        if !input.verified {
+            assert!(
+                !advance.events.iter().any(|e| matches!(
+                    e,
+                    DecisionEvent::Execution(ExecutionEvent::RollbackApproved { .. })
+                )),
+                "a rollback ran on an unverified approval: {:?}",
+                advance.events
+            );
+        }
         if round == 0 && inconsistent {
             assert_eq!(advance.status.phase, Some(DecisionPhase::Failed));
             assert!(advance.action.is_none(), "an inconsistent status ran something");

@@ -9,6 +9,7 @@ mod common;
 use arbitrary::Arbitrary;
 use decision_gate::api::DecisionPhase;
 use decision_gate::api::decision::Criticality;
+use decision_gate::admission::Answers;
 use decision_gate::lifecycle::{self, DecisionEvent};
 use decision_gate::policy::Policy;
 use libfuzzer_sys::fuzz_target;
@@ -21,6 +22,8 @@ struct Input {
     plan: Option<common::PlanInput>,
     now: i32,
     default_expiry_secs: u32,
+    /// Whether the admission policies are in force: yes, no, or counted anyway.
+    answers: u8,
 }
 
 fuzz_target!(|input: Input| {
@@ -34,6 +37,11 @@ fuzz_target!(|input: Input| {
     let now = common::time(input.now);
     let plan = input.plan.as_ref().and_then(|p| p.plan(1));
     let plan = plan.as_ref().filter(|_| decision.spec.plan_ref.is_some());
+    let answers = match input.answers % 3 {
+        0 => Answers::Verified,
+        1 => Answers::Unverified("the policies are gone".to_owned()),
+        _ => Answers::CountedUnverified("the policies are gone".to_owned()),
+    };
     let step = |decision: &decision_gate::api::Decision| {
         lifecycle::advance(&lifecycle::Input {
             decision,
@@ -41,9 +49,18 @@ fuzz_target!(|input: Input| {
             now,
             default_expiry: std::time::Duration::from_secs(u64::from(input.default_expiry_secs)),
             plan,
+            answers: &answers,
         })
     };
     let first = step(&decision);
+    // Nobody verified who answered: no approval by a person counts.
+    if matches!(answers, Answers::Unverified(_)) {
+        assert!(
+            !first.events.iter().any(|e| matches!(e, DecisionEvent::ApprovalGranted { .. })),
+            "an unverified approval counted: {:?}",
+            first.events
+        );
+    }
     let approved_now = first
         .events
         .iter()

@@ -104,16 +104,38 @@ pub struct Approvers {
     /// User names that may approve, exactly as the API server knows them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64), inner(length(min = 1, max = 253)))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self.all(u, !u.startsWith('system:serviceaccount:'))",
+        "message": "name ServiceAccounts in serviceAccounts, as namespace/name, not in users",
+    }]))]
     pub users: Vec<String>,
     /// Groups whose members may approve.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64), inner(length(min = 1, max = 253)))]
     pub groups: Vec<String>,
+    /// ServiceAccounts (agents) that may answer, as `namespace/name`. A ServiceAccount's
+    /// answer counts only where a rule names it here, whatever its RBAC and groups.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(length(min = 3, max = 317)))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self.all(s, s.matches('^[a-z0-9][-a-z0-9]*/[a-z0-9][-a-z0-9.]*$'))",
+        "message": "each entry must be a ServiceAccount as namespace/name, such as agents/release-bot",
+    }]))]
+    pub service_accounts: Vec<String>,
 }
+
+/// The user-name prefix the API server gives ServiceAccounts.
+pub const SERVICE_ACCOUNT_PREFIX: &str = "system:serviceaccount:";
 
 impl Approvers {
     pub fn is_empty(&self) -> bool {
-        self.users.is_empty() && self.groups.is_empty()
+        self.users.is_empty() && self.groups.is_empty() && self.service_accounts.is_empty()
+    }
+
+    /// The ServiceAccount `user` names (`namespace/name`), when it is one.
+    pub fn service_account_of(user: &str) -> Option<String> {
+        let (namespace, name) = user.strip_prefix(SERVICE_ACCOUNT_PREFIX)?.split_once(':')?;
+        Some(format!("{namespace}/{name}"))
     }
 }
 

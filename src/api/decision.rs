@@ -132,6 +132,12 @@ pub struct DecisionSpec {
     /// says so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_before: Option<DateTime<Utc>>,
+
+    /// The person an agent acts for, as the API server knows their user name (such as
+    /// `alice@example.com`). They may not approve the Decision, no more than the requester.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub on_behalf_of: Option<String>,
 }
 
 fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
@@ -157,6 +163,7 @@ impl DecisionSpec {
             plan_ref: None,
             expires_after: None,
             not_before: None,
+            on_behalf_of: None,
         }
     }
 }
@@ -237,6 +244,10 @@ pub struct DecisionStatus {
     /// Who created the Decision, as the API server authenticated them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requested_by: Option<String>,
+
+    /// The person the requester acts for (`spec.onBehalfOf`); they may not approve.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_behalf_of: Option<String>,
 
     /// The assessed risk, with the reasons that produced it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -406,6 +417,7 @@ pub struct PinnedStep {
 
 /// One approver's approval.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct Approval {
     /// Who approved.
     pub approver: String,
@@ -422,8 +434,17 @@ pub struct Approval {
     pub stamp: Option<String>,
     /// When the approval lapsed (approvalValidFor passed before the plan started); a
     /// lapsed approval no longer counts, and the approver approves again to count.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", alias = "lapsed_at")]
     pub lapsed_at: Option<DateTime<Utc>>,
+    /// Whether the chart's admission policies verified the approval when it was given.
+    /// `false` only when the operator counts answers without them
+    /// (`--count-unverified-answers`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<bool>,
+    /// Set when the approver is a ServiceAccount (an agent) that the rule names in
+    /// `approvers.serviceAccounts`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub service_account: bool,
 }
 
 /// An answer that did not count.
@@ -441,6 +462,14 @@ pub struct IgnoredAnswer {
     /// answer this was, so that the admission policy knows it has been recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    /// The `approved-at` an approval carried, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stamp: Option<String>,
+    /// Set when the answer was given while the admission policies that verify answers
+    /// were not in force: nobody checked who wrote it, so it never counts, even once the
+    /// policies are back. The approver approves again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unverified: bool,
 }
 
 /// The rejection that vetoed a Decision.
@@ -454,6 +483,10 @@ pub struct Rejection {
     pub reason: String,
     /// When the operator recorded the rejection.
     pub at: DateTime<Utc>,
+    /// `false` when the admission policies that verify answers were not in force: a veto
+    /// counts all the same (it can only stop an action), and says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<bool>,
 }
 
 /// The trace of a plan's execution.

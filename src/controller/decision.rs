@@ -93,6 +93,8 @@ pub async fn run(
                 .map(|d| ObjectRef::from(d.as_ref()))
                 .collect::<Vec<_>>()
         });
+    // Whether answers count changed: every Decision says so again.
+    let controller = controller.reconcile_all_on(super::admission::changes(ctx.answers.clone()));
     drive(controller, KIND, reconcile, ctx, shutdown).await;
     counter.abort();
 }
@@ -125,6 +127,7 @@ async fn reconcile(decision: Arc<Decision>, ctx: Arc<Context>) -> Result<Action>
         now,
         default_expiry: ctx.settings.default_expiry,
         plan: plan.as_deref(),
+        answers: &ctx.answers(),
     });
 
     let mut current = (*decision).clone();

@@ -57,6 +57,7 @@ pub async fn run(decision: &mut Decision, ctx: &Context) -> Result<Option<DateTi
     let status = decision.status.clone().unwrap_or_default();
     let mut jobs = observe(ctx, &namespace, &status).await?;
     let mut dry_runs = BTreeMap::new();
+    let answers = ctx.answers();
     for _ in 0..ACTIONS_PER_RECONCILE {
         let status = decision.status.clone().unwrap_or_default();
         let advance = execution::advance(&execution::Input {
@@ -67,6 +68,7 @@ pub async fn run(decision: &mut Decision, ctx: &Context) -> Result<Option<DateTi
             dry_runs: &dry_runs,
             now: Utc::now(),
             allow_real: ctx.settings.allow_real_execution,
+            answers: &answers,
         });
         if decision.status.as_ref() != Some(&advance.status) || !advance.events.is_empty() {
             let before = decision.clone();

@@ -1,6 +1,7 @@
 //! The operator: one controller per kind, sharing one [`Context`]. The reconcilers are
 //! thin: they read, call the pure modules, and write.
 
+pub mod admission;
 pub mod decision;
 pub mod execution;
 pub mod plan;
@@ -64,6 +65,11 @@ pub struct Settings {
     pub stall_timeout: std::time::Duration,
     /// How long in-flight reconciles get to finish after a stop signal.
     pub shutdown_timeout: std::time::Duration,
+    /// The name prefix of the chart's admission policies (its release's full name).
+    pub admission_policy_prefix: String,
+    /// Count people's answers even while the admission policies that verify them are
+    /// not in force, marking them unverified.
+    pub count_unverified_answers: bool,
 }
 
 /// What every reconciler gets.
@@ -86,6 +92,8 @@ pub struct Context {
     pub notifier: Option<crate::notify::Notifier>,
     /// The reconciles under way and the work waiting, for the liveness probe.
     pub progress: Arc<Progress>,
+    /// Whether the admission policies that verify people's answers are in force.
+    pub answers: admission::Verdict,
 }
 
 impl Context {
@@ -103,6 +111,15 @@ impl Context {
 }
 
 impl Context {
+    /// Whether people's answers are verified now.
+    pub fn answers(&self) -> crate::admission::Answers {
+        self.answers.borrow().clone().unwrap_or_else(|| {
+            crate::admission::Answers::Unverified(
+                "the admission policies have not been checked yet".to_owned(),
+            )
+        })
+    }
+
     /// Passes a status write's outcome through, noting it for `/readyz`: a refusal
     /// (unauthorised, forbidden by RBAC or an admission policy, invalid for the CRD) is a
     /// configuration problem that retrying will not fix, and the replica must say so.
@@ -513,15 +530,25 @@ pub async fn run(settings: Settings) -> Result<()> {
     let plan_changes_for_decisions = plans.subscribe();
     let plan_changes = plans.subscribe();
     let namespace = settings.namespace.clone();
+    let (mut answers, gate) = admission::start(
+        &client,
+        crate::admission::Expected {
+            prefix: settings.admission_policy_prefix.clone(),
+        },
+        settings.count_unverified_answers,
+        health.clone(),
+        metrics.clone(),
+    );
     let watches = [
         policies.start(&client, namespace.as_deref()),
         plans.start(&client, namespace.as_deref()),
+        gate,
     ];
     // A shared watch never ends by itself; if one does (a panic), its store goes stale
     // without a word, so the operator stops and is restarted.
     let aborts: Vec<_> = watches.iter().map(|w| w.abort_handle()).collect();
     let watch_ended = first_to_end(
-        ["ApprovalPolicy", "ExecutionPlan"]
+        ["ApprovalPolicy", "ExecutionPlan", "AdmissionPolicy"]
             .into_iter()
             .zip(watches)
             .collect(),
@@ -537,8 +564,13 @@ pub async fn run(settings: Settings) -> Result<()> {
         }
     }
     .shared();
+    // Answers are judged only once the admission policies have been looked at: a
+    // Decision reconciled before would wrongly find them missing.
     let filled = tokio::select! {
-        filled = caches_filled(&policies.store, &plans.store) => filled,
+        filled = async {
+            caches_filled(&policies.store, &plans.store).await
+                && admission::settled(&mut answers).await
+        } => filled,
         _ = stop.clone() => false,
     };
     if !filled {
@@ -578,6 +610,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         plans: plans.store.clone(),
         notifier,
         progress: progress.clone(),
+        answers,
     });
     info!(
         namespace = ctx.settings.namespace.as_deref().unwrap_or("(all)"),

@@ -306,3 +306,172 @@ async fn a_policy_the_operator_cannot_read_fails_closed_until_it_is_gone() {
         Some("relaxed")
     );
 }
+
+/// Puts a binding of the chart's admission policies back as it was, however the test ends.
+struct BindingRestored {
+    manifest: String,
+}
+
+impl BindingRestored {
+    /// Takes note of the binding as it is now, minus what only the API server sets.
+    fn of(name: &str) -> Self {
+        let json = kubectl_admin(&[
+            "get",
+            "validatingadmissionpolicybinding",
+            name,
+            "-o",
+            "json",
+        ])
+        .success();
+        let mut binding: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let metadata = binding["metadata"].as_object_mut().unwrap();
+        for key in [
+            "resourceVersion",
+            "uid",
+            "creationTimestamp",
+            "generation",
+            "managedFields",
+        ] {
+            metadata.remove(key);
+        }
+        BindingRestored {
+            manifest: binding.to_string(),
+        }
+    }
+
+    fn restore(&self) {
+        kubectl(
+            &admin_kubeconfig(),
+            &["apply", "-f", "-"],
+            Some(&self.manifest),
+        )
+        .success();
+    }
+}
+
+impl Drop for BindingRestored {
+    fn drop(&mut self) {
+        self.restore();
+    }
+}
+
+fn answers_verified(d: Option<&Decision>) -> Option<(String, String)> {
+    let status = d?.status.as_ref()?;
+    let c = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "AnswersVerified")?;
+    Some((format!("{:?}", c.status), c.message.clone()))
+}
+
+/// Without the answers policy bound, anyone who may patch a Decision could write
+/// `approved-by`. Such an approval is not counted, the Decision and /readyz say why, and
+/// it never counts later; once the policy is bound again, real approvals do.
+#[tokio::test]
+async fn approvals_count_only_while_the_admission_policies_are_in_force() {
+    let _alone = ALONE.lock().await;
+    ensure_installed().await;
+    let ns = TestNamespace::create(unique_name("unbound")).await;
+    let n = ns.name.as_str();
+    grant_answering(n);
+    apply(n, "apiVersion: decisiongate.io/v1alpha1\nkind: ApprovalPolicy\nmetadata: {name: two}\nspec: {rules: [{name: all, match: {}, outcome: RequireApproval, requiredApprovals: 2}]}\n").success();
+    let operator = Operator::start(n).await;
+    apply(n, &decision("ship")).success();
+    let api: Api<Decision> = Api::namespaced(admin().await, n);
+    let d = reaches(&api, "ship", DecisionPhase::Pending).await;
+    assert_eq!(answers_verified(Some(&d)).unwrap().0, "True");
+
+    let binding = BindingRestored::of("decision-gate-answers");
+    kubectl_admin(&[
+        "delete",
+        "validatingadmissionpolicybinding",
+        "decision-gate-answers",
+    ])
+    .success();
+    let d = wait_for(
+        &api,
+        "ship",
+        "AnswersVerified=False",
+        |d: Option<&Decision>| answers_verified(d).is_some_and(|(s, _)| s == "False"),
+    )
+    .await;
+    let (_, message) = answers_verified(Some(&d)).unwrap();
+    assert!(
+        message.contains("ValidatingAdmissionPolicy decision-gate-answers is not bound"),
+        "{message}"
+    );
+    let (code, body) = operator.get("/readyz").await.unwrap();
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        body.contains("decision-gate-answers is not bound"),
+        "{body}"
+    );
+
+    // Nothing stops the admin from writing approvals in anyone's name now.
+    // (The API server's own admission lets go of the binding a moment later.)
+    for forged in ["alice", "bob"] {
+        wait_until("the API server to let the admin write an approval", || {
+            kubectl_admin(&[
+                "annotate",
+                "--overwrite",
+                "-n",
+                n,
+                "decision",
+                "ship",
+                &format!("approved-by={forged}"),
+            ])
+            .ok
+        })
+        .await;
+        wait_for(
+            &api,
+            "ship",
+            "the forged approval ignored",
+            |d: Option<&Decision>| {
+                d.and_then(|d| d.status.as_ref()).is_some_and(|s| {
+                    s.ignored_answers
+                        .iter()
+                        .any(|i| i.user == forged && i.unverified)
+                })
+            },
+        )
+        .await;
+    }
+    let d = api.get("ship").await.unwrap();
+    let status = d.status.unwrap();
+    assert_eq!(status.phase, Some(DecisionPhase::Pending));
+    assert!(status.approvals.is_empty(), "{:?}", status.approvals);
+    let (_, metrics) = operator.get("/metrics").await.unwrap();
+    assert!(
+        metrics.contains("decision_gate_answers_verified 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"decision_gate_unverified_answers_total{outcome="held"} 2"#),
+        "{metrics}"
+    );
+
+    binding.restore();
+    wait_for(
+        &api,
+        "ship",
+        "AnswersVerified=True",
+        |d: Option<&Decision>| answers_verified(d).is_some_and(|(s, _)| s == "True"),
+    )
+    .await;
+    operator.wait_ready().await;
+    // The forged approvals are still on the Decision, and still do not count.
+    let status = api.get("ship").await.unwrap().status.unwrap();
+    assert_eq!(status.phase, Some(DecisionPhase::Pending));
+    assert_eq!(status.approval_progress.as_deref(), Some("0/2"));
+
+    // Real approvals, verified by the policy, do.
+    let refused = annotate_refused_as("carol", n, "ship", "approved-by=alice");
+    assert!(refused.contains("may only name you"), "{refused}");
+    plugin("alice", &["approve", "ship", "-n", n]).success();
+    plugin("bob", &["approve", "ship", "-n", n]).success();
+    let d = reaches(&api, "ship", DecisionPhase::Approved).await;
+    let approvals = d.status.unwrap().approvals;
+    assert_eq!(approvals.len(), 2, "{approvals:?}");
+    assert!(approvals.iter().all(|a| a.verified == Some(true)));
+}

@@ -2,6 +2,7 @@
 //! it). Every test gets its own namespace, and its own operator process where it needs one.
 
 mod admission;
+mod agents;
 mod api;
 mod argocd;
 mod binding;

@@ -245,16 +245,14 @@ pub async fn ensure_crds() {
 /// A kubeconfig that authenticates with a token of the chart's ServiceAccount: the
 /// operator under test has exactly the rights the chart gives it.
 fn operator_kubeconfig() -> PathBuf {
-    let token = kubectl_admin(&[
-        "create",
-        "token",
-        "decision-gate",
-        "-n",
-        RELEASE_NAMESPACE,
-        "--duration",
-        "6h",
-    ])
-    .success();
+    service_account_kubeconfig(RELEASE_NAMESPACE, "decision-gate")
+}
+
+/// A kubeconfig that authenticates with a token of a ServiceAccount (for six hours), as
+/// an agent in the cluster would.
+pub fn service_account_kubeconfig(namespace: &str, name: &str) -> PathBuf {
+    let token =
+        kubectl_admin(&["create", "token", name, "-n", namespace, "--duration", "6h"]).success();
     let server = kubectl_admin(&[
         "config",
         "view",
@@ -271,12 +269,12 @@ fn operator_kubeconfig() -> PathBuf {
         "jsonpath={.clusters[0].cluster.certificate-authority-data}",
     ])
     .success();
-    let path = repo_root().join("target/e2e-logs/operator.kubeconfig");
+    let path = repo_root().join(format!("target/e2e-logs/{namespace}.{name}.kubeconfig"));
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(
         &path,
         format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: local\n  cluster: {{server: {server}, certificate-authority-data: {ca}}}\nusers:\n- name: operator\n  user: {{token: {}}}\ncontexts:\n- name: operator\n  context: {{cluster: local, user: operator}}\ncurrent-context: operator\n",
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: local\n  cluster: {{server: {server}, certificate-authority-data: {ca}}}\nusers:\n- name: {name}\n  user: {{token: {}}}\ncontexts:\n- name: {name}\n  context: {{cluster: local, user: {name}}}\ncurrent-context: {name}\n",
             token.trim()
         ),
     )
