@@ -31,6 +31,15 @@ grep -q "^kind: ServiceMonitor$" <<<"$(template --set metrics.serviceMonitor.ena
 grep -q "claimName: kept-audit" <<<"$(template --set audit.persistence.existingClaim=kept-audit)" ||
   fail "audit.persistence.existingClaim is not used"
 
+# The audit log is served only to callers the API server vouches for: the operator may ask
+# it (TokenReview, SubjectAccessReview), and the auditor role holds the right it asks about.
+for review in tokenreviews subjectaccessreviews; do
+  grep -q "resources: \[$review\]" <<<"$rendered" || fail "the operator may not create $review"
+done
+grep -q "resources: \[decisions/audit\]" <<<"$rendered" || fail "the auditor role does not grant get on decisions/audit"
+grep -q "resourceNames: \[decision-gate-metrics:http\]" <<<"$rendered" ||
+  fail "the auditor role opens the proxy of other Services than the operator's"
+
 grep -q "terminationGracePeriodSeconds: 40" <<<"$(template --set operator.shutdownTimeout=30s)" ||
   fail "the pod's grace period does not leave room for operator.shutdownTimeout"
 grep -q -- "--stall-timeout=5m" <<<"$rendered" || fail "the stall timeout is not passed to the operator"

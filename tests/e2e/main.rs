@@ -4,6 +4,7 @@
 mod admission;
 mod api;
 mod argocd;
+mod audit_access;
 mod binding;
 mod cluster;
 mod decisions;
