@@ -14,7 +14,7 @@ diff -r crds "$CHART/crds" >/dev/null || fail "$CHART/crds differs from crds/; r
 "$HELM" lint --strict "$CHART"
 
 rendered=$(template)
-for kind in ServiceAccount ClusterRole ClusterRoleBinding Role RoleBinding Deployment Service PersistentVolumeClaim \
+for kind in ServiceAccount ClusterRole ClusterRoleBinding Role RoleBinding Deployment Service PersistentVolumeClaim NetworkPolicy \
   ValidatingAdmissionPolicy ValidatingAdmissionPolicyBinding MutatingAdmissionPolicy MutatingAdmissionPolicyBinding; do
   grep -q "^kind: $kind$" <<<"$rendered" || fail "helm template renders no $kind"
 done
@@ -31,6 +31,28 @@ grep -q "^kind: ServiceMonitor$" <<<"$(template --set metrics.serviceMonitor.ena
 grep -q "claimName: kept-audit" <<<"$(template --set audit.persistence.existingClaim=kept-audit)" ||
   fail "audit.persistence.existingClaim is not used"
 
+# The audit log is served only to callers the API server vouches for: the operator may ask
+# it (TokenReview, SubjectAccessReview), and the auditor role holds the right it asks about.
+for review in tokenreviews subjectaccessreviews; do
+  grep -q "resources: \[$review\]" <<<"$rendered" || fail "the operator may not create $review"
+done
+grep -q "resources: \[decisions/audit\]" <<<"$rendered" || fail "the auditor role does not grant get on decisions/audit"
+grep -q "resourceNames: \[decision-gate-metrics:http\]" <<<"$rendered" ||
+  fail "the auditor role opens the proxy of other Services than the operator's"
+
+# Only the listed sources reach the HTTP port; the policy can be turned off, and with no
+# source at all it admits nothing (never everything).
+policy() { awk '/^kind: NetworkPolicy$/,/^---/' <<<"$1"; }
+grep -q "kubernetes.io/metadata.name: monitoring" <<<"$(policy "$rendered")" ||
+  fail "the NetworkPolicy does not admit the monitoring namespace by default"
+grep -q "^kind: NetworkPolicy$" <<<"$(template --set networkPolicy.enabled=false)" &&
+  fail "networkPolicy.enabled=false still renders a NetworkPolicy"
+grep -q "cidr: 10.0.0.0/24" <<<"$(policy "$(template --set 'networkPolicy.apiServerCIDRs={10.0.0.0/24}')")" ||
+  fail "networkPolicy.apiServerCIDRs does not admit the API server"
+closed=$(policy "$(template --set 'networkPolicy.httpFrom=null')")
+grep -q "ingress: \[\]" <<<"$closed" && ! grep -q "from:" <<<"$closed" ||
+  fail "a NetworkPolicy without sources does not admit nothing: $closed"
+
 grep -q "terminationGracePeriodSeconds: 40" <<<"$(template --set operator.shutdownTimeout=30s)" ||
   fail "the pod's grace period does not leave room for operator.shutdownTimeout"
 grep -q -- "--stall-timeout=5m" <<<"$rendered" || fail "the stall timeout is not passed to the operator"
@@ -41,7 +63,8 @@ if out=$("$HELM" template decision-gate "$CHART" --kube-version 1.35.0 2>&1); th
 fi
 grep -q "kubeVersion: >=1.36.0-0" <<<"$out" || fail "the refusal for Kubernetes 1.35 does not name the version it needs: $out"
 
-for bad in "replicaCount=none" "operator.shutdownTimeout=1m" "audit.persistence.size=lots" "operator.defaultExpiry=tomorrow" "surprise=1"; do
+for bad in "replicaCount=none" "operator.shutdownTimeout=1m" "audit.persistence.size=lots" "operator.defaultExpiry=tomorrow" "surprise=1" \
+  "networkPolicy.apiServerCIDRs={control-plane}"; do
   if out=$(template --set "$bad" 2>&1); then
     fail "the schema accepted $bad"
   fi

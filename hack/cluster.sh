@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The local Kubernetes control plane: etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler and kwok (fake nodes), on loopback, with real RBAC and client-certificate
-# authentication.
+# kube-scheduler and kwok (fake nodes), on loopback, with real RBAC, client certificates
+# for the admin and the components, and bearer tokens for the people.
 #
 #   hack/cluster.sh up       start what is not running (idempotent)
 #   hack/cluster.sh down     stop every process of the control plane
@@ -61,20 +61,44 @@ ensure_pki() {
   issue kube-controller-manager "/CN=system:kube-controller-manager" "$CLIENT_EXT"
   issue kube-scheduler "/CN=system:kube-scheduler" "$CLIENT_EXT"
   issue kwok "/O=system:masters/CN=kwok" "$CLIENT_EXT"
-  # The people of the tests: alice and bob approve, carol is an SRE, dave is nobody.
-  issue alice "/O=approvers/CN=alice" "$CLIENT_EXT"
-  issue bob "/O=approvers/CN=bob" "$CLIENT_EXT"
-  issue carol "/O=sre/CN=carol" "$CLIENT_EXT"
-  issue dave "/CN=dave" "$CLIENT_EXT"
   # Service-account tokens are signed with this key.
   openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$PKI/sa.key" 2>/dev/null
   openssl pkey -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
   touch "$PKI/done"
 }
 
-# kubeconfig FILE USER: a self-contained kubeconfig for USER's client certificate.
+# The people of the tests: alice and bob approve, carol is an SRE, dave is nobody. They sign
+# in with static bearer tokens (--token-auth-file), as people do with OIDC or exec plugins
+# elsewhere: a token can be passed on and checked with a TokenReview, which the operator's
+# audit endpoints need; a client certificate cannot.
+PEOPLE=(alice:approvers bob:approvers carol:sre dave:)
+TOKENS=$PKI/tokens.csv
+
+ensure_tokens() {
+  [ -f "$TOKENS" ] && return 0
+  log "creating bearer tokens for ${PEOPLE[*]%%:*}"
+  local person user groups
+  for person in "${PEOPLE[@]}"; do
+    user=${person%%:*} groups=${person#*:}
+    # token,user,uid[,"group,..."]
+    printf '%s,%s,%s%s\n' "$(openssl rand -hex 24)" "$user" "$user" "${groups:+,\"$groups\"}"
+  done >"$TOKENS.tmp"
+  chmod 600 "$TOKENS.tmp" && mv "$TOKENS.tmp" "$TOKENS"
+}
+
+token_of() { awk -F, -v user="$1" '$2 == user {print $1}' "$TOKENS"; }
+
+# kubeconfig FILE USER: a self-contained kubeconfig for USER's client certificate, or for
+# USER's bearer token when USER is one of the people.
 kubeconfig() {
-  local file=$1 user=$2
+  local file=$1 user=$2 credentials token
+  token=$(token_of "$user")
+  if [ -n "$token" ]; then
+    credentials="token: $token"
+  else
+    credentials="client-certificate-data: $(base64 -w0 "$PKI/$user.crt")
+    client-key-data: $(base64 -w0 "$PKI/$user.key")"
+  fi
   mkdir -p "$(dirname "$file")"
   cat >"$file.tmp" <<YAML
 apiVersion: v1
@@ -87,8 +111,7 @@ clusters:
 users:
 - name: $user
   user:
-    client-certificate-data: $(base64 -w0 "$PKI/$user.crt")
-    client-key-data: $(base64 -w0 "$PKI/$user.key")
+    $credentials
 contexts:
 - name: $user@decision-gate-local
   context:
@@ -104,7 +127,7 @@ ensure_kubeconfigs() {
   kubeconfig "$ADMIN_KUBECONFIG" admin
   local c
   for c in kube-controller-manager kube-scheduler kwok; do kubeconfig "$CLUSTER_DIR/components/$c.kubeconfig" "$c"; done
-  for c in alice bob carol dave; do kubeconfig "$CLUSTER_DIR/users/$c.kubeconfig" "$c"; done
+  for c in "${PEOPLE[@]%%:*}"; do kubeconfig "$CLUSTER_DIR/users/$c.kubeconfig" "$c"; done
 }
 
 etcd_healthy() { curl -fsS "http://127.0.0.1:$ETCD_PORT/health" | grep -q '"health":"true"'; }
@@ -159,6 +182,7 @@ up() {
   "$REPO_ROOT/hack/build-tools.sh" cluster
   command -v openssl >/dev/null || die "openssl is required (apt-get install openssl)"
   ensure_pki
+  ensure_tokens
   ensure_kubeconfigs
   mkdir -p "$CLUSTER_DIR/etcd"
 
@@ -171,12 +195,17 @@ up() {
   fi
   wait_until "etcd to be healthy" 60 etcd_healthy || { tail -n 20 "$LOGS/etcd.log" >&2; exit 1; }
 
+  # An API server started before the people had tokens does not know them: start it again.
+  if is_running kube-apiserver && ! grep -q -- --token-auth-file "/proc/$(pid_of kube-apiserver)/cmdline"; then
+    log "restarting kube-apiserver to read the people's tokens"
+    stop kube-apiserver
+  fi
   if ! is_running kube-apiserver; then
     start kube-apiserver "$K8S_BIN/kube-apiserver" \
       --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
       --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
       --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
-      --client-ca-file "$PKI/ca.crt" \
+      --client-ca-file "$PKI/ca.crt" --token-auth-file "$TOKENS" \
       --authorization-mode RBAC \
       --service-account-issuer https://kubernetes.default.svc.cluster.local \
       --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \

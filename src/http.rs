@@ -1,6 +1,8 @@
 //! The operator's HTTP endpoints: `/healthz` (the process serves and its controllers make
 //! progress), `/readyz` (the CRDs are served, the caches are filled and, on the leader,
-//! the audit log can be written) and `/metrics` (Prometheus text format).
+//! the audit log can be written) and `/metrics` (Prometheus text format), open to probes
+//! and scrapers; and `/audit/*`, the audit log, only for callers the API server
+//! authenticates and allows (see [`crate::access`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,6 +15,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus_client::registry::Registry;
 
+use crate::access::AuditAccess;
 use crate::audit::AuditLog;
 use crate::liveness::Progress;
 
@@ -144,15 +147,48 @@ impl Health {
     }
 }
 
-pub fn router(health: Arc<Health>) -> Router {
+pub fn router(health: Arc<Health>, access: Arc<AuditAccess>) -> Router {
+    let audit = Router::new()
+        .route("/audit/verify", get(audit_verify))
+        .route("/audit/entries", get(audit_entries))
+        .route("/audit/export", get(audit_export))
+        .route_layer(axum::middleware::from_fn_with_state(
+            access,
+            require_auditor,
+        ));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/audit/verify", get(audit_verify))
-        .route("/audit/entries", get(audit_entries))
-        .route("/audit/export", get(audit_export))
+        .merge(audit)
         .with_state(health)
+}
+
+/// Lets a request through to the audit log only when the API server authenticates its
+/// token and allows the caller to read what it asks for. Only `/audit/entries` reads less
+/// than the whole log, so only its filter can narrow the check.
+async fn require_auditor(
+    State(access): State<Arc<AuditAccess>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let filter = (request.uri().path() == "/audit/entries")
+        .then(|| {
+            axum::extract::Query::<EntryQuery>::try_from_uri(request.uri())
+                .ok()
+                .and_then(|q| q.0.namespace().map(str::to_owned))
+        })
+        .flatten();
+    match access.check(request.headers(), filter.as_deref()).await {
+        Ok(who) => {
+            tracing::info!(user = %who.username, path = %request.uri().path(), namespace = filter.as_deref().unwrap_or(""), "serving the audit log");
+            next.run(request).await
+        }
+        Err(refusal) => {
+            tracing::debug!(status = refusal.status.as_u16(), path = %request.uri().path(), why = %refusal.message, "refused a request for the audit log");
+            refusal.into_response()
+        }
+    }
 }
 
 /// The audit log's files, on the leader; a standby has none to serve.
@@ -196,8 +232,23 @@ struct EntryQuery {
     view: Option<String>,
     /// `NAMESPACE/NAME` or `NAME`.
     decision: Option<String>,
+    /// Only the entries of Decisions in this namespace.
+    namespace: Option<String>,
     /// Entries at or after this time (RFC 3339).
     since: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl EntryQuery {
+    /// The one namespace the query reads, if it reads only one: what the caller needs the
+    /// right to read in.
+    fn namespace(&self) -> Option<&str> {
+        self.namespace.as_deref().or_else(|| {
+            self.decision
+                .as_deref()
+                .and_then(|d| d.split_once('/'))
+                .map(|(ns, _)| ns)
+        })
+    }
 }
 
 /// `GET /audit/entries`: matching entries as JSON lines, oldest first.
@@ -221,6 +272,7 @@ async fn audit_entries(
                 .into_response();
         }
     };
+    let in_namespace = query.namespace.clone();
     let wanted = query.decision.map(|d| match d.split_once('/') {
         Some((ns, name)) => (Some(ns.to_owned()), name.to_owned()),
         None => (None, d),
@@ -230,6 +282,9 @@ async fn audit_entries(
         crate::audit::read(&files, |e| {
             view.includes(&e.event_type)
                 && since.is_none_or(|t| e.timestamp >= t)
+                && in_namespace
+                    .as_ref()
+                    .is_none_or(|ns| e.decision.as_ref().is_some_and(|d| &d.namespace == ns))
                 && wanted.as_ref().is_none_or(|(ns, name)| {
                     e.decision.as_ref().is_some_and(|d| {
                         &d.name == name && ns.as_ref().is_none_or(|ns| &d.namespace == ns)
@@ -314,16 +369,16 @@ async fn metrics(State(health): State<Arc<Health>>) -> impl IntoResponse {
 pub async fn bind(
     addr: SocketAddr,
     health: Arc<Health>,
+    access: Arc<AuditAccess>,
 ) -> std::io::Result<(
     SocketAddr,
     impl std::future::Future<Output = std::io::Result<()>>,
 )> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    Ok((
-        local,
-        async move { axum::serve(listener, router(health)).await },
-    ))
+    Ok((local, async move {
+        axum::serve(listener, router(health, access)).await
+    }))
 }
 
 #[cfg(test)]
@@ -387,6 +442,101 @@ mod tests {
 
         health.stand_down();
         assert_eq!(health.readiness(), Ok("standby"));
+    }
+
+    async fn send(router: &Router, path: &str, token: Option<&str>) -> (StatusCode, String) {
+        use tower::ServiceExt;
+        let mut request = axum::http::Request::get(path);
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let response = router
+            .clone()
+            .oneshot(request.body(axum::body::Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn the_audit_log_is_served_only_to_callers_the_api_server_allows() {
+        use crate::access::tests::*;
+        let (client, seen) = scripted(vec![
+            (TOKEN_REVIEWS, 201, token_review("alice")),
+            (ACCESS_REVIEWS, 201, access(true)),
+            (TOKEN_REVIEWS, 201, token_review("alice")),
+            (ACCESS_REVIEWS, 201, access(true)),
+            (TOKEN_REVIEWS, 201, token_review("alice")),
+            (ACCESS_REVIEWS, 201, access(true)),
+        ]);
+        let health = Arc::new(Health::new(
+            Registry::default(),
+            Progress::new(std::time::Duration::from_secs(60)),
+        ));
+        health.set_crds(true);
+        let dir = tempfile::tempdir().unwrap();
+        let audit = Arc::new(AuditLog::open(&dir.path().join("audit.jsonl"), 1 << 20).unwrap());
+        health.lead(audit);
+        health.set_caches(true);
+        let router = router(health, Arc::new(AuditAccess::new(client, None)));
+
+        // Probes and scrapers need no token, and cost the API server nothing.
+        assert_eq!(send(&router, "/healthz", None).await.0, StatusCode::OK);
+        assert_eq!(send(&router, "/readyz", None).await.0, StatusCode::OK);
+        assert_eq!(send(&router, "/metrics", None).await.0, StatusCode::OK);
+        for path in ["/audit/export", "/audit/verify", "/audit/entries"] {
+            let (status, body) = send(&router, path, None).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+            assert!(body.contains("takes a bearer token"), "{body}");
+        }
+
+        // An export is the whole log whatever its query says: the right is checked
+        // cluster-wide. Entries filtered to one namespace take the right there.
+        let (status, _) = send(&router, "/audit/export?namespace=team-a", Some("t")).await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _) = send(&router, "/audit/entries?namespace=team-a", Some("t")).await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _) = send(&router, "/audit/entries?decision=team-b/x", Some("t")).await;
+        assert_eq!(status, StatusCode::OK);
+        let asked: Vec<serde_json::Value> = seen
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| r["kind"] == "SubjectAccessReview")
+            .map(|r| r["spec"]["resourceAttributes"]["namespace"].clone())
+            .collect();
+        assert_eq!(
+            asked,
+            [
+                serde_json::Value::Null,
+                serde_json::json!("team-a"),
+                serde_json::json!("team-b")
+            ]
+        );
+    }
+
+    #[test]
+    fn an_entries_query_reads_one_namespace_when_it_names_one() {
+        let query = |q: &str| {
+            axum::extract::Query::<EntryQuery>::try_from_uri(
+                &format!("/audit/entries?{q}").parse().unwrap(),
+            )
+            .unwrap()
+            .0
+        };
+        assert_eq!(query("view=all").namespace(), None);
+        assert_eq!(query("decision=x").namespace(), None);
+        assert_eq!(query("decision=team-a/x").namespace(), Some("team-a"));
+        assert_eq!(query("namespace=team-b").namespace(), Some("team-b"));
+        assert_eq!(
+            query("namespace=team-b&decision=team-a/x").namespace(),
+            Some("team-b"),
+            "the entries must match both, so the namespace filter decides"
+        );
     }
 
     #[test]

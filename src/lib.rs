@@ -9,6 +9,7 @@
 /// room for that depth even in a debug build. Only the pages used are ever mapped.
 pub const STACK_SIZE: usize = 32 << 20;
 
+pub mod access;
 pub mod admission;
 pub mod api;
 pub mod audit;

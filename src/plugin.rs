@@ -25,6 +25,38 @@ pub fn refusal(message: &str) -> String {
     }
 }
 
+/// The token to pass on to the operator, from the `Authorization` header the kubeconfig's
+/// credentials make (none for a client certificate). The operator checks it with the API
+/// server (TokenReview), which can vouch for a token but not for a certificate.
+pub fn forwardable_token(
+    authorization: Option<&str>,
+    client_certificate: bool,
+) -> Result<String, String> {
+    let advice = "use a kubeconfig whose user authenticates with a token (a token, tokenFile, \
+                  exec plugin or OIDC provider), for example the token of a ServiceAccount bound to \
+                  the ClusterRole decision-gate-auditor (kubectl create token NAME)";
+    match authorization.map(|h| h.split_once(' ').unwrap_or((h, ""))) {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
+            Ok(token.trim().to_owned())
+        }
+        Some(_) => Err(format!(
+            "reading the audit log takes a bearer token, and your kubeconfig's user signs in with a \
+             username and password, which the operator cannot check; {advice}"
+        )),
+        None if client_certificate => Err(format!(
+            "reading the audit log takes a bearer token, and your kubeconfig's user authenticates \
+             with a client certificate: the operator checks who you are by asking the API server \
+             about your token (TokenReview), which it cannot do for a certificate; {advice}"
+        )),
+        None => Err(format!(
+            "reading the audit log takes a bearer token, and your kubeconfig's user has no \
+             credentials; {advice}"
+        )),
+    }
+}
+
 /// `kubectl decision history`: one line per audit entry, oldest first.
 pub fn history(entries: &[crate::audit::Entry]) -> String {
     let mut o = String::new();
@@ -464,6 +496,35 @@ mod tests {
             k8s_openapi::jiff::Timestamp::from_second(1_800_000_000 - 300).unwrap(),
         ));
         d
+    }
+
+    #[test]
+    fn only_a_bearer_token_is_passed_on_and_a_certificate_is_told_what_to_do() {
+        assert_eq!(
+            forwardable_token(Some("Bearer abc.def"), false),
+            Ok("abc.def".into())
+        );
+        assert_eq!(
+            forwardable_token(Some("Bearer abc"), true),
+            Ok("abc".into())
+        );
+        let cert = forwardable_token(None, true).unwrap_err();
+        assert!(
+            cert.contains("client certificate") && cert.contains("TokenReview"),
+            "{cert}"
+        );
+        assert!(cert.contains("decision-gate-auditor"), "{cert}");
+        assert!(
+            forwardable_token(None, false)
+                .unwrap_err()
+                .contains("no credentials")
+        );
+        assert!(
+            forwardable_token(Some("Basic YTpi"), false)
+                .unwrap_err()
+                .contains("username and password")
+        );
+        assert!(forwardable_token(Some("Bearer "), false).is_err());
     }
 
     #[test]

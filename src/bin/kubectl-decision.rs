@@ -69,9 +69,10 @@ enum Command {
     },
     /// Which policy and rule decide, and why each earlier rule did not.
     Explain { name: String },
-    /// Approvals, rejections and executions over time, from the operator's audit log.
+    /// Approvals, rejections and executions over time, from the operator's audit log: in
+    /// the current namespace, or every one with -A.
     History {
-        /// Only this Decision (in the current namespace, or every one with -A).
+        /// Only this Decision (in the current namespace, or NAMESPACE/NAME).
         #[arg(long)]
         decision: Option<String>,
         /// Only what happened in this last stretch of time, such as 1h or 7d.
@@ -103,7 +104,9 @@ enum AuditCommand {
 }
 
 /// Where the operator serves its audit log: reached through the API server's service
-/// proxy, so RBAC (`get` on `services/proxy`) decides who may read it.
+/// proxy (`get` on `services/proxy`), with the caller's own token passed on so that the
+/// operator asks the API server who they are and whether they may read it (`get` on
+/// `decisions/audit`).
 #[derive(clap::Args)]
 struct OperatorService {
     /// The operator's namespace.
@@ -123,13 +126,24 @@ struct OperatorService {
 }
 
 impl OperatorService {
-    /// GETs a path of the operator's HTTP endpoints through the service proxy.
-    async fn get(&self, client: &Client, path_and_query: &str) -> Result<Vec<u8>, Failure> {
+    /// GETs a path of the operator's HTTP endpoints through the service proxy, as the
+    /// owner of `token`. The API server removes `Authorization` once it has authenticated
+    /// the request, so the token goes in a header of its own.
+    async fn get(
+        &self,
+        client: &Client,
+        token: &str,
+        path_and_query: &str,
+    ) -> Result<Vec<u8>, Failure> {
         let uri = format!(
             "/api/v1/namespaces/{}/services/{}:http/proxy{path_and_query}",
             self.operator_namespace, self.operator_service
         );
+        let mut value = http::HeaderValue::from_str(token)
+            .map_err(|_| Failure("your kubeconfig's token is not a valid header value".into()))?;
+        value.set_sensitive(true);
         let request = http::Request::get(uri)
+            .header(decision_gate::access::TOKEN_HEADER, value)
             .body(Vec::new())
             .map_err(|e| Failure(e.to_string()))?;
         client
@@ -137,10 +151,23 @@ impl OperatorService {
             .await
             .map(String::into_bytes)
             .map_err(|e| match e {
-                kube::Error::Api(s) if s.code == 403 => Failure(format!(
-                    "forbidden: reading the audit log takes get on services/proxy in {}: {}",
-                    self.operator_namespace, s.message
-                )),
+                // The API server's own refusal, to proxy to the Service at all.
+                kube::Error::Api(s)
+                    if s.code == 403 && s.details.as_ref().is_some_and(|d| d.kind == "services") =>
+                {
+                    Failure(format!(
+                        "forbidden: reading the audit log takes get on services/proxy in {} (the ClusterRole decision-gate-auditor grants it): {}",
+                        self.operator_namespace, s.message
+                    ))
+                }
+                kube::Error::Api(s) if s.code == 401 && s.reason == "Unauthorized" => Failure(
+                    format!("the API server does not accept your credentials: {}", s.message),
+                ),
+                // The operator's refusals say who you are and what it takes.
+                kube::Error::Api(s) if s.code == 401 => {
+                    Failure(format!("the operator does not accept your token: {}", s.message))
+                }
+                kube::Error::Api(s) if s.code == 403 => Failure(s.message),
                 kube::Error::Api(s) if s.code == 404 => Failure(format!(
                     "no operator Service {}/{} (set --operator-namespace and --operator-service)",
                     self.operator_namespace, self.operator_service
@@ -181,7 +208,44 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn connect(cli: &Cli) -> Result<(Client, String), Failure> {
+/// The bearer token the kubeconfig's user authenticates with, as the client sends it (a
+/// token, a token file, an exec plugin or an auth provider), to pass on to the operator.
+async fn bearer_token(config: &Config) -> Result<String, Failure> {
+    use kube::client::ConfigExt;
+    use tower::{Layer, ServiceExt};
+    let unreadable = |e: &dyn std::fmt::Display| {
+        Failure(format!(
+            "cannot get your credentials from the kubeconfig: {e}"
+        ))
+    };
+    let authorization = match config.auth_layer().map_err(|e| unreadable(&e))? {
+        Some(layer) => {
+            // The client's own authentication step, run once on an empty request to see
+            // the header it sets.
+            let seen = tower::service_fn(|request: http::Request<kube::client::Body>| async move {
+                Ok::<_, tower::BoxError>(http::Response::new(
+                    request.headers().get(http::header::AUTHORIZATION).cloned(),
+                ))
+            });
+            layer
+                .layer(seen)
+                .oneshot(http::Request::new(kube::client::Body::empty()))
+                .await
+                .map_err(|e| unreadable(&e))?
+                .into_body()
+        }
+        None => None,
+    };
+    let certificate = config.auth_info.client_certificate.is_some()
+        || config.auth_info.client_certificate_data.is_some();
+    plugin::forwardable_token(
+        authorization.as_ref().and_then(|h| h.to_str().ok()),
+        certificate,
+    )
+    .map_err(Failure)
+}
+
+async fn connect(cli: &Cli) -> Result<(Client, String, Config), Failure> {
     let kubeconfig = match &cli.kubeconfig {
         Some(path) => Kubeconfig::read_from(path),
         None => Kubeconfig::read(),
@@ -202,8 +266,8 @@ async fn connect(cli: &Cli) -> Result<(Client, String), Failure> {
         .namespace
         .clone()
         .unwrap_or_else(|| config.default_namespace.clone());
-    let client = Client::try_from(config)?;
-    Ok((client, namespace))
+    let client = Client::try_from(config.clone())?;
+    Ok((client, namespace, config))
 }
 
 /// Explains an API error the way a person needs it.
@@ -224,7 +288,7 @@ fn api_failure(e: kube::Error, what: &str, namespace: &str) -> Failure {
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
-    let (client, namespace) = connect(&cli).await?;
+    let (client, namespace, config) = connect(&cli).await?;
     let decisions: Api<Decision> = if cli.all_namespaces {
         Api::all(client.clone())
     } else {
@@ -298,13 +362,24 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             since,
             operator,
         } => {
+            let token = bearer_token(&config).await?;
             let mut query = vec!["view=all".to_owned()];
-            if let Some(d) = decision {
-                let d = if cli.all_namespaces || d.contains('/') {
+            let decision = decision.as_ref().map(|d| {
+                if cli.all_namespaces || d.contains('/') {
                     d.clone()
                 } else {
                     format!("{namespace}/{d}")
-                };
+                }
+            });
+            // One namespace's entries take the auditor's right in that namespace only.
+            let only = match decision.as_ref().and_then(|d| d.split_once('/')) {
+                Some((ns, _)) => Some(ns.to_owned()),
+                None => (!cli.all_namespaces).then(|| namespace.clone()),
+            };
+            if let Some(ns) = only {
+                query.push(format!("namespace={ns}"));
+            }
+            if let Some(d) = decision {
                 query.push(format!("decision={d}"));
             }
             if let Some(since) = since {
@@ -317,7 +392,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 ));
             }
             let body = operator
-                .get(&client, &format!("/audit/entries?{}", query.join("&")))
+                .get(
+                    &client,
+                    &token,
+                    &format!("/audit/entries?{}", query.join("&")),
+                )
                 .await?;
             let entries: Vec<decision_gate::audit::Entry> = String::from_utf8_lossy(&body)
                 .lines()
@@ -331,7 +410,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Command::Audit(AuditCommand::Verify { operator }) => {
-            let body = operator.get(&client, "/audit/verify").await?;
+            let token = bearer_token(&config).await?;
+            let body = operator.get(&client, &token, "/audit/verify").await?;
             let report: serde_json::Value = serde_json::from_slice(&body)?;
             if report["intact"] == true {
                 println!(
@@ -349,7 +429,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Command::Audit(AuditCommand::Export { output, operator }) => {
-            let body = operator.get(&client, "/audit/export").await?;
+            let token = bearer_token(&config).await?;
+            let body = operator.get(&client, &token, "/audit/export").await?;
             match output {
                 Some(path) => {
                     std::fs::write(path, &body)

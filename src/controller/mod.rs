@@ -446,10 +446,14 @@ pub async fn run(settings: Settings) -> Result<()> {
     let metrics = Metrics::new(&mut registry);
     let progress = Progress::new(settings.stall_timeout);
     let health = Arc::new(Health::new(registry, progress.clone()));
-    let (addr, server) = crate::http::bind(settings.http_addr, health.clone())
+    let access = Arc::new(crate::access::AuditAccess::new(
+        client.clone(),
+        settings.namespace.clone(),
+    ));
+    let (addr, server) = crate::http::bind(settings.http_addr, health.clone(), access)
         .await
         .map_err(|e| Error::Config(format!("cannot serve on {}: {e}", settings.http_addr)))?;
-    info!(%addr, "serving /healthz, /readyz and /metrics");
+    info!(%addr, "serving /healthz, /readyz, /metrics and, to auditors, /audit");
     let server = tokio::spawn(server);
     health.set_crds(true);
     let watchdog = tokio::spawn(watch_dependencies(

@@ -5,6 +5,7 @@ mod admission;
 mod agents;
 mod api;
 mod argocd;
+mod audit_access;
 mod binding;
 mod cluster;
 mod decisions;

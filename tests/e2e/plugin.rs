@@ -177,37 +177,7 @@ async fn history_and_the_audit_log_come_through_the_api_server() {
     let n = ns.name.as_str();
     grant_answering(n);
     bind_role(n, "decision-gate-auditor", "User", &["alice"]);
-    let host = OperatorHost::get();
-    let kubeconfig = ensure_installed().await;
-    let operator = Operator::spawn_at(n, &kubeconfig, &[], &host.host_ip)
-        .ready()
-        .await;
-    let _relay = host.relay(operator.http_port);
-    // The operator's Service selects the operator's pod, as the chart's does. The pod is a
-    // kwok stand-in whose IP is the relay's, so the API server proxies to the local process.
-    apply(
-        n,
-        &format!(
-            "apiVersion: v1\nkind: Pod\nmetadata: {{name: operator, labels: {{app: operator}}, annotations: {{decisiongate.io/test-pod-ip: '{ip}'}}}}\nspec: {{containers: [{{name: operator, image: decision-gate, ports: [{{name: http, containerPort: {port}}}]}}]}}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: operator}}\nspec: {{selector: {{app: operator}}, ports: [{{name: http, port: 8080, targetPort: http}}]}}\n",
-            port = operator.http_port,
-            ip = host.netns_ip
-        ),
-    )
-    .success();
-    wait_until("the operator Service to have an endpoint", || {
-        kubectl_admin(&[
-            "get",
-            "endpoints",
-            "operator",
-            "-n",
-            n,
-            "-o",
-            "jsonpath={.subsets[0].addresses[0].ip}",
-        ])
-        .stdout
-            == host.netns_ip
-    })
-    .await;
+    let (_operator, _relay) = operator_behind_service(n).await;
 
     apply(
         n,
@@ -237,14 +207,7 @@ async fn history_and_the_audit_log_come_through_the_api_server() {
 
     let at = |args: &[&str]| {
         let mut all = args.to_vec();
-        all.extend_from_slice(&[
-            "-n",
-            n,
-            "--operator-namespace",
-            n,
-            "--operator-service",
-            "operator",
-        ]);
+        all.extend_from_slice(&["-n", n, "--operator-namespace", n]);
         all.into_iter().map(str::to_owned).collect::<Vec<_>>()
     };
     let args = at(&["history", "--decision", "rotate-keys", "--since", "1h"]);

@@ -251,8 +251,7 @@ fn operator_kubeconfig() -> PathBuf {
 /// A kubeconfig that authenticates with a token of a ServiceAccount (for six hours), as
 /// an agent in the cluster would.
 pub fn service_account_kubeconfig(namespace: &str, name: &str) -> PathBuf {
-    let token =
-        kubectl_admin(&["create", "token", name, "-n", namespace, "--duration", "6h"]).success();
+    let token = create_token(namespace, name, "6h");
     let server = kubectl_admin(&[
         "config",
         "view",
@@ -530,11 +529,24 @@ impl Operator {
 
     /// A plain HTTP GET against the operator's endpoints: (status, body).
     pub async fn get(&self, path: &str) -> std::io::Result<(u16, String)> {
+        self.get_with(path, &[]).await
+    }
+
+    /// A plain HTTP GET with these headers, as any process on the network could send it.
+    pub async fn get_with(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> std::io::Result<(u16, String)> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut stream =
             tokio::net::TcpStream::connect((self.http_ip.as_str(), self.http_port)).await?;
+        let headers: String = headers
+            .iter()
+            .map(|(name, value)| format!("{name}: {value}\r\n"))
+            .collect();
         let request =
-            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Connection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await?;
         let mut response = String::new();
         stream.read_to_string(&mut response).await?;
@@ -745,6 +757,105 @@ impl Drop for Relay {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// An operator for `namespace` that the API server's service proxy reaches, as the
+/// chart's: its Service is `decision-gate-metrics` (port `http`) in the namespace, and
+/// selects a kwok stand-in pod whose IP is a relay to the local process. Keep the relay
+/// as long as the operator.
+pub async fn operator_behind_service(namespace: &str) -> (Operator, Relay) {
+    let host = OperatorHost::get();
+    let kubeconfig = ensure_installed().await;
+    let operator = Operator::spawn_at(namespace, &kubeconfig, &[], &host.host_ip)
+        .ready()
+        .await;
+    let relay = host.relay(operator.http_port);
+    apply(
+        namespace,
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: operator, labels: {{app: operator}}, annotations: {{decisiongate.io/test-pod-ip: '{ip}'}}}}\nspec: {{containers: [{{name: operator, image: decision-gate, ports: [{{name: http, containerPort: {port}}}]}}]}}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: {OPERATOR_SERVICE}}}\nspec: {{selector: {{app: operator}}, ports: [{{name: http, port: 8080, targetPort: http}}]}}\n",
+            port = operator.http_port,
+            ip = host.netns_ip
+        ),
+    )
+    .success();
+    wait_until("the operator Service to have an endpoint", || {
+        kubectl_admin(&[
+            "get",
+            "endpoints",
+            OPERATOR_SERVICE,
+            "-n",
+            namespace,
+            "-o",
+            "jsonpath={.subsets[0].addresses[0].ip}",
+        ])
+        .stdout
+            == host.netns_ip
+    })
+    .await;
+    (operator, relay)
+}
+
+/// The chart's metrics Service name, the one the auditor role may proxy to.
+pub const OPERATOR_SERVICE: &str = "decision-gate-metrics";
+
+/// A ServiceAccount in `namespace` and a token of it, as a workload on the cluster has.
+pub fn service_account_token(namespace: &str, name: &str) -> String {
+    apply(
+        namespace,
+        &format!("apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: {name}}}\n"),
+    )
+    .success();
+    create_token(namespace, name, "10m")
+}
+
+/// A token of an existing ServiceAccount, valid for `duration`.
+fn create_token(namespace: &str, name: &str, duration: &str) -> String {
+    kubectl_admin(&[
+        "create",
+        "token",
+        name,
+        "-n",
+        namespace,
+        "--duration",
+        duration,
+    ])
+    .success()
+    .trim()
+    .to_owned()
+}
+
+/// Binds a ClusterRole in `namespace` to a ServiceAccount of that namespace.
+pub fn bind_service_account(namespace: &str, role: &str, account: &str) {
+    apply(
+        namespace,
+        &format!(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: {role}-{account}}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {role}}}\nsubjects:\n- {{kind: ServiceAccount, name: {account}, namespace: {namespace}}}\n"
+        ),
+    )
+    .success();
+}
+
+/// Waits until the API server's RBAC lets `user` read the audit log in `namespace`.
+pub async fn wait_can_read_audit(user: &str, namespace: &str) {
+    wait_until(&format!("{user} to hold get on decisions/audit"), || {
+        kubectl_admin(&[
+            "auth",
+            "can-i",
+            "get",
+            "decisions.decisiongate.io",
+            "--subresource",
+            "audit",
+            "-n",
+            namespace,
+            "--as",
+            user,
+        ])
+        .stdout
+        .trim()
+            == "yes"
+    })
+    .await;
 }
 
 /// An ApprovalPolicy that approves every Decision whose actionType is `ship`.
