@@ -219,9 +219,13 @@ async fn a_stale_digest_is_ignored_and_no_answer_is_lost() {
         refusal.contains("the answer approved-by=alice has not been recorded by the operator yet"),
         "{refusal}"
     );
-    // Nor slip another digest under her approval.
+    // Nor slip another digest under her approval: that would be approving in her name.
     let refusal = annotate_refused_as("bob", n, "ship-2-0", "approval-digest=sha256:ffffffffffff");
-    assert!(refusal.contains("only the approver sets them"), "{refusal}");
+    assert!(
+        refusal
+            .contains("you are authenticated as bob, so approved-by may only name you, not alice"),
+        "{refusal}"
+    );
 
     let _operator = Operator::start(n).await;
     wait_for(
