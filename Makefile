@@ -1,7 +1,8 @@
 # decision-gate — every entry point a developer and CI need.
 #
 #   make run    build what is missing, start the local control plane when no cluster is
-#               configured (KUBECONFIG unset), install the CRDs, run the operator
+#               configured (KUBECONFIG unset), install the CRDs and the chart without an
+#               operator pod, run the operator as the chart's ServiceAccount (hack/run.sh)
 #   make test   every test: lint, unit, end to end (against the local control plane,
 #               started and stopped here), chart checks
 
@@ -68,8 +69,8 @@ uninstall: ## Remove the CRDs (and with them every Decision, policy and plan)
 	$(KUBECTL) delete --ignore-not-found -f crds/
 
 .PHONY: run
-run: install build ## Run the operator in the foreground against the current cluster
-	RUST_LOG=$${RUST_LOG:-info} cargo run --bin decision-gate -- run --http-addr $${HTTP_ADDR:-127.0.0.1:8080} --audit-log $(CURDIR)/.local/audit/audit.jsonl
+run: deps ## Install the chart (no operator pod) and run the operator as its ServiceAccount, in the foreground
+	@$(if $(USE_LOCAL),env -u KUBECONFIG )hack/run.sh
 
 .PHONY: lint
 lint: ## Formatting and clippy with warnings as errors

@@ -74,10 +74,7 @@ use_local_cluster() {
 
 stop_started_cluster() {
   local rc=$?
-  # The suite installs the chart, whose admission policies let only its ServiceAccount
-  # write a status; take it out again so that `make run` (as the admin) works afterwards.
-  "$HELM" uninstall decision-gate --namespace decision-gate-system --kubeconfig "$ADMIN_KUBECONFIG" \
-    --ignore-not-found --wait --timeout 60s >/dev/null 2>&1 || true
+  # The chart the suite installed stays: `make run` runs the operator as its ServiceAccount.
   if [ "${STARTED_LOCAL_CLUSTER:-0}" = 1 ]; then "$REPO_ROOT/hack/cluster.sh" down || true; fi
   exit $rc
 }

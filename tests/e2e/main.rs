@@ -1,5 +1,6 @@
 //! End-to-end tests against the local control plane (`make cluster-up`; `make test` starts
-//! it). Every test gets its own namespace, and its own operator process where it needs one.
+//! it). Every test gets its own namespace (the README's walkthrough runs in default), and its
+//! own operator process where it needs one.
 
 mod admission;
 mod agents;
@@ -10,8 +11,10 @@ mod binding;
 mod cluster;
 mod decisions;
 mod execution;
+mod make_run;
 mod notifications;
 mod operator;
 mod plugin;
+mod readme;
 mod reliability;
 mod support;

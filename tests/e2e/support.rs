@@ -456,10 +456,7 @@ impl Operator {
         std::fs::create_dir_all(&logs).unwrap();
         let log = logs.join(format!("operator-{namespace}-{http_port}.log"));
         let out = std::fs::File::create(&log).unwrap();
-        // DECISION_GATE_E2E_OPERATOR runs another build (a release one, an older one).
-        let binary = std::env::var("DECISION_GATE_E2E_OPERATOR")
-            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_decision-gate").to_owned());
-        let child = Command::new(binary)
+        let child = Command::new(operator_binary())
             .arg("run")
             .args(if namespace == ALL_NAMESPACES {
                 Vec::new()
@@ -538,28 +535,7 @@ impl Operator {
         path: &str,
         headers: &[(&str, &str)],
     ) -> std::io::Result<(u16, String)> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream =
-            tokio::net::TcpStream::connect((self.http_ip.as_str(), self.http_port)).await?;
-        let headers: String = headers
-            .iter()
-            .map(|(name, value)| format!("{name}: {value}\r\n"))
-            .collect();
-        let request =
-            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Connection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await?;
-        let status = response
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        Ok((status, body))
+        http_get(&self.http_ip, self.http_port, path, headers).await
     }
 
     /// Sends a signal to the operator process.
@@ -613,7 +589,44 @@ impl Drop for Operator {
     }
 }
 
-fn free_port() -> u16 {
+/// The operator binary under test: this build's, or another (a release one, an older one)
+/// named by DECISION_GATE_E2E_OPERATOR.
+pub fn operator_binary() -> String {
+    std::env::var("DECISION_GATE_E2E_OPERATOR")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_decision-gate").to_owned())
+}
+
+/// A plain HTTP GET: (status, body).
+pub async fn http_get(
+    ip: &str,
+    port: u16,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect((ip, port)).await?;
+    let headers: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{headers}Connection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
