@@ -12,6 +12,7 @@ use k8s_openapi::api::admissionregistration::v1::{
     MatchResources, MutatingAdmissionPolicy, MutatingAdmissionPolicyBinding,
     ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
 };
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 /// The label every admission policy of the chart carries, with the version of its rules.
 pub const VERSION_LABEL: &str = "decisiongate.io/admission-policy-version";
@@ -87,6 +88,107 @@ pub struct Seen<'a> {
     pub unlisted: Vec<(&'static str, String)>,
 }
 
+/// The two kinds of policy the chart installs.
+const MUTATING: &str = "MutatingAdmissionPolicy";
+const VALIDATING: &str = "ValidatingAdmissionPolicy";
+
+/// A policy or a binding, of either kind, as the check sees it.
+struct View<'a> {
+    /// The kind of the policy (for a binding: of the policy it binds).
+    kind: &'static str,
+    metadata: &'a ObjectMeta,
+    /// The policy's name (for a binding: the policy it binds).
+    policy: &'a str,
+    /// A policy's failurePolicy.
+    failure_policy: Option<&'a str>,
+    /// A binding's matchResources, paramRef and validationActions.
+    match_resources: Option<&'a MatchResources>,
+    has_params: bool,
+    actions: Vec<&'a str>,
+}
+
+impl<'a> View<'a> {
+    fn policy(
+        kind: &'static str,
+        metadata: &'a ObjectMeta,
+        failure_policy: Option<&'a str>,
+    ) -> Self {
+        View {
+            kind,
+            metadata,
+            policy: metadata.name.as_deref().unwrap_or_default(),
+            failure_policy,
+            match_resources: None,
+            has_params: false,
+            actions: vec![],
+        }
+    }
+}
+
+impl Seen<'_> {
+    /// Every policy and every binding, of both kinds.
+    fn views(&self) -> (Vec<View<'_>>, Vec<View<'_>>) {
+        let policies = self
+            .mutating
+            .iter()
+            .map(|p| {
+                let failure = p.spec.as_ref().and_then(|s| s.failure_policy.as_deref());
+                View::policy(MUTATING, &p.metadata, failure)
+            })
+            .chain(self.validating.iter().map(|p| {
+                let failure = p.spec.as_ref().and_then(|s| s.failure_policy.as_deref());
+                View::policy(VALIDATING, &p.metadata, failure)
+            }))
+            .collect();
+        let bindings = self
+            .mutating_bindings
+            .iter()
+            .filter_map(|b| {
+                let spec = b.spec.as_ref()?;
+                Some(View {
+                    kind: MUTATING,
+                    metadata: &b.metadata,
+                    policy: spec.policy_name.as_deref()?,
+                    failure_policy: None,
+                    match_resources: spec.match_resources.as_ref(),
+                    has_params: spec.param_ref.is_some(),
+                    // A mutating binding has no actions: what it binds always applies.
+                    actions: vec!["Deny"],
+                })
+            })
+            .chain(self.validating_bindings.iter().map(|b| {
+                View {
+                    kind: VALIDATING,
+                    metadata: &b.metadata,
+                    policy: &b.spec.policy_name,
+                    failure_policy: None,
+                    match_resources: b.spec.match_resources.as_ref(),
+                    has_params: b.spec.param_ref.is_some(),
+                    actions: b
+                        .spec
+                        .validation_actions
+                        .iter()
+                        .map(String::as_str)
+                        .collect(),
+                }
+            }))
+            .collect();
+        (policies, bindings)
+    }
+}
+
+impl Expected {
+    /// Every policy expected, with its kind.
+    fn all(&self) -> Vec<(&'static str, String)> {
+        let [answers, status] = self.validating();
+        vec![
+            (MUTATING, self.requester()),
+            (VALIDATING, answers),
+            (VALIDATING, status),
+        ]
+    }
+}
+
 /// `Ok` when every expected policy is in force; otherwise what is wrong, every problem
 /// named, in words an administrator can act on.
 pub fn check(expected: &Expected, seen: &Seen<'_>) -> Result<(), String> {
@@ -96,79 +198,21 @@ pub fn check(expected: &Expected, seen: &Seen<'_>) -> Result<(), String> {
         .map(|(kind, why)| format!("the operator cannot list {kind} objects ({why})"))
         .collect();
     if problems.is_empty() {
-        let name = expected.requester();
-        let policy = seen
-            .mutating
-            .iter()
-            .find(|p| p.metadata.name.as_deref() == Some(&name));
-        let problem = policy_problem(
-            "MutatingAdmissionPolicy",
-            &name,
-            policy.map(|p| {
-                (
-                    &p.metadata,
-                    p.spec.as_ref().and_then(|s| s.failure_policy.as_deref()),
-                )
-            }),
-        )
-        .or_else(|| {
-            let bindings: Vec<_> = seen
-                .mutating_bindings
-                .iter()
-                .filter_map(|b| b.spec.as_ref().map(|s| (&b.metadata, s)))
-                .filter(|(_, s)| s.policy_name.as_deref() == Some(&name))
-                .map(|(m, s)| {
-                    (
-                        m.name.clone().unwrap_or_default(),
-                        binding_problem(
-                            s.match_resources.as_ref(),
-                            s.param_ref.is_some(),
-                            &["Deny"],
-                        ),
-                    )
-                })
-                .collect();
-            bindings_problem("MutatingAdmissionPolicy", &name, &bindings)
-        });
-        problems.extend(problem);
-        for name in expected.validating() {
-            let policy = seen
-                .validating
-                .iter()
-                .find(|p| p.metadata.name.as_deref() == Some(&name));
-            let problem = policy_problem(
-                "ValidatingAdmissionPolicy",
-                &name,
-                policy.map(|p| {
-                    (
-                        &p.metadata,
-                        p.spec.as_ref().and_then(|s| s.failure_policy.as_deref()),
-                    )
-                }),
-            )
-            .or_else(|| {
-                let bindings: Vec<_> = seen
-                    .validating_bindings
+        let (policies, bindings) = seen.views();
+        for (kind, name) in expected.all() {
+            let of = |v: &&View<'_>| v.kind == kind && v.policy == name;
+            let problem = policy_problem(kind, &name, policies.iter().find(of)).or_else(|| {
+                let found: Vec<_> = bindings
                     .iter()
-                    .filter(|b| b.spec.policy_name == name)
+                    .filter(of)
                     .map(|b| {
-                        let actions: Vec<&str> = b
-                            .spec
-                            .validation_actions
-                            .iter()
-                            .map(String::as_str)
-                            .collect();
                         (
                             b.metadata.name.clone().unwrap_or_default(),
-                            binding_problem(
-                                b.spec.match_resources.as_ref(),
-                                b.spec.param_ref.is_some(),
-                                &actions,
-                            ),
+                            binding_problem(b),
                         )
                     })
                     .collect();
-                bindings_problem("ValidatingAdmissionPolicy", &name, &bindings)
+                bindings_problem(kind, &name, &found)
             });
             problems.extend(problem);
         }
@@ -188,40 +232,19 @@ pub const SETTLE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// When the newest of the expected policies and of the bindings naming them was created.
 pub fn created_last(expected: &Expected, seen: &Seen<'_>) -> Option<DateTime<Utc>> {
-    let validating = expected.validating();
-    let requester = expected.requester();
-    let wanted = |name: &str| name == requester || validating.iter().any(|v| v == name);
-    let times = seen
-        .validating
+    let wanted = expected.all();
+    let (policies, bindings) = seen.views();
+    policies
         .iter()
-        .filter(|p| p.metadata.name.as_deref().is_some_and(wanted))
-        .map(|p| &p.metadata)
-        .chain(
-            seen.mutating
+        .chain(&bindings)
+        .filter(|v| {
+            wanted
                 .iter()
-                .filter(|p| p.metadata.name.as_deref().is_some_and(wanted))
-                .map(|p| &p.metadata),
-        )
-        .chain(
-            seen.validating_bindings
-                .iter()
-                .filter(|b| wanted(&b.spec.policy_name))
-                .map(|b| &b.metadata),
-        )
-        .chain(
-            seen.mutating_bindings
-                .iter()
-                .filter(|b| {
-                    b.spec
-                        .as_ref()
-                        .and_then(|s| s.policy_name.as_deref())
-                        .is_some_and(wanted)
-                })
-                .map(|b| &b.metadata),
-        )
-        .filter_map(|m| m.creation_timestamp.as_ref())
-        .map(|t| crate::lifecycle::to_chrono(&t.0));
-    times.max()
+                .any(|(kind, name)| v.kind == *kind && v.policy == name)
+        })
+        .filter_map(|v| v.metadata.creation_timestamp.as_ref())
+        .map(|t| crate::lifecycle::to_chrono(&t.0))
+        .max()
 }
 
 /// The check, held back for [`SETTLE`] after the policies came into force at `since`:
@@ -246,15 +269,13 @@ pub fn settled(
 }
 
 /// What is wrong with one policy itself: missing, of another version, or failing open.
-fn policy_problem(
-    kind: &str,
-    name: &str,
-    policy: Option<(
-        &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-        Option<&str>,
-    )>,
-) -> Option<String> {
-    let Some((metadata, failure_policy)) = policy else {
+fn policy_problem(kind: &str, name: &str, policy: Option<&View<'_>>) -> Option<String> {
+    let Some(View {
+        metadata,
+        failure_policy,
+        ..
+    }) = policy
+    else {
         return Some(format!(
             "the {kind} {name} does not exist (install the chart with admission.enabled=true)"
         ));
@@ -281,18 +302,20 @@ fn policy_problem(
 }
 
 /// What is wrong with one binding: it must deny, and apply to every Decision.
-fn binding_problem(
-    match_resources: Option<&MatchResources>,
-    has_params: bool,
-    actions: &[&str],
-) -> Option<String> {
+fn binding_problem(binding: &View<'_>) -> Option<String> {
+    let View {
+        match_resources,
+        has_params,
+        actions,
+        ..
+    } = binding;
     if !actions.contains(&"Deny") {
         return Some(format!(
             "binds it with validationActions [{}] rather than Deny, so it refuses nothing",
             actions.join(", ")
         ));
     }
-    if has_params {
+    if *has_params {
         return Some("binds it with a paramRef, which the chart's rules do not use".to_owned());
     }
     let narrowed = match_resources.is_some_and(|m| {
