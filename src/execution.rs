@@ -1042,9 +1042,34 @@ impl Run<'_, '_> {
         else {
             return;
         };
-        // While nobody verifies answers, a rollback approval waits (the Decision's
-        // AnswersVerified condition says why); nothing runs on its word.
-        if matches!(self.input.answers, Answers::Unverified(_)) {
+        let stamp = self
+            .input
+            .decision
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(annotations::ROLLBACK_APPROVED_AT))
+            .cloned();
+        // A rollback approval written while nobody verified answers never counts, as an
+        // approval does not: only a new one (another rollback-approved-at) does.
+        if let Answers::Unverified(why) = self.input.answers {
+            let mut answer = crate::lifecycle::ignored(
+                user,
+                "rollback-approval",
+                format!(
+                    "{}: {why}. Nobody checked who wrote this rollback approval, so it never counts; approve again with a new rollback-approved-at once the policies are in force",
+                    crate::lifecycle::UNVERIFIED
+                ),
+                self.input.now,
+            );
+            answer.stamp = stamp;
+            answer.unverified = true;
+            crate::lifecycle::ignore(&mut self.status, &mut self.events, answer);
+            return;
+        }
+        if self.status.ignored_answers.iter().any(|i| {
+            i.unverified && i.answer == "rollback-approval" && i.user == user && i.stamp == stamp
+        }) {
             return;
         }
         if let Err(why) = may_answer(&user, &self.status, true) {
@@ -1357,6 +1382,7 @@ mod tests {
         now: DateTime<Utc>,
         allow_real: bool,
         wake_at: Option<DateTime<Utc>>,
+        answers: crate::admission::Answers,
     }
 
     impl World {
@@ -1375,6 +1401,7 @@ mod tests {
                 now: t0(),
                 allow_real: true,
                 wake_at: None,
+                answers: crate::admission::Answers::Verified,
             }
         }
 
@@ -1397,7 +1424,7 @@ mod tests {
                     dry_runs: &self.dry_runs,
                     now: self.now,
                     allow_real: self.allow_real,
-                    answers: &crate::admission::Answers::Verified,
+                    answers: &self.answers,
                 });
                 self.events.extend(advance.events.iter().map(|e| match e {
                     DecisionEvent::Execution(x) => match x.step() {
@@ -1608,6 +1635,50 @@ mod tests {
         assert_eq!(w.phase(), DecisionPhase::RolledBack);
         let rollback = w.status().execution.clone().unwrap().rollback.unwrap();
         assert_eq!(rollback.approved_by.as_deref(), Some("alice"));
+    }
+
+    #[test]
+    fn a_rollback_approval_nobody_verified_never_runs_anything() {
+        let mut w = World::new(plan(
+            ExecutionMode::Real,
+            RollbackStrategy::Manual,
+            vec![step("a", true), step("b", false)],
+        ));
+        w.settle();
+        w.finish("ship-a-1", true);
+        w.finish("ship-b-1", false);
+        assert_eq!(w.phase(), DecisionPhase::Failed);
+        let created = w.created.len();
+        w.decision.metadata.annotations =
+            Some([("rollback-approved-by".to_owned(), "alice".to_owned())].into());
+        w.answers = crate::admission::Answers::Unverified("the binding is gone".into());
+        w.settle();
+        assert_eq!(w.phase(), DecisionPhase::Failed);
+        assert_eq!(
+            w.created.len(),
+            created,
+            "nothing runs on an unverified word"
+        );
+        assert!(
+            w.status()
+                .ignored_answers
+                .iter()
+                .any(|i| i.unverified && i.user == "alice")
+        );
+
+        // The policies are back: the same annotation still does not count.
+        w.answers = crate::admission::Answers::Verified;
+        w.settle();
+        assert_eq!(w.phase(), DecisionPhase::Failed);
+        assert_eq!(w.created.len(), created);
+        // A new approval does.
+        w.decision.metadata.annotations.as_mut().unwrap().insert(
+            "rollback-approved-at".to_owned(),
+            "2027-01-15T10:00:00Z".to_owned(),
+        );
+        w.settle();
+        assert_eq!(w.phase(), DecisionPhase::RollingBack);
+        assert_eq!(w.created.last().unwrap(), "ship-a-rollback");
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub mod annotations {
     pub const REJECTION_REASON: &str = "rejection-reason";
     /// `rollback-approved-by=<user>`: start a Manual rollback.
     pub const ROLLBACK_APPROVED_BY: &str = "rollback-approved-by";
+    /// `rollback-approved-at=<time>`: when, as the approver's client says; a new value
+    /// approves the rollback again (after one written while answers were not verified).
+    pub const ROLLBACK_APPROVED_AT: &str = "rollback-approved-at";
     /// Who created the Decision, stamped from the API server's authenticated identity
     /// by the chart's admission policy; never taken from a client.
     pub const REQUESTED_BY: &str = "decisiongate.io/requested-by";

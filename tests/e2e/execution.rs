@@ -277,7 +277,15 @@ async fn a_failed_step_is_rolled_back_as_the_strategy_says() {
         3,
         "no rollback Job before approval"
     );
-    annotate_as("alice", n, "ship-manual", &["rollback-approved-by=alice"]);
+    annotate_as(
+        "alice",
+        n,
+        "ship-manual",
+        &[
+            "rollback-approved-by=alice",
+            "rollback-approved-at=2027-01-15T10:00:00Z",
+        ],
+    );
     let d = ends(&api, "ship-manual", DecisionPhase::RolledBack).await;
     assert_eq!(
         d.status
