@@ -1601,8 +1601,8 @@ mod tests {
         assert_eq!(w.events.last().unwrap(), "rollback_failed:a");
     }
 
-    #[test]
-    fn manual_rollback_waits_for_an_approver() {
+    /// A plan whose second step failed and whose Manual rollback waits for approval.
+    fn awaiting_a_manual_rollback() -> World {
         let mut w = World::new(plan(
             ExecutionMode::Real,
             RollbackStrategy::Manual,
@@ -1612,6 +1612,12 @@ mod tests {
         w.finish("ship-a-1", true);
         w.finish("ship-b-1", false);
         assert_eq!(w.phase(), DecisionPhase::Failed);
+        w
+    }
+
+    #[test]
+    fn manual_rollback_waits_for_an_approver() {
+        let mut w = awaiting_a_manual_rollback();
         let executed =
             crate::api::common::find_condition(&w.status().conditions, CONDITION_EXECUTED)
                 .unwrap()
@@ -1639,15 +1645,7 @@ mod tests {
 
     #[test]
     fn a_rollback_approval_nobody_verified_never_runs_anything() {
-        let mut w = World::new(plan(
-            ExecutionMode::Real,
-            RollbackStrategy::Manual,
-            vec![step("a", true), step("b", false)],
-        ));
-        w.settle();
-        w.finish("ship-a-1", true);
-        w.finish("ship-b-1", false);
-        assert_eq!(w.phase(), DecisionPhase::Failed);
+        let mut w = awaiting_a_manual_rollback();
         let created = w.created.len();
         w.decision.metadata.annotations =
             Some([("rollback-approved-by".to_owned(), "alice".to_owned())].into());

@@ -96,37 +96,22 @@ impl MakeRun {
     /// and how the process exited.
     pub async fn interrupt(mut self) -> (ExitStatus, String) {
         signal(&format!("{}", self.child.id()), "INT");
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        let mut tick = tokio::time::interval(Duration::from_millis(100));
-        loop {
-            tick.tick().await;
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return (status, self.logs());
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the operator of hack/run.sh was still running {DEADLINE:?} after Ctrl-C; its output:\n{}",
-                self.logs()
-            );
-        }
+        let log = self.log.clone();
+        let output = move || std::fs::read_to_string(&log).unwrap_or_default();
+        let status = exit_of(
+            &mut self.child,
+            "the operator of hack/run.sh was still running after Ctrl-C",
+            &output,
+        )
+        .await;
+        (status, output())
     }
 }
 
 impl Drop for MakeRun {
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let group = format!("-{}", self.child.id());
-            signal(&group, "TERM");
-            let deadline = std::time::Instant::now() + Duration::from_secs(10);
-            while std::time::Instant::now() < deadline {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50)); // poll interval of this bounded wait
-            }
-            signal(&group, "KILL");
-        }
-        let _ = self.child.wait();
+        let group = format!("-{}", self.child.id());
+        terminate(&mut self.child, &group);
     }
 }
 

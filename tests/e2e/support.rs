@@ -551,41 +551,59 @@ impl Operator {
 
     /// Waits for the process to exit and returns whether it exited successfully.
     pub async fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        let mut tick = tokio::time::interval(Duration::from_millis(100));
-        loop {
-            tick.tick().await;
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the operator did not exit; its log:\n{}",
-                self.logs()
-            );
-        }
+        let log = self.log.clone();
+        exit_of(&mut self.child, "the operator did not exit", || {
+            std::fs::read_to_string(&log).unwrap_or_default()
+        })
+        .await
     }
+}
+
+/// Waits, at most [`DEADLINE`], for a child process to exit; fails the test with `what`
+/// and its output otherwise.
+pub async fn exit_of(
+    child: &mut Child,
+    what: &str,
+    output: impl Fn() -> String,
+) -> std::process::ExitStatus {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} after {DEADLINE:?}; its output:\n{}",
+            output()
+        );
+    }
+}
+
+/// Stops a child as Kubernetes would: SIGTERM to `target` (its pid, or `-<pid>` for its
+/// process group), then SIGKILL to it if the child is still there after ten seconds.
+pub fn terminate(child: &mut Child, target: &str) {
+    if let Ok(None) = child.try_wait() {
+        let _ = Command::new("kill").arg("-TERM").arg(target).status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50)); // poll interval of this bounded wait
+        }
+        let _ = Command::new("kill").arg("-KILL").arg(target).status();
+    }
+    let _ = child.wait();
 }
 
 impl Drop for Operator {
     /// Stops the operator as Kubernetes would: SIGTERM (it hands its Lease over), then
     /// SIGKILL if it is still there after a few seconds.
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(self.child.id().to_string())
-                .status();
-            let deadline = std::time::Instant::now() + Duration::from_secs(10);
-            while std::time::Instant::now() < deadline {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50)); // poll interval of this bounded wait
-            }
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let pid = self.child.id().to_string();
+        terminate(&mut self.child, &pid);
     }
 }
 
