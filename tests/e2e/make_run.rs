@@ -81,7 +81,9 @@ impl MakeRun {
                     self.logs()
                 );
             }
-            if let Ok((200, _)) = http_get("127.0.0.1", self.http_port, "/readyz", &[]).await {
+            if let Ok(response) = http_get("127.0.0.1", self.http_port, "/readyz", &[]).await
+                && leads_and_is_ready(&response)
+            {
                 return;
             }
             assert!(

@@ -336,29 +336,26 @@ async fn two_operators_elect_one_leader_and_hand_over_when_it_dies() {
             "apiVersion: decisiongate.io/v1alpha1\nkind: Decision\nmetadata: {{name: {name}}}\nspec: {{actionType: ship, description: Ship, criticality: Normal, planRef: {{name: one}}}}\n"
         )
     };
-    let first = Operator::start_allowing_real(n).await;
-    let second = Operator::start_allowing_real(n).await;
+    // The first takes the Lease; the second, started while it leads, waits.
+    let leader = Operator::start_allowing_real(n).await;
+    let standby = Operator::spawn(n, &ensure_installed().await, &["--allow-real-execution"]);
     let role = |body: String| body.trim().trim_start_matches("ok: ").to_owned();
-    // Exactly one of them takes the Lease; the other waits.
     let deadline = tokio::time::Instant::now() + DEADLINE;
-    let leader_is_first = loop {
-        let a = role(first.get("/readyz").await.unwrap().1);
-        let b = role(second.get("/readyz").await.unwrap().1);
-        assert!(!(a == "leader" && b == "leader"), "two leaders");
-        if a == "leader" || b == "leader" {
-            break a == "leader";
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+    loop {
+        tick.tick().await;
+        let answered = standby.get("/readyz").await.unwrap_or_default();
+        if answered.0 == 200 {
+            assert_eq!(role(answered.1), "standby", "two leaders");
+            break;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "no leader was elected"
+            "the second operator was never ready as a standby:\n{}",
+            standby.logs()
         );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await; // poll interval of this bounded wait
-    };
-    let (leader, standby) = if leader_is_first {
-        (first, second)
-    } else {
-        (second, first)
-    };
+    }
+    assert_eq!(role(leader.get("/readyz").await.unwrap().1), "leader");
     assert_eq!(role(standby.get("/readyz").await.unwrap().1), "standby");
 
     let api: Api<Decision> = Api::namespaced(admin().await, n);

@@ -327,6 +327,12 @@ fn random_suffix() -> String {
     format!("{:08x}", h.finish() as u32)
 }
 
+/// Whether a `/readyz` response is that of the leader, ready: it reconciles, and people's
+/// answers count.
+pub fn leads_and_is_ready((status, body): &(u16, String)) -> bool {
+    *status == 200 && body.trim() == "ok: leader"
+}
+
 /// Polls `check` every 200ms until it holds, failing the test after [`DEADLINE`].
 pub async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + DEADLINE;
@@ -418,7 +424,7 @@ impl Operator {
         operator
     }
 
-    /// Waits until the operator's `/readyz` answers 200.
+    /// Waits until the operator leads and is ready (see [`Operator::wait_ready`]).
     pub async fn ready(self) -> Self {
         self.wait_ready().await;
         self
@@ -507,13 +513,16 @@ impl Operator {
         self.child.try_wait().unwrap()
     }
 
-    /// Waits until the operator's `/readyz` answers 200.
+    /// Waits until the operator leads and is ready: its caches are filled and people's
+    /// answers count. (A standby is ready too, but does nothing yet.)
     pub async fn wait_ready(&self) {
         let deadline = tokio::time::Instant::now() + DEADLINE;
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         loop {
             tick.tick().await;
-            if let Ok((200, _)) = self.get("/readyz").await {
+            if let Ok(response) = self.get("/readyz").await
+                && leads_and_is_ready(&response)
+            {
                 return;
             }
             assert!(
