@@ -75,7 +75,7 @@ run: deps ## Install the chart (no operator pod) and run the operator as its Ser
 .PHONY: lint
 lint: ## Formatting and clippy with warnings as errors
 	cargo fmt --all -- --check
-	cargo clippy --all-targets --features e2e -- -D warnings
+	cargo clippy --workspace --all-targets --features e2e -- -D warnings
 
 .PHONY: test
 test: deps ## Every test: lint, unit, end to end and chart checks

@@ -11,10 +11,10 @@ hack/build-tools.sh all
 
 log "lint: cargo fmt --check and clippy -D warnings"
 cargo fmt --all -- --check
-cargo clippy --all-targets --features e2e --quiet -- -D warnings
+cargo clippy --workspace --all-targets --features e2e --quiet -- -D warnings
 
 log "unit tests"
-cargo test --quiet
+cargo test --workspace --quiet
 
 log "fuzz smoke run: every target for ${FUZZ_SMOKE_SECONDS:-20}s"
 hack/fuzz.sh "${FUZZ_SMOKE_SECONDS:-20}"

@@ -1,31 +1,23 @@
 //! decision-gate: a Kubernetes operator that puts a human approval gate in front of
 //! critical actions and carries them out as Jobs.
 //!
-//! The pure core (no client, no clock) is in [`lifecycle`], [`plan`], [`policy`] and
-//! [`jobs`]; [`controller`] holds the thin reconcilers that read, call it, and write.
+//! Everything that decides lives in the [`decision_gate_core`] crate (re-exported here
+//! under the same module names): it has no client and no clock. This crate wires it to
+//! Kubernetes: [`controller`] holds the thin reconcilers that read, call the core, and
+//! write; [`audit`], [`notify`] and [`http`] are the operator's other edges.
 
-/// The stack of every operator thread. Evaluating a rule's CEL expression recurses once
-/// per level of its tree; [`policy::MAX_OPERATIONS`] bounds the depth, and this leaves
-/// room for that depth even in a debug build. Only the pages used are ever mapped.
-pub const STACK_SIZE: usize = 32 << 20;
+pub use decision_gate_core::policy::STACK_SIZE;
+pub use decision_gate_core::{
+    admission, answers, api, crd, events, execution, jobs, lifecycle, pin, plan, policy, risk,
+};
 
 pub mod access;
-pub mod admission;
-pub mod api;
 pub mod audit;
 pub mod controller;
-pub mod crd;
 pub mod error;
-pub mod execution;
 pub mod http;
-pub mod jobs;
-pub mod lifecycle;
 pub mod liveness;
 pub mod metrics;
 pub mod notify;
-pub mod pin;
-pub mod plan;
 pub mod plugin;
-pub mod policy;
-pub mod risk;
 pub mod telemetry;

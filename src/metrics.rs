@@ -10,8 +10,9 @@ use prometheus_client::registry::Registry;
 
 use crate::api::decision::StepPhase;
 use crate::api::{Decision, DecisionPhase, DecisionStatus};
-use crate::execution::ExecutionEvent;
-use crate::lifecycle::{CONDITION_APPROVED, DecisionEvent};
+use crate::events::DecisionEvent;
+use crate::events::ExecutionEvent;
+use crate::lifecycle::CONDITION_APPROVED;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
@@ -227,7 +228,7 @@ impl Metrics {
                     verified: false, ..
                 } => Some("counted"),
                 DecisionEvent::AnswerIgnored { why, .. }
-                    if why.starts_with(crate::lifecycle::UNVERIFIED) =>
+                    if why.starts_with(crate::answers::UNVERIFIED) =>
                 {
                     Some("held")
                 }
@@ -295,7 +296,7 @@ impl Metrics {
     fn decided(&self, decision: &Decision, seconds: impl Fn(DateTime<Utc>) -> f64) {
         if let Some(created) = &decision.metadata.creation_timestamp {
             self.time_to_decision
-                .observe(seconds(crate::lifecycle::to_chrono(&created.0)));
+                .observe(seconds(crate::api::common::to_chrono(&created.0)));
         }
     }
 }

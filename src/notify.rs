@@ -19,8 +19,8 @@ use tracing::{info, warn};
 
 use crate::api::duration;
 use crate::audit::{AuditLog, DecisionRef, Record};
-use crate::execution::ExecutionEvent;
-use crate::lifecycle::DecisionEvent;
+use crate::events::DecisionEvent;
+use crate::events::ExecutionEvent;
 
 /// What can set a notification off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -5,9 +5,9 @@ use std::fmt::Write;
 
 use chrono::{DateTime, Utc};
 
+use crate::api::common::to_chrono;
 use crate::api::decision::{Outcome, StepStatus};
 use crate::api::{ApprovalPolicy, Decision, DecisionPhase, ExecutionPlan};
-use crate::lifecycle::to_chrono;
 use crate::policy::{self, Policy, Subject};
 
 /// An API server refusal, plainly: which admission policy said no, and its reason.

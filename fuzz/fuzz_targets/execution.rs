@@ -12,8 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use arbitrary::Arbitrary;
 use decision_gate::api::DecisionPhase;
 use decision_gate::admission::Answers;
-use decision_gate::execution::{self, ExecutionEvent, JobAction, JobState, PlanCheck, PlanView};
-use decision_gate::lifecycle::DecisionEvent;
+use decision_gate::events::{DecisionEvent, ExecutionEvent};
+use decision_gate::execution::{self, JobAction, JobState, PlanCheck, PlanView};
 use decision_gate::pin;
 use libfuzzer_sys::fuzz_target;
 

@@ -10,7 +10,8 @@ use arbitrary::Arbitrary;
 use decision_gate::api::DecisionPhase;
 use decision_gate::api::decision::Criticality;
 use decision_gate::admission::Answers;
-use decision_gate::lifecycle::{self, DecisionEvent};
+use decision_gate::events::DecisionEvent;
+use decision_gate::lifecycle;
 use decision_gate::policy::Policy;
 use libfuzzer_sys::fuzz_target;
 

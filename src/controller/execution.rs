@@ -12,12 +12,12 @@ use tracing::info;
 
 use super::watch::Lenient;
 use super::{Context, commit, submit_job};
+use crate::api::common::to_chrono;
 use crate::api::decision::StepPhase;
 use crate::api::execution_plan::PlanPhase;
 use crate::api::{Decision, DecisionStatus, ExecutionPlan};
 use crate::error::{Error, Result};
 use crate::execution::{self, JobAction, JobState, PlanCheck, PlanView};
-use crate::lifecycle::to_chrono;
 
 /// The most Job actions one reconcile performs before it yields to others.
 const ACTIONS_PER_RECONCILE: usize = 64;

@@ -102,7 +102,7 @@ impl Context {
         &self,
         decision: &Decision,
         status: &crate::api::DecisionStatus,
-        events: &[crate::lifecycle::DecisionEvent],
+        events: &[crate::events::DecisionEvent],
     ) {
         if let Some(notifier) = &self.notifier {
             notifier.notify(decision, status, events);
@@ -223,11 +223,11 @@ pub async fn commit(
     ctx: &Context,
     before: &Decision,
     after: &Decision,
-    events: &[crate::lifecycle::DecisionEvent],
+    events: &[crate::events::DecisionEvent],
     action: &str,
 ) -> Result<()> {
     let status = after.status.clone().unwrap_or_default();
-    let records: Vec<Record> = events.iter().map(|e| e.record(after)).collect();
+    let records: Vec<Record> = events.iter().map(|e| Record::of(e, after)).collect();
     let ids: Vec<String> = records.iter().map(crate::audit::entry_id).collect();
     let written = audit(ctx, records).await?;
     if before.status_unreadable().is_some() {
@@ -240,7 +240,7 @@ pub async fn commit(
     }
     // The audit log is the ledger of what happened: a transition recomputed from a stale
     // cache finds its lines already there, and is not announced a second time.
-    let fresh: Vec<crate::lifecycle::DecisionEvent> = events
+    let fresh: Vec<crate::events::DecisionEvent> = events
         .iter()
         .zip(ids)
         .filter(|(_, id)| written.contains(id))

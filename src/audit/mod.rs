@@ -14,6 +14,8 @@
 //! - After a crash, a last line without its newline was never acknowledged; it is cut off
 //!   when the log is opened again.
 
+mod event;
+
 use std::collections::{HashSet, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};

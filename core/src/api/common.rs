@@ -139,6 +139,12 @@ impl Approvers {
     }
 }
 
+/// Converts the API machinery's timestamp to chrono.
+pub fn to_chrono(t: &k8s_openapi::jiff::Timestamp) -> DateTime<Utc> {
+    DateTime::from_timestamp(t.as_second(), t.subsec_nanosecond().max(0) as u32)
+        .unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

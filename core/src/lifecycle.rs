@@ -1,6 +1,6 @@
 //! The Decision lifecycle as pure functions of the Decision, the namespace's policies and
 //! the time: no client, no clock. The reconciler reads, calls [`advance`], writes the
-//! audit lines and the status it returns, and publishes the events.
+//! status it returns, and records and publishes the [events](crate::events).
 //!
 //! ```text
 //! (new) ──evaluate──▶ Pending ─┬─ approvals reach the quorum ─▶ Approved
@@ -11,431 +11,24 @@
 //! ```
 //! Nothing leaves Approved, Rejected or Expired here; execution takes Approved further.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
-use kube::ResourceExt;
 
 use crate::admission::Answers;
+use crate::answers::{UNVERIFIED, annotation, ignore, ignored, may_answer};
 use crate::api::annotations;
 use crate::api::common::set_condition;
-use crate::api::decision::{
-    Approval, Evaluation, IgnoredAnswer, Outcome, Rejection, RiskAssessment,
-};
+use crate::api::common::to_chrono;
+use crate::api::decision::{Approval, Evaluation, Outcome, Rejection, RiskAssessment};
 use crate::api::{
     Approvers, Condition, ConditionStatus, Decision, DecisionPhase, DecisionSpec, DecisionStatus,
     ExecutionPlan,
 };
+use crate::events::DecisionEvent;
 use crate::policy::{self, Policy, Subject};
 use crate::risk;
 
 /// The condition that says whether a Decision has been approved.
 pub const CONDITION_APPROVED: &str = "Approved";
-
-/// At most this many ignored answers are kept in the status; the audit log keeps all.
-const IGNORED_ANSWERS_KEPT: usize = 20;
-
-/// Something that happened to a Decision. Each becomes one audit line and one Kubernetes
-/// Event.
-#[derive(Clone, Debug, PartialEq)]
-pub enum DecisionEvent {
-    Requested {
-        requested_by: Option<String>,
-        on_behalf_of: Option<String>,
-    },
-    PolicyEvaluated {
-        evaluation: Evaluation,
-        risk: RiskAssessment,
-        reevaluation: bool,
-    },
-    ApprovalRequested {
-        required: u32,
-        approvers: Approvers,
-    },
-    Escalated {
-        required: u32,
-        approvers: Approvers,
-    },
-    AutoApproved {
-        by: String,
-        message: String,
-    },
-    AutoRejected {
-        by: String,
-        message: String,
-    },
-    ApprovalGranted {
-        approver: String,
-        reason: Option<String>,
-        approvals: u32,
-        required: u32,
-        /// The approver's `approved-at`: a second approval by the same person (after
-        /// the first lapsed) is another event.
-        stamp: Option<String>,
-        /// Whether the admission policies verified it.
-        verified: bool,
-        service_account: bool,
-    },
-    /// The approval was not used in time: the plan had not started when it ran out.
-    ApprovalLapsed {
-        approved_at: DateTime<Utc>,
-        valid_until: DateTime<Utc>,
-        approvers: Vec<String>,
-    },
-    ApprovalRejected {
-        rejected_by: String,
-        reason: String,
-        verified: bool,
-    },
-    Expired {
-        expires_at: DateTime<Utc>,
-    },
-    AnswerIgnored {
-        user: String,
-        answer: &'static str,
-        why: String,
-        /// The approval's `approved-at`, which tells two attempts of one person apart.
-        stamp: Option<String>,
-    },
-    /// The Decision names a plan that cannot be pinned yet.
-    WaitingForPlan {
-        plan: String,
-        message: String,
-    },
-    /// Something that happened while running the Decision's plan.
-    Execution(crate::execution::ExecutionEvent),
-}
-
-impl DecisionEvent {
-    /// The audit log's `event_type`.
-    pub fn event_type(&self) -> &'static str {
-        match self {
-            DecisionEvent::Requested { .. } => "decision_requested",
-            DecisionEvent::PolicyEvaluated { .. } => "policy_evaluated",
-            DecisionEvent::ApprovalRequested { .. } => "approval_requested",
-            DecisionEvent::Escalated { .. } => "escalated",
-            DecisionEvent::AutoApproved { .. } => "auto_approved",
-            DecisionEvent::AutoRejected { .. } => "auto_rejected",
-            DecisionEvent::ApprovalGranted { .. } => "approval_granted",
-            DecisionEvent::ApprovalRejected { .. } => "approval_rejected",
-            DecisionEvent::Expired { .. } => "expired",
-            DecisionEvent::AnswerIgnored { .. } => "answer_ignored",
-            DecisionEvent::WaitingForPlan { .. } => "waiting_for_plan",
-            DecisionEvent::ApprovalLapsed { .. } => "approval_lapsed",
-            DecisionEvent::Execution(e) => e.event_type(),
-        }
-    }
-
-    /// The Kubernetes Event's reason.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            DecisionEvent::Requested { .. } => "Requested",
-            DecisionEvent::PolicyEvaluated {
-                reevaluation: false,
-                ..
-            } => "PolicyEvaluated",
-            DecisionEvent::PolicyEvaluated {
-                reevaluation: true, ..
-            } => "Reevaluated",
-            DecisionEvent::ApprovalRequested { .. } => "ApprovalRequested",
-            DecisionEvent::Escalated { .. } => "Escalated",
-            DecisionEvent::AutoApproved { .. } => "AutoApproved",
-            DecisionEvent::AutoRejected { .. } => "AutoRejected",
-            DecisionEvent::ApprovalGranted { .. } => "ApprovalGranted",
-            DecisionEvent::ApprovalRejected { .. } => "Rejected",
-            DecisionEvent::Expired { .. } => "Expired",
-            DecisionEvent::AnswerIgnored { .. } => "AnswerIgnored",
-            DecisionEvent::WaitingForPlan { .. } => "WaitingForPlan",
-            DecisionEvent::ApprovalLapsed { .. } => "ApprovalLapsed",
-            DecisionEvent::Execution(e) => e.reason(),
-        }
-    }
-
-    /// Whether the Event is a warning.
-    pub fn is_warning(&self) -> bool {
-        matches!(
-            self,
-            DecisionEvent::AutoRejected { .. }
-                | DecisionEvent::ApprovalRejected { .. }
-                | DecisionEvent::Expired { .. }
-                | DecisionEvent::AnswerIgnored { .. }
-        ) || matches!(self, DecisionEvent::Execution(e) if e.is_warning())
-    }
-
-    /// Who caused it: a user, a policy rule, or the operator.
-    pub fn actor(&self) -> String {
-        match self {
-            DecisionEvent::Requested { requested_by, .. } => {
-                requested_by.clone().unwrap_or_else(|| "unknown".to_owned())
-            }
-            DecisionEvent::AutoApproved { by, .. } | DecisionEvent::AutoRejected { by, .. } => {
-                by.clone()
-            }
-            DecisionEvent::ApprovalGranted { approver, .. } => approver.clone(),
-            DecisionEvent::ApprovalRejected { rejected_by, .. } => rejected_by.clone(),
-            DecisionEvent::AnswerIgnored { user, .. } => user.clone(),
-            DecisionEvent::Execution(e) => e.actor(),
-            _ => "decision-gate".to_owned(),
-        }
-    }
-
-    /// What distinguishes this event from others of its type on the same Decision, so
-    /// that writing it twice (a retried reconcile, a restart) records it once.
-    pub fn discriminator(&self) -> String {
-        match self {
-            DecisionEvent::PolicyEvaluated { evaluation, .. } => evaluation.policy_set.clone(),
-            DecisionEvent::ApprovalGranted {
-                approver, stamp, ..
-            } => match stamp {
-                None => approver.clone(),
-                Some(stamp) => format!("{approver}@{stamp}"),
-            },
-            DecisionEvent::ApprovalLapsed { valid_until, .. } => valid_until.to_rfc3339(),
-            DecisionEvent::AnswerIgnored {
-                user,
-                answer,
-                why,
-                stamp,
-            } => match stamp {
-                None => format!("{user}/{answer}/{why}"),
-                Some(stamp) => format!("{user}@{stamp}/{answer}/{why}"),
-            },
-            DecisionEvent::WaitingForPlan { message, .. } => message.clone(),
-            DecisionEvent::Execution(e) => e.discriminator(),
-            _ => String::new(),
-        }
-    }
-
-    /// The sentence for people: the Event's note and the audit line's message.
-    pub fn note(&self) -> String {
-        match self {
-            DecisionEvent::Requested {
-                requested_by,
-                on_behalf_of,
-            } => format!(
-                "requested{}{}",
-                requested_by
-                    .as_deref()
-                    .map(|who| format!(" by {who}"))
-                    .unwrap_or_default(),
-                on_behalf_of
-                    .as_deref()
-                    .map(|who| format!(" on behalf of {who}"))
-                    .unwrap_or_default()
-            ),
-            DecisionEvent::PolicyEvaluated {
-                evaluation,
-                risk,
-                reevaluation,
-            } => format!(
-                "{}risk {:?} (score {}); {}",
-                if *reevaluation {
-                    "the policies changed: "
-                } else {
-                    ""
-                },
-                risk.level,
-                risk.score,
-                evaluation.message
-            ),
-            DecisionEvent::ApprovalRequested {
-                required,
-                approvers,
-            } => {
-                format!("waiting for {required} approval(s){}", describe(approvers))
-            }
-            DecisionEvent::Escalated {
-                required,
-                approvers,
-            } => {
-                format!(
-                    "escalated: waiting for {required} approval(s){}",
-                    describe(approvers)
-                )
-            }
-            DecisionEvent::AutoApproved { by, message } => format!("approved by {by}: {message}"),
-            DecisionEvent::AutoRejected { by, message } => format!("rejected by {by}: {message}"),
-            DecisionEvent::ApprovalGranted {
-                approver,
-                reason,
-                approvals,
-                required,
-                verified,
-                service_account,
-                ..
-            } => format!(
-                "approved by {}{approver} ({approvals}/{required}){}{}",
-                if *service_account {
-                    "ServiceAccount "
-                } else {
-                    ""
-                },
-                if *verified { "" } else { ", unverified" },
-                reason
-                    .as_deref()
-                    .map(|r| format!(": {r}"))
-                    .unwrap_or_default()
-            ),
-            DecisionEvent::ApprovalRejected {
-                rejected_by,
-                reason,
-                verified,
-            } => {
-                format!(
-                    "rejected by {rejected_by}{}: {reason}",
-                    if *verified { "" } else { " (unverified)" }
-                )
-            }
-            DecisionEvent::Expired { expires_at } => {
-                format!("nobody answered before {}", expires_at.to_rfc3339())
-            }
-            DecisionEvent::AnswerIgnored {
-                user, answer, why, ..
-            } => {
-                format!("the {answer} by {user} does not count: {why}")
-            }
-            DecisionEvent::WaitingForPlan { message, .. } => message.clone(),
-            DecisionEvent::ApprovalLapsed {
-                approved_at,
-                valid_until,
-                approvers,
-            } => lapse_message(*approved_at, *valid_until, approvers),
-            DecisionEvent::Execution(e) => e.note(),
-        }
-    }
-}
-
-impl DecisionEvent {
-    /// The audit log's record of this event on `decision`.
-    pub fn record(&self, decision: &Decision) -> crate::audit::Record {
-        let (approver, outcome, reason) = match self {
-            DecisionEvent::Requested { .. } => (None, "requested", None),
-            DecisionEvent::PolicyEvaluated { evaluation, .. } => (
-                None,
-                match evaluation.outcome {
-                    Outcome::AutoApprove => "auto_approve",
-                    Outcome::RequireApproval => "require_approval",
-                    Outcome::AutoReject => "auto_reject",
-                    Outcome::Escalate => "escalate",
-                },
-                Some(evaluation.message.clone()),
-            ),
-            DecisionEvent::ApprovalRequested { .. } => (None, "pending", None),
-            DecisionEvent::Escalated { .. } => (None, "escalated", None),
-            DecisionEvent::AutoApproved { message, .. } => {
-                (None, "approved", Some(message.clone()))
-            }
-            DecisionEvent::AutoRejected { message, .. } => {
-                (None, "rejected", Some(message.clone()))
-            }
-            DecisionEvent::ApprovalGranted {
-                approver, reason, ..
-            } => (Some(approver.clone()), "approved", reason.clone()),
-            DecisionEvent::ApprovalRejected {
-                rejected_by,
-                reason,
-                ..
-            } => (Some(rejected_by.clone()), "rejected", Some(reason.clone())),
-            DecisionEvent::Expired { .. } => (None, "expired", None),
-            DecisionEvent::AnswerIgnored { user, why, .. } => {
-                (Some(user.clone()), "ignored", Some(why.clone()))
-            }
-            DecisionEvent::WaitingForPlan { message, .. } => {
-                (None, "waiting", Some(message.clone()))
-            }
-            DecisionEvent::ApprovalLapsed { .. } => (None, "lapsed", None),
-            DecisionEvent::Execution(e) => (None, e.event_type(), e.result()),
-        };
-        let details = match self {
-            DecisionEvent::PolicyEvaluated {
-                evaluation,
-                risk,
-                reevaluation,
-            } => Some(serde_json::json!({
-                "policy": evaluation.policy,
-                "rule": evaluation.rule,
-                "required_approvals": evaluation.required_approvals,
-                "approvers": evaluation.approvers,
-                "risk": risk,
-                "reevaluation": reevaluation,
-            })),
-            DecisionEvent::Requested {
-                on_behalf_of: Some(on_behalf_of),
-                ..
-            } => Some(serde_json::json!({ "on_behalf_of": on_behalf_of })),
-            DecisionEvent::ApprovalGranted {
-                approvals,
-                required,
-                verified,
-                service_account,
-                ..
-            } => Some(serde_json::json!({
-                "approvals": approvals,
-                "required": required,
-                "verified": verified,
-                "service_account": service_account,
-            })),
-            DecisionEvent::ApprovalRejected { verified, .. } => {
-                Some(serde_json::json!({ "verified": verified }))
-            }
-            DecisionEvent::Expired { expires_at } => {
-                Some(serde_json::json!({ "expires_at": expires_at }))
-            }
-            _ => None,
-        };
-        let (step, mode) = match self {
-            DecisionEvent::Execution(e) => (
-                e.step().map(str::to_owned),
-                decision
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.execution.as_ref())
-                    .map(|x| crate::jobs::mode_name(x.mode).to_owned()),
-            ),
-            _ => (None, None),
-        };
-        crate::audit::Record {
-            step,
-            mode,
-            event_type: self.event_type().to_owned(),
-            actor: self.actor(),
-            decision: Some(crate::audit::DecisionRef {
-                namespace: decision.metadata.namespace.clone().unwrap_or_default(),
-                name: decision.metadata.name.clone().unwrap_or_default(),
-                uid: decision.metadata.uid.clone().unwrap_or_default(),
-            }),
-            action_type: Some(decision.spec.action_type.clone()),
-            plan: decision.spec.plan_ref.as_ref().map(|p| p.name.clone()),
-            approver,
-            outcome: Some(outcome.to_owned()),
-            reason,
-            message: self.note(),
-            details,
-            discriminator: self.discriminator(),
-        }
-    }
-}
-
-fn describe(approvers: &Approvers) -> String {
-    let mut parts = Vec::new();
-    if !approvers.users.is_empty() {
-        parts.push(format!("users {}", approvers.users.join(", ")));
-    }
-    if !approvers.groups.is_empty() {
-        parts.push(format!("groups {}", approvers.groups.join(", ")));
-    }
-    if !approvers.service_accounts.is_empty() {
-        parts.push(format!(
-            "ServiceAccounts {}",
-            approvers.service_accounts.join(", ")
-        ));
-    }
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!(" from {}", parts.join(" or "))
-    }
-}
 
 /// What [`advance`] needs.
 pub struct Input<'a> {
@@ -873,9 +466,6 @@ fn awaits_people(status: &DecisionStatus) -> bool {
             .is_some_and(|r| r.phase == crate::api::decision::RollbackPhase::AwaitingApproval)
 }
 
-/// How the reason of an approval that did not count because nobody verified it begins.
-pub const UNVERIFIED: &str = "answers are not verified";
-
 /// The condition that says whether people's answers are verified, and so count.
 pub const CONDITION_ANSWERS_VERIFIED: &str = "AnswersVerified";
 
@@ -976,19 +566,6 @@ fn lapse(status: &mut DecisionStatus, now: DateTime<Utc>, events: &mut Vec<Decis
     });
 }
 
-fn lapse_message(
-    approved_at: DateTime<Utc>,
-    valid_until: DateTime<Utc>,
-    approvers: &[String],
-) -> String {
-    format!(
-        "the approval{} of {} held until {} and the plan had not started by then; approve again",
-        if approvers.len() == 1 { "" } else { "s" },
-        approved_at.to_rfc3339(),
-        valid_until.to_rfc3339()
-    )
-}
-
 /// Records when the Decision became approved and, under `approvalValidFor`, until when an
 /// approval by people holds. Only a plan can come too late: a pure gate's approval is
 /// what others act on, and it never lapses.
@@ -1043,97 +620,6 @@ fn ignore_late_answers(
     {
         ignore(status, events, ignored(user, "rejection", why, now));
     }
-}
-
-/// An answer of `user` that does not count, and why.
-pub fn ignored(user: String, answer: &str, why: String, now: DateTime<Utc>) -> IgnoredAnswer {
-    IgnoredAnswer {
-        user,
-        answer: answer.to_owned(),
-        reason: why,
-        at: now,
-        digest: None,
-        stamp: None,
-        unverified: false,
-    }
-}
-
-/// Records an answer that did not count, once (the same answer ignored for the same
-/// reason is not recorded again).
-pub fn ignore(status: &mut DecisionStatus, events: &mut Vec<DecisionEvent>, answer: IgnoredAnswer) {
-    if status.ignored_answers.iter().any(|i| {
-        IgnoredAnswer {
-            at: answer.at,
-            ..i.clone()
-        } == answer
-    }) {
-        return;
-    }
-    let event = DecisionEvent::AnswerIgnored {
-        user: answer.user.clone(),
-        answer: match answer.answer.as_str() {
-            "approval" => "approval",
-            "rejection" => "rejection",
-            _ => "rollback-approval",
-        },
-        why: answer.reason.clone(),
-        stamp: answer.stamp.clone(),
-    };
-    status.ignored_answers.push(answer);
-    if status.ignored_answers.len() > IGNORED_ANSWERS_KEPT {
-        // The oldest goes, but never one that stops an unverified approval from counting.
-        let oldest = status
-            .ignored_answers
-            .iter()
-            .position(|i| !i.unverified)
-            .unwrap_or(0);
-        status.ignored_answers.remove(oldest);
-    }
-    events.push(event);
-}
-
-/// Whether `user` may answer. The operator checks what it can see: the requester never
-/// approves their own Decision, and a rule that names only users admits only them.
-/// Group membership is only known to the API server; the chart's admission policy
-/// enforces it before the annotation is ever stored.
-pub fn may_answer(user: &str, status: &DecisionStatus, approving: bool) -> Result<(), String> {
-    if approving && status.requested_by.as_deref() == Some(user) {
-        return Err(format!(
-            "{user} requested the Decision and cannot approve it"
-        ));
-    }
-    if approving && status.on_behalf_of.as_deref() == Some(user) {
-        return Err(format!(
-            "the Decision was requested on behalf of {user} (spec.onBehalfOf), who cannot approve it"
-        ));
-    }
-    if let Some(account) = Approvers::service_account_of(user) {
-        let named = status
-            .evaluation
-            .as_ref()
-            .is_some_and(|e| e.approvers.service_accounts.contains(&account));
-        return if named {
-            Ok(())
-        } else {
-            Err(format!(
-                "{user} is a ServiceAccount, and an agent's answer counts only where the rule names it in approvers.serviceAccounts ({account})"
-            ))
-        };
-    }
-    if let Some(evaluation) = &status.evaluation {
-        let approvers = &evaluation.approvers;
-        if !approvers.users.is_empty()
-            && approvers.groups.is_empty()
-            && !approvers.users.iter().any(|u| u == user)
-        {
-            return Err(format!(
-                "{user} is not among the approvers named by rule {}: {}",
-                evaluation.rule.as_deref().unwrap_or("-"),
-                approvers.users.join(", ")
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// An approval that says which plan content it approves must name the pinned one. One
@@ -1268,27 +754,12 @@ fn set_approved_condition(
     );
 }
 
-/// An annotation's value, trimmed; absent when unset or blank.
-fn annotation(decision: &Decision, key: &str) -> Option<String> {
-    let annotations: &BTreeMap<String, String> = decision.annotations();
-    annotations
-        .get(key)
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
-}
-
 fn created_at(decision: &Decision) -> Option<DateTime<Utc>> {
     decision
         .metadata
         .creation_timestamp
         .as_ref()
         .map(|t| to_chrono(&t.0))
-}
-
-/// Converts the API machinery's timestamp to chrono.
-pub fn to_chrono(t: &k8s_openapi::jiff::Timestamp) -> DateTime<Utc> {
-    DateTime::from_timestamp(t.as_second(), t.subsec_nanosecond().max(0) as u32)
-        .unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
 }
 
 #[cfg(test)]
@@ -1932,8 +1403,17 @@ mod tests {
             d.status.as_ref().unwrap().approvals[0].verified,
             Some(false)
         );
-        let record = a.events[0].record(&d);
-        assert_eq!(record.details.unwrap()["verified"], false);
+        assert!(
+            matches!(
+                a.events[0],
+                DecisionEvent::ApprovalGranted {
+                    verified: false,
+                    ..
+                }
+            ),
+            "{:?}",
+            a.events[0]
+        );
     }
 
     fn policy_naming(approvers: Approvers) -> ApprovalPolicy {
@@ -2009,9 +1489,13 @@ mod tests {
             "{}",
             a.events[0].note()
         );
-        assert_eq!(
-            a.events[0].record(&d).details.unwrap()["on_behalf_of"],
-            "alice"
+        assert!(
+            matches!(
+                &a.events[0],
+                DecisionEvent::Requested { on_behalf_of: Some(who), .. } if who == "alice"
+            ),
+            "{:?}",
+            a.events[0]
         );
 
         annotate(&mut d, &[("approved-by", "alice")]);

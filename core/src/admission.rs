@@ -243,7 +243,7 @@ pub fn created_last(expected: &Expected, seen: &Seen<'_>) -> Option<DateTime<Utc
                 .any(|(kind, name)| v.kind == *kind && v.policy == name)
         })
         .filter_map(|v| v.metadata.creation_timestamp.as_ref())
-        .map(|t| crate::lifecycle::to_chrono(&t.0))
+        .map(|t| crate::api::common::to_chrono(&t.0))
         .max()
 }
 
@@ -555,7 +555,7 @@ mod tests {
 
     #[test]
     fn the_chart_labels_every_policy_with_this_version() {
-        let chart = include_str!("../charts/decision-gate/templates/admission.yaml");
+        let chart = include_str!("../../charts/decision-gate/templates/admission.yaml");
         let label = format!("{VERSION_LABEL}: \"{POLICY_VERSION}\"");
         for kind in [
             "kind: MutatingAdmissionPolicy\n",

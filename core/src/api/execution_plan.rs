@@ -1,7 +1,7 @@
 //! `ExecutionPlan`: the steps that carry out an approved Decision, each a Kubernetes Job.
 
 use chrono::{DateTime, Utc};
-use kube::CustomResource;
+use kube_derive::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +12,7 @@ use super::common::Condition;
 #[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
+    crates(kube_core = "::kube_core"),
     group = "decisiongate.io",
     version = "v1alpha1",
     kind = "ExecutionPlan",

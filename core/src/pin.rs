@@ -7,7 +7,7 @@
 //! changes it.
 
 use chrono::{DateTime, Utc};
-use kube::ResourceExt;
+use kube_core::ResourceExt;
 use sha2::{Digest, Sha256};
 
 use crate::api::ExecutionPlan;

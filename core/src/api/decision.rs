@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use kube::CustomResource;
+use kube_derive::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +16,7 @@ use super::execution_plan::{ExecutionMode, RollbackStrategy};
 #[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
+    crates(kube_core = "::kube_core"),
     group = "decisiongate.io",
     version = "v1alpha1",
     kind = "Decision",
@@ -148,13 +149,13 @@ fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     })
 }
 
-#[cfg(test)]
 impl DecisionSpec {
-    /// A minimal request for tests: only what every Decision must say.
+    /// The least a request can say: its action type and criticality, every optional field
+    /// unset (the description is a placeholder).
     pub fn example(action_type: &str, criticality: Criticality) -> DecisionSpec {
         DecisionSpec {
             action_type: action_type.to_owned(),
-            description: "test".to_owned(),
+            description: "example".to_owned(),
             criticality,
             priority: None,
             estimated_duration_minutes: None,

@@ -4,7 +4,7 @@
 //! YAML that users install can never drift from what the operator reads.
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::CustomResourceExt;
+use kube_core::CustomResourceExt;
 use serde_json::Value;
 
 use crate::api::{ApprovalPolicy, Decision, ExecutionPlan};
@@ -71,7 +71,7 @@ mod tests {
 
     #[test]
     fn committed_crds_match_the_types() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds");
         for crd in all() {
             let path = dir.join(file_name(&crd));
             let committed = std::fs::read_to_string(&path)

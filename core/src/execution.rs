@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::admission::Answers;
+use crate::answers::{self, UNVERIFIED, annotation, may_answer};
 use crate::api::annotations;
 use crate::api::common::set_condition;
 use crate::api::decision::{ExecutionStatus, RollbackPhase, RollbackStatus, StepPhase, StepStatus};
@@ -21,8 +22,8 @@ use crate::api::execution_plan::{ExecutionPlanSpec, RollbackStrategy, Step};
 use crate::api::{
     Condition, ConditionStatus, Decision, DecisionPhase, DecisionStatus, ExecutionMode,
 };
+use crate::events::{DecisionEvent, ExecutionEvent};
 use crate::jobs::{self, StepJob};
-use crate::lifecycle::{DecisionEvent, may_answer};
 
 /// The condition that says how the execution went.
 pub const CONDITION_EXECUTED: &str = "Executed";
@@ -102,204 +103,6 @@ pub struct Advance {
     pub action: Option<JobAction>,
     /// When to look again without any change (a Simulated step's end).
     pub wake_at: Option<DateTime<Utc>>,
-}
-
-/// The execution-related events.
-#[derive(Clone, Debug, PartialEq)]
-pub enum ExecutionEvent {
-    Started {
-        mode: ExecutionMode,
-        note: Option<String>,
-    },
-    Waiting {
-        why: String,
-    },
-    StepStarted {
-        step: String,
-        attempt: u32,
-        job: Option<String>,
-    },
-    StepExecuted {
-        step: String,
-        attempt: u32,
-        result: Option<String>,
-    },
-    StepWouldExecute {
-        step: String,
-    },
-    StepFailed {
-        step: String,
-        attempt: u32,
-        message: String,
-        retrying: bool,
-    },
-    Completed {
-        mode: ExecutionMode,
-    },
-    Failed {
-        message: String,
-    },
-    RollbackStarted {
-        steps: Vec<String>,
-    },
-    RollbackAwaitingApproval {
-        steps: Vec<String>,
-    },
-    RollbackApproved {
-        by: String,
-    },
-    StepRolledBack {
-        step: String,
-        result: Option<String>,
-    },
-    RollbackFailed {
-        step: String,
-        message: String,
-    },
-    RolledBack,
-}
-
-impl ExecutionEvent {
-    pub fn event_type(&self) -> &'static str {
-        match self {
-            ExecutionEvent::Started { .. } => "execution_started",
-            ExecutionEvent::Waiting { .. } => "execution_waiting",
-            ExecutionEvent::StepStarted { .. } => "step_started",
-            ExecutionEvent::StepExecuted { .. } => "step_executed",
-            ExecutionEvent::StepWouldExecute { .. } => "step_would_execute",
-            ExecutionEvent::StepFailed { .. } => "step_failed",
-            ExecutionEvent::Completed { .. } => "execution_completed",
-            ExecutionEvent::Failed { .. } => "execution_failed",
-            ExecutionEvent::RollbackStarted { .. } => "rollback_started",
-            ExecutionEvent::RollbackAwaitingApproval { .. } => "rollback_awaiting_approval",
-            ExecutionEvent::RollbackApproved { .. } => "rollback_approved",
-            ExecutionEvent::StepRolledBack { .. } => "step_rolled_back",
-            ExecutionEvent::RollbackFailed { .. } => "rollback_failed",
-            ExecutionEvent::RolledBack => "rolled_back",
-        }
-    }
-
-    pub fn reason(&self) -> &'static str {
-        match self {
-            ExecutionEvent::Started { .. } => "ExecutionStarted",
-            ExecutionEvent::Waiting { .. } => "ExecutionWaiting",
-            ExecutionEvent::StepStarted { .. } => "StepStarted",
-            ExecutionEvent::StepExecuted { .. } => "StepExecuted",
-            ExecutionEvent::StepWouldExecute { .. } => "StepWouldExecute",
-            ExecutionEvent::StepFailed { .. } => "StepFailed",
-            ExecutionEvent::Completed { .. } => "ExecutionCompleted",
-            ExecutionEvent::Failed { .. } => "ExecutionFailed",
-            ExecutionEvent::RollbackStarted { .. } => "RollbackStarted",
-            ExecutionEvent::RollbackAwaitingApproval { .. } => "RollbackAwaitingApproval",
-            ExecutionEvent::RollbackApproved { .. } => "RollbackApproved",
-            ExecutionEvent::StepRolledBack { .. } => "StepRolledBack",
-            ExecutionEvent::RollbackFailed { .. } => "RollbackFailed",
-            ExecutionEvent::RolledBack => "RolledBack",
-        }
-    }
-
-    pub fn is_warning(&self) -> bool {
-        matches!(
-            self,
-            ExecutionEvent::Waiting { .. }
-                | ExecutionEvent::StepFailed { .. }
-                | ExecutionEvent::Failed { .. }
-                | ExecutionEvent::RollbackAwaitingApproval { .. }
-                | ExecutionEvent::RollbackFailed { .. }
-        )
-    }
-
-    pub fn step(&self) -> Option<&str> {
-        match self {
-            ExecutionEvent::StepStarted { step, .. }
-            | ExecutionEvent::StepExecuted { step, .. }
-            | ExecutionEvent::StepWouldExecute { step }
-            | ExecutionEvent::StepFailed { step, .. }
-            | ExecutionEvent::StepRolledBack { step, .. }
-            | ExecutionEvent::RollbackFailed { step, .. } => Some(step),
-            _ => None,
-        }
-    }
-
-    pub fn discriminator(&self) -> String {
-        match self {
-            ExecutionEvent::StepStarted { step, attempt, .. }
-            | ExecutionEvent::StepExecuted { step, attempt, .. }
-            | ExecutionEvent::StepFailed { step, attempt, .. } => format!("{step}/{attempt}"),
-            ExecutionEvent::Waiting { why } => why.clone(),
-            other => other.step().unwrap_or_default().to_owned(),
-        }
-    }
-
-    pub fn note(&self) -> String {
-        match self {
-            ExecutionEvent::Started { mode, note } => match note {
-                Some(n) => format!("execution started in {} mode: {n}", jobs::mode_name(*mode)),
-                None => format!("execution started in {} mode", jobs::mode_name(*mode)),
-            },
-            ExecutionEvent::Waiting { why } => format!("execution waits: {why}"),
-            ExecutionEvent::StepStarted { step, attempt, job } => match job {
-                Some(job) => format!("step {step} started (attempt {attempt}) as Job {job}"),
-                None => format!("step {step} started (attempt {attempt})"),
-            },
-            ExecutionEvent::StepExecuted { step, result, .. } => match result {
-                Some(r) if !r.is_empty() => format!("step {step} succeeded: {r}"),
-                _ => format!("step {step} succeeded"),
-            },
-            ExecutionEvent::StepWouldExecute { step } => {
-                format!(
-                    "WOULD EXECUTE step {step}: the API server admitted its Job in a dry run; nothing was created"
-                )
-            }
-            ExecutionEvent::StepFailed {
-                step,
-                attempt,
-                message,
-                retrying,
-            } => format!(
-                "step {step} failed (attempt {attempt}): {message}{}",
-                if *retrying { "; retrying" } else { "" }
-            ),
-            ExecutionEvent::Completed { mode } => match mode {
-                ExecutionMode::DryRun => {
-                    "dry run completed: every step would execute; nothing was run".to_owned()
-                }
-                _ => format!("execution completed in {} mode", jobs::mode_name(*mode)),
-            },
-            ExecutionEvent::Failed { message } => format!("execution failed: {message}"),
-            ExecutionEvent::RollbackStarted { steps } => {
-                format!("rolling back {} in this order", steps.join(", "))
-            }
-            ExecutionEvent::RollbackAwaitingApproval { steps } => format!(
-                "a rollback of {} awaits approval: annotate rollback-approved-by=<you>",
-                steps.join(", ")
-            ),
-            ExecutionEvent::RollbackApproved { by } => format!("rollback approved by {by}"),
-            ExecutionEvent::StepRolledBack { step, .. } => format!("step {step} was rolled back"),
-            ExecutionEvent::RollbackFailed { step, message } => {
-                format!("the rollback of step {step} failed: {message}")
-            }
-            ExecutionEvent::RolledBack => "every completed step was rolled back".to_owned(),
-        }
-    }
-
-    pub fn actor(&self) -> String {
-        match self {
-            ExecutionEvent::RollbackApproved { by } => by.clone(),
-            _ => "decision-gate".to_owned(),
-        }
-    }
-
-    pub fn result(&self) -> Option<String> {
-        match self {
-            ExecutionEvent::StepExecuted { result, .. }
-            | ExecutionEvent::StepRolledBack { result, .. } => result.clone(),
-            ExecutionEvent::StepFailed { message, .. }
-            | ExecutionEvent::Failed { message }
-            | ExecutionEvent::RollbackFailed { message, .. } => Some(message.clone()),
-            _ => None,
-        }
-    }
 }
 
 /// The deterministic name of a step's Job: `<decision>-<step>-<suffix>`, shortened with a
@@ -1030,41 +833,26 @@ impl Run<'_, '_> {
         if !awaiting {
             return;
         }
-        let Some(user) = self
-            .input
-            .decision
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(annotations::ROLLBACK_APPROVED_BY))
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-        else {
+        let decision = self.input.decision;
+        let Some(user) = annotation(decision, annotations::ROLLBACK_APPROVED_BY) else {
             return;
         };
-        let stamp = self
-            .input
-            .decision
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(annotations::ROLLBACK_APPROVED_AT))
-            .cloned();
+        let stamp = annotation(decision, annotations::ROLLBACK_APPROVED_AT);
         // A rollback approval written while nobody verified answers never counts, as an
         // approval does not: only a new one (another rollback-approved-at) does.
         if let Answers::Unverified(why) = self.input.answers {
-            let mut answer = crate::lifecycle::ignored(
+            let mut answer = answers::ignored(
                 user,
                 "rollback-approval",
                 format!(
                     "{}: {why}. Nobody checked who wrote this rollback approval, so it never counts; approve again with a new rollback-approved-at once the policies are in force",
-                    crate::lifecycle::UNVERIFIED
+                    UNVERIFIED
                 ),
                 self.input.now,
             );
             answer.stamp = stamp;
             answer.unverified = true;
-            crate::lifecycle::ignore(&mut self.status, &mut self.events, answer);
+            answers::ignore(&mut self.status, &mut self.events, answer);
             return;
         }
         if self.status.ignored_answers.iter().any(|i| {
@@ -1079,9 +867,8 @@ impl Run<'_, '_> {
                 .iter()
                 .any(|i| i.user == user && i.answer == "rollback-approval")
             {
-                let answer =
-                    crate::lifecycle::ignored(user, "rollback-approval", why, self.input.now);
-                crate::lifecycle::ignore(&mut self.status, &mut self.events, answer);
+                let answer = answers::ignored(user, "rollback-approval", why, self.input.now);
+                answers::ignore(&mut self.status, &mut self.events, answer);
             }
             return;
         }

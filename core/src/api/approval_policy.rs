@@ -1,6 +1,6 @@
 //! `ApprovalPolicy`: the rules that decide whether a Decision needs a human, and whom.
 
-use kube::CustomResource;
+use kube_derive::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -13,6 +13,7 @@ use super::duration::Duration;
 #[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
+    crates(kube_core = "::kube_core"),
     group = "decisiongate.io",
     version = "v1alpha1",
     kind = "ApprovalPolicy",
