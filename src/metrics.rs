@@ -61,33 +61,7 @@ pub struct OutcomeLabels {
 }
 
 /// Every phase, so that a phase with no Decision reads 0 rather than disappearing.
-const PHASES: [DecisionPhase; 10] = [
-    DecisionPhase::Pending,
-    DecisionPhase::Escalated,
-    DecisionPhase::Approved,
-    DecisionPhase::Rejected,
-    DecisionPhase::Expired,
-    DecisionPhase::Executing,
-    DecisionPhase::Succeeded,
-    DecisionPhase::Failed,
-    DecisionPhase::RollingBack,
-    DecisionPhase::RolledBack,
-];
-
-pub fn phase_name(phase: DecisionPhase) -> &'static str {
-    match phase {
-        DecisionPhase::Pending => "Pending",
-        DecisionPhase::Escalated => "Escalated",
-        DecisionPhase::Approved => "Approved",
-        DecisionPhase::Rejected => "Rejected",
-        DecisionPhase::Expired => "Expired",
-        DecisionPhase::Executing => "Executing",
-        DecisionPhase::Succeeded => "Succeeded",
-        DecisionPhase::Failed => "Failed",
-        DecisionPhase::RollingBack => "RollingBack",
-        DecisionPhase::RolledBack => "RolledBack",
-    }
-}
+const PHASES: &[DecisionPhase] = DecisionPhase::ALL;
 
 fn seconds_buckets() -> impl Iterator<Item = f64> {
     [
@@ -203,7 +177,7 @@ impl Metrics {
         for (phase, count) in PHASES.iter().zip(counts) {
             self.decisions
                 .get_or_create(&PhaseLabels {
-                    phase: phase_name(*phase),
+                    phase: phase.as_str(),
                 })
                 .set(count);
         }
@@ -283,7 +257,7 @@ impl Metrics {
                     };
                     self.step_duration
                         .get_or_create(&StepLabels {
-                            mode: crate::jobs::mode_name(execution.mode),
+                            mode: execution.mode.as_str(),
                             outcome,
                         })
                         .observe(step.duration_seconds.unwrap_or_default());

@@ -273,7 +273,7 @@ impl Notification {
             return Vec::new();
         };
         let mut lines = vec![format!(
-            "Plan {} ({:?}), digest {}",
+            "Plan {} ({}), digest {}",
             plan.name, plan.mode, plan.digest
         )];
         for (i, step) in plan.steps.iter().enumerate() {
@@ -445,15 +445,13 @@ impl Notifier {
                 action_type: decision.spec.action_type.clone(),
                 description: decision.spec.description.clone(),
                 // What the policies saw: the plan may raise it.
-                criticality: format!(
-                    "{:?}",
-                    status
-                        .evaluation
-                        .as_ref()
-                        .and_then(|e| e.criticality)
-                        .unwrap_or(decision.spec.criticality)
-                ),
-                phase: status.phase.map(|p| format!("{p:?}")).unwrap_or_default(),
+                criticality: status
+                    .evaluation
+                    .as_ref()
+                    .and_then(|e| e.criticality)
+                    .unwrap_or(decision.spec.criticality)
+                    .to_string(),
+                phase: status.phase.map(|p| p.to_string()).unwrap_or_default(),
                 approvals: status.approval_progress.clone().unwrap_or_default(),
                 message: event.note(),
                 plan: status.plan.clone(),

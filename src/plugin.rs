@@ -104,7 +104,7 @@ fn phase_text(d: &Decision) -> String {
     d.status
         .as_ref()
         .and_then(|s| s.phase)
-        .map(|p| format!("{p:?}"))
+        .map(|p| p.to_string())
         .unwrap_or_else(|| "New".to_owned())
 }
 
@@ -115,7 +115,7 @@ pub fn why(d: &Decision) -> String {
     };
     match &status.evaluation {
         Some(e) => match (&e.policy, &e.rule) {
-            (Some(p), Some(r)) => format!("{p}/{r}: {:?}", e.outcome),
+            (Some(p), Some(r)) => format!("{p}/{r}: {}", e.outcome),
             _ => "no rule matched".to_owned(),
         },
         None => "not evaluated yet".to_owned(),
@@ -144,11 +144,11 @@ pub fn list_table(decisions: &[Decision], all_namespaces: bool, now: DateTime<Ut
         let mut row = vec![
             d.metadata.name.clone().unwrap_or_default(),
             d.spec.action_type.clone(),
-            format!("{:?}", d.spec.criticality),
+            d.spec.criticality.to_string(),
             status
                 .risk
                 .as_ref()
-                .map(|r| format!("{:?}", r.level))
+                .map(|r| r.level.to_string())
                 .unwrap_or_default(),
             phase_text(d),
             status.approval_progress.clone().unwrap_or_default(),
@@ -193,9 +193,9 @@ pub fn show(d: &Decision, plan: Option<&ExecutionPlan>, now: DateTime<Utc>) -> S
     let _ = writeln!(o, "\nRequest");
     let _ = writeln!(o, "  action:       {}", d.spec.action_type);
     let _ = writeln!(o, "  description:  {}", d.spec.description);
-    let _ = writeln!(o, "  criticality:  {:?}", d.spec.criticality);
+    let _ = writeln!(o, "  criticality:  {}", d.spec.criticality);
     if let Some(p) = d.spec.priority {
-        let _ = writeln!(o, "  priority:     {p:?}");
+        let _ = writeln!(o, "  priority:     {p}");
     }
     if let Some(m) = d.spec.estimated_duration_minutes {
         let _ = writeln!(o, "  duration:     {m} minutes (estimated)");
@@ -215,13 +215,13 @@ pub fn show(d: &Decision, plan: Option<&ExecutionPlan>, now: DateTime<Utc>) -> S
         }
     }
     if let Some(risk) = &status.risk {
-        let _ = writeln!(o, "\nRisk: {:?} (score {})", risk.level, risk.score);
+        let _ = writeln!(o, "\nRisk: {} (score {})", risk.level, risk.score);
         for reason in &risk.reasons {
             let _ = writeln!(o, "  - {reason}");
         }
     }
     if let Some(e) = &status.evaluation {
-        let _ = writeln!(o, "\nEvaluation: {:?}", e.outcome);
+        let _ = writeln!(o, "\nEvaluation: {}", e.outcome);
         let decided_by = match (&e.policy, &e.rule) {
             (Some(p), Some(r)) => format!("policy {p}, rule {r}"),
             _ => "no rule matched".to_owned(),
@@ -312,11 +312,11 @@ pub fn show(d: &Decision, plan: Option<&ExecutionPlan>, now: DateTime<Utc>) -> S
             Some(pinned) => {
                 let floor = pinned
                     .criticality
-                    .map(|c| format!(", at least {c:?}"))
+                    .map(|c| format!(", at least {c}"))
                     .unwrap_or_default();
                 let _ = writeln!(
                     o,
-                    "\nPlan {} (pinned {}): {:?} mode, for {}{floor}",
+                    "\nPlan {} (pinned {}): {} mode, for {}{floor}",
                     pinned.name,
                     pinned.pinned_at.to_rfc3339(),
                     pinned.mode,
@@ -378,7 +378,7 @@ pub fn show(d: &Decision, plan: Option<&ExecutionPlan>, now: DateTime<Utc>) -> S
         }
     }
     if let Some(x) = &status.execution {
-        let _ = writeln!(o, "\nExecution: {:?}", x.mode);
+        let _ = writeln!(o, "\nExecution: {}", x.mode);
         if let Some(why) = &x.mode_reason {
             let _ = writeln!(o, "  ({why})");
         }
@@ -386,11 +386,7 @@ pub fn show(d: &Decision, plan: Option<&ExecutionPlan>, now: DateTime<Utc>) -> S
             let _ = writeln!(o, "  {}", step_line(step));
         }
         if let Some(rollback) = &x.rollback {
-            let _ = writeln!(
-                o,
-                "  rollback ({:?}): {:?}",
-                rollback.strategy, rollback.phase
-            );
+            let _ = writeln!(o, "  rollback ({}): {}", rollback.strategy, rollback.phase);
             for step in &rollback.steps {
                 let _ = writeln!(o, "    {}", step_line(step));
             }
@@ -400,7 +396,7 @@ pub fn show(d: &Decision, plan: Option<&ExecutionPlan>, now: DateTime<Utc>) -> S
 }
 
 fn step_line(s: &StepStatus) -> String {
-    let mut line = format!("{:<20} {:?}", s.name, s.phase);
+    let mut line = format!("{:<20} {}", s.name, s.phase);
     if let Some(d) = s.duration_seconds {
         let _ = write!(line, " in {d:.1}s");
     }
@@ -431,7 +427,7 @@ pub fn explain(d: &Decision, policies: &[ApprovalPolicy]) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "Risk {:?} (score {}): {}",
+        "Risk {} (score {}): {}",
         risk.level,
         risk.score,
         risk.reasons.join("; ")
@@ -451,12 +447,12 @@ pub fn explain(d: &Decision, policies: &[ApprovalPolicy]) -> String {
         (Some(p), Some(r)) => {
             let _ = writeln!(
                 o,
-                "=> decided by policy {p}, rule {r}: {:?}. {}",
+                "=> decided by policy {p}, rule {r}: {}. {}",
                 e.outcome, e.message
             );
         }
         _ => {
-            let _ = writeln!(o, "=> {:?}: {}", e.outcome, e.message);
+            let _ = writeln!(o, "=> {}: {}", e.outcome, e.message);
         }
     }
     if let Some(stored) = d.status.as_ref().and_then(|s| s.evaluation.as_ref())
@@ -464,7 +460,7 @@ pub fn explain(d: &Decision, policies: &[ApprovalPolicy]) -> String {
     {
         let _ = writeln!(
             o,
-            "   (the Decision was evaluated as {:?} by {}; the policies have changed since)",
+            "   (the Decision was evaluated as {} by {}; the policies have changed since)",
             stored.outcome,
             stored.rule.as_deref().unwrap_or("no rule")
         );

@@ -6,7 +6,6 @@ use chrono::{DateTime, Utc};
 
 use crate::api::decision::{Evaluation, RiskAssessment};
 use crate::api::{Approvers, ExecutionMode};
-use crate::jobs;
 
 /// Something that happened to a Decision. Each becomes one audit line and one Kubernetes
 /// Event.
@@ -201,7 +200,7 @@ impl DecisionEvent {
                 risk,
                 reevaluation,
             } => format!(
-                "{}risk {:?} (score {}); {}",
+                "{}risk {} (score {}); {}",
                 if *reevaluation {
                     "the policies changed: "
                 } else {
@@ -408,8 +407,8 @@ impl ExecutionEvent {
     pub fn note(&self) -> String {
         match self {
             ExecutionEvent::Started { mode, note } => match note {
-                Some(n) => format!("execution started in {} mode: {n}", jobs::mode_name(*mode)),
-                None => format!("execution started in {} mode", jobs::mode_name(*mode)),
+                Some(n) => format!("execution started in {mode} mode: {n}"),
+                None => format!("execution started in {mode} mode"),
             },
             ExecutionEvent::Waiting { why } => format!("execution waits: {why}"),
             ExecutionEvent::StepStarted { step, attempt, job } => match job {
@@ -438,7 +437,7 @@ impl ExecutionEvent {
                 ExecutionMode::DryRun => {
                     "dry run completed: every step would execute; nothing was run".to_owned()
                 }
-                _ => format!("execution completed in {} mode", jobs::mode_name(*mode)),
+                _ => format!("execution completed in {mode} mode"),
             },
             ExecutionEvent::Failed { message } => format!("execution failed: {message}"),
             ExecutionEvent::RollbackStarted { steps } => {

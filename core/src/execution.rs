@@ -167,13 +167,11 @@ pub fn inconsistency(decision: &Decision, status: &DecisionStatus) -> Option<Str
             if decision.spec.plan_ref.is_none() =>
         {
             return Some(format!(
-                "the phase is {phase:?} but the Decision names no plan"
+                "the phase is {phase} but the Decision names no plan"
             ));
         }
         DecisionPhase::Executing | DecisionPhase::RollingBack if exec.is_none() => {
-            return Some(format!(
-                "the phase is {phase:?} but no execution is recorded"
-            ));
+            return Some(format!("the phase is {phase} but no execution is recorded"));
         }
         DecisionPhase::RollingBack if exec.is_some_and(|e| e.rollback.is_none()) => {
             return Some("the phase is RollingBack but no rollback is recorded".to_owned());

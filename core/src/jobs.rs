@@ -56,7 +56,7 @@ pub fn build(job: &StepJob<'_>) -> Value {
         (names::ENV_DECISION_NAME, job.decision.to_owned()),
         (names::ENV_DECISION_NAMESPACE, job.namespace.to_owned()),
         (names::ENV_CONTEXT, job.context.to_string()),
-        (names::ENV_MODE, mode_name(job.mode).to_owned()),
+        (names::ENV_MODE, job.mode.as_str().to_owned()),
         (names::ENV_STEP, job.step.to_owned()),
     ];
     let mut template = job.template.clone();
@@ -74,14 +74,6 @@ pub fn build(job: &StepJob<'_>) -> Value {
         spec["activeDeadlineSeconds"] = json!(timeout);
     }
     json!({ "apiVersion": "batch/v1", "kind": "Job", "metadata": metadata, "spec": spec })
-}
-
-pub fn mode_name(mode: ExecutionMode) -> &'static str {
-    match mode {
-        ExecutionMode::DryRun => "DryRun",
-        ExecutionMode::Real => "Real",
-        ExecutionMode::Simulated => "Simulated",
-    }
 }
 
 /// Adds (or replaces) environment variables in every container and init container. Parts

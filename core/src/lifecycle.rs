@@ -603,7 +603,7 @@ fn ignore_late_answers(
         (DecisionPhase::Expired, Some(at)) => {
             format!("the Decision expired at {}", at.to_rfc3339())
         }
-        _ => format!("the Decision is already {phase:?}"),
+        _ => format!("the Decision is already {phase}"),
     };
     if let Some(user) = annotation(decision, annotations::APPROVED_BY)
         && !status.approvals.iter().any(|a| a.approver == user)

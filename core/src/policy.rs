@@ -6,9 +6,9 @@
 
 use crate::api::ApprovalPolicySpec;
 
+use crate::api::Approvers;
 use crate::api::approval_policy::{PolicyRule, RuleMatch};
 use crate::api::decision::{Criticality, DecisionSpec, Evaluation, Outcome, RiskAssessment};
-use crate::api::{Approvers, RiskLevel};
 
 /// The variable a rule's expression reads the Decision from.
 pub const DECISION_VARIABLE: &str = "decision";
@@ -50,7 +50,7 @@ pub fn check(spec: &ApprovalPolicySpec) -> Vec<RuleProblem> {
             && min > max
         {
             report(format!(
-                "minRisk {min:?} is above maxRisk {max:?}, so the rule could never match"
+                "minRisk {min} is above maxRisk {max}, so the rule could never match"
             ));
         }
         if let Some(expression) = rule.match_.expression.as_deref()
@@ -341,8 +341,9 @@ fn matches(
     }
     if !m.criticalities.is_empty() && !m.criticalities.contains(&spec.criticality) {
         return Err(format!(
-            "criticality {:?} is not one of {:?}",
-            spec.criticality, m.criticalities
+            "criticality {} is not one of {}",
+            spec.criticality,
+            listed(&m.criticalities)
         ));
     }
     if !m.plans.is_empty() {
@@ -361,7 +362,12 @@ fn matches(
     if !m.priorities.is_empty() {
         match spec.priority {
             Some(p) if m.priorities.contains(&p) => {}
-            Some(p) => return Err(format!("priority {p:?} is not one of {:?}", m.priorities)),
+            Some(p) => {
+                return Err(format!(
+                    "priority {p} is not one of {}",
+                    listed(&m.priorities)
+                ));
+            }
             None => return Err("the Decision has no priority".to_owned()),
         }
     }
@@ -383,12 +389,12 @@ fn matches(
     if let Some(min) = m.min_risk
         && level < min
     {
-        return Err(format!("risk {level:?} is below minRisk {min:?}"));
+        return Err(format!("risk {level} is below minRisk {min}"));
     }
     if let Some(max) = m.max_risk
         && level > max
     {
-        return Err(format!("risk {level:?} is above maxRisk {max:?}"));
+        return Err(format!("risk {level} is above maxRisk {max}"));
     }
     if m.min_duration_minutes.is_some() || m.max_duration_minutes.is_some() {
         let Some(minutes) = spec.estimated_duration_minutes else {
@@ -423,6 +429,12 @@ fn matches(
     Ok(())
 }
 
+/// Values as a rule lists them: `[High, Critical]`.
+fn listed<T: std::fmt::Display>(values: &[T]) -> String {
+    let names: Vec<String> = values.iter().map(ToString::to_string).collect();
+    format!("[{}]", names.join(", "))
+}
+
 fn source_matches(pattern: &str, source: &str) -> bool {
     match pattern.strip_suffix('*') {
         Some(prefix) => source.starts_with(prefix),
@@ -441,19 +453,10 @@ pub fn expression_input(subject: &Subject<'_>) -> serde_json::Value {
         map.insert("namespace".into(), subject.namespace.into());
         map.insert(
             "risk".into(),
-            serde_json::json!({ "level": risk_name(subject.risk.level), "score": subject.risk.score }),
+            serde_json::json!({ "level": subject.risk.level.as_str(), "score": subject.risk.score }),
         );
     }
     value
-}
-
-fn risk_name(level: RiskLevel) -> &'static str {
-    match level {
-        RiskLevel::Low => "Low",
-        RiskLevel::Medium => "Medium",
-        RiskLevel::High => "High",
-        RiskLevel::Critical => "Critical",
-    }
 }
 
 fn eval_expression(
@@ -562,6 +565,7 @@ mod tests {
 
     // ---- evaluation ----
 
+    use crate::api::RiskLevel;
     use crate::api::decision::Priority;
     use crate::api::{ApprovalPolicy, DecisionSpec};
 

@@ -30,13 +30,13 @@ pub fn assess(spec: &DecisionSpec) -> RiskAssessment {
         }
     };
 
-    let (points, word) = match spec.criticality {
-        Criticality::Critical => (40, "Critical"),
-        Criticality::High => (25, "High"),
-        Criticality::Normal => (10, "Normal"),
-        Criticality::Info => (0, "Info"),
+    let points = match spec.criticality {
+        Criticality::Critical => 40,
+        Criticality::High => 25,
+        Criticality::Normal => 10,
+        Criticality::Info => 0,
     };
-    add(points, format!("criticality {word}"));
+    add(points, format!("criticality {}", spec.criticality));
 
     let (points, what) = action_weight(&spec.action_type);
     add(points, format!("action {} {what}", spec.action_type));
@@ -53,13 +53,13 @@ pub fn assess(spec: &DecisionSpec) -> RiskAssessment {
     }
 
     if let Some(priority) = spec.priority {
-        let (points, word) = match priority {
-            Priority::Urgent => (15, "Urgent: rushed work is riskier"),
-            Priority::High => (10, "High"),
-            Priority::Medium => (5, "Medium"),
-            Priority::Low => (0, "Low"),
+        let (points, why) = match priority {
+            Priority::Urgent => (15, ": rushed work is riskier"),
+            Priority::High => (10, ""),
+            Priority::Medium => (5, ""),
+            Priority::Low => (0, ""),
         };
-        add(points, format!("priority {word}"));
+        add(points, format!("priority {priority}{why}"));
     }
 
     match spec.source.as_deref() {

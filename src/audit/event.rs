@@ -91,7 +91,7 @@ impl Record {
                     .status
                     .as_ref()
                     .and_then(|s| s.execution.as_ref())
-                    .map(|x| crate::jobs::mode_name(x.mode).to_owned()),
+                    .map(|x| x.mode.as_str().to_owned()),
             ),
             _ => (None, None),
         };

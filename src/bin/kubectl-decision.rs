@@ -305,9 +305,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             items.retain(|d| {
                 let p = d.status.as_ref().and_then(|s| s.phase);
                 match phase {
-                    Some(wanted) => {
-                        p.is_some_and(|p| format!("{p:?}").eq_ignore_ascii_case(wanted))
-                    }
+                    Some(wanted) => p.is_some_and(|p| p.as_str().eq_ignore_ascii_case(wanted)),
                     None => *all || p.is_none_or(DecisionPhase::is_awaiting_answer),
                 }
             });
@@ -517,7 +515,7 @@ async fn answer(
     let phase = before.status.as_ref().and_then(|s| s.phase);
     if !phase.is_some_and(DecisionPhase::is_awaiting_answer) {
         let state = phase
-            .map(|p| format!("{p:?}"))
+            .map(|p| p.to_string())
             .unwrap_or_else(|| "not evaluated yet".to_owned());
         return Err(Failure(format!(
             "cannot {verb} {name}: it is {state}, not waiting for an answer"
@@ -598,7 +596,7 @@ async fn answer(
             )));
         }
         if counted {
-            let phase = status.phase.map(|p| format!("{p:?}")).unwrap_or_default();
+            let phase = status.phase.map(|p| p.to_string()).unwrap_or_default();
             let progress = status.approval_progress.unwrap_or_default();
             if approving {
                 println!("approved {namespace}/{name} as {me} ({progress}); it is now {phase}");

@@ -5,6 +5,7 @@ pub mod common;
 pub mod decision;
 pub mod duration;
 pub mod execution_plan;
+mod names;
 
 pub use approval_policy::{ApprovalPolicy, ApprovalPolicySpec, ApprovalPolicyStatus};
 pub use common::{Approvers, Condition, ConditionStatus, RiskLevel};
