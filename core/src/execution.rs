@@ -401,10 +401,7 @@ impl Run<'_, '_> {
 
     fn run_steps(&mut self) {
         let Some(plan) = self.input.plan else {
-            return self.fail_execution(
-                None,
-                "the ExecutionPlan was deleted while it ran".to_owned(),
-            );
+            return self.fail_execution("the ExecutionPlan was deleted while it ran".to_owned());
         };
         let planned = self
             .status
@@ -412,9 +409,7 @@ impl Run<'_, '_> {
             .as_ref()
             .and_then(|e| e.plan_generation);
         if planned.is_some_and(|g| g != plan.generation) {
-            return self.fail_execution(
-                None,
-                format!(
+            return self.fail_execution(format!(
                     "the ExecutionPlan {} changed while it ran (generation {} became {}); the remaining steps were not run",
                     plan.name,
                     planned.unwrap_or_default(),
@@ -434,7 +429,7 @@ impl Run<'_, '_> {
                 .find(|s| s.name == self.exec().steps[index].name)
             else {
                 let name = self.exec().steps[index].name.clone();
-                return self.fail_execution(None, format!("step {name} is no longer in the plan"));
+                return self.fail_execution(format!("step {name} is no longer in the plan"));
             };
             let progressed = match mode {
                 ExecutionMode::DryRun => self.dry_run_step(index, step, plan),
@@ -444,10 +439,7 @@ impl Run<'_, '_> {
             match progressed {
                 StepOutcome::Done => continue,
                 StepOutcome::Blocked => return,
-                StepOutcome::Failed(message) => {
-                    let name = step.name.clone();
-                    return self.fail_execution(Some(name), message);
-                }
+                StepOutcome::Failed(message) => return self.fail_execution(message),
             }
         }
     }
@@ -734,7 +726,7 @@ impl Run<'_, '_> {
     }
 
     /// A step failed (or the plan went away): skip what is left and undo what the strategy says.
-    fn fail_execution(&mut self, _failed_step: Option<String>, message: String) {
+    fn fail_execution(&mut self, message: String) {
         let now = self.input.now;
         let plan = self.input.plan;
         let strategy = plan

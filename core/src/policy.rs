@@ -321,11 +321,7 @@ fn apply_invariants(criticality: Criticality, evaluation: &mut Evaluation) {
 }
 
 /// Whether every condition of a match holds; the error names the first that does not.
-pub fn rule_matches(m: &RuleMatch, subject: &Subject<'_>) -> Result<(), String> {
-    matches(m, subject, &std::cell::OnceCell::new())
-}
-
-/// [`rule_matches`], with the Decision as expressions see it made at most once.
+/// `input` holds the Decision as expressions see it, made at most once per evaluation.
 fn matches(
     m: &RuleMatch,
     subject: &Subject<'_>,
@@ -444,7 +440,7 @@ fn source_matches(pattern: &str, source: &str) -> bool {
 
 /// The value a rule's expression sees as `decision`: the spec, its name and namespace, and
 /// the assessed risk.
-pub fn expression_input(subject: &Subject<'_>) -> serde_json::Value {
+fn expression_input(subject: &Subject<'_>) -> serde_json::Value {
     let mut value = serde_json::to_value(subject.spec).unwrap_or_default();
     if let Some(map) = value.as_object_mut() {
         map.entry("context")
@@ -812,7 +808,7 @@ mod tests {
         let risk = crate::risk::assess(&request("deploy", Criticality::Normal));
         let mut d = request("deploy", Criticality::Normal);
         let subject = |d: &DecisionSpec| {
-            rule_matches(
+            matches(
                 m,
                 &Subject {
                     name: "d",
@@ -820,6 +816,7 @@ mod tests {
                     spec: &d.clone(),
                     risk: &risk,
                 },
+                &Default::default(),
             )
         };
         assert_eq!(subject(&d), Err("the Decision names no plan".to_owned()));
