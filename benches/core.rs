@@ -7,7 +7,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use decision_gate::api::approval_policy::{ApprovalPolicySpec, PolicyRule, RuleMatch};
 use decision_gate::api::decision::{Criticality, DecisionSpec, Outcome};
 use decision_gate::audit::{AuditLog, DecisionRef, Record};
-use decision_gate::policy::{Policy, Subject, evaluate};
+use decision_gate::policy::{Expressions, Policy, Subject, evaluate};
 
 /// 20 policies of 5 rules; only the very last rule matches, so every rule is tried. Every
 /// fifth rule has a CEL expression, as real policies do.
@@ -84,12 +84,14 @@ fn policy_evaluation(c: &mut Criterion) {
         spec: &spec,
         risk: &risk,
     };
-    let verdict = evaluate(&subject, &views);
+    // One cache for every iteration, as the operator keeps one for every reconcile.
+    let expressions = Expressions::default();
+    let verdict = evaluate(&subject, &views, &expressions);
     assert_eq!(verdict.evaluation.rule.as_deref(), Some("rule-4"));
     assert_eq!(verdict.trace.len(), 100);
     c.bench_function(
         "policy evaluation, 100 rules (20 with CEL), last one matches",
-        |b| b.iter(|| evaluate(black_box(&subject), black_box(&views))),
+        |b| b.iter(|| evaluate(black_box(&subject), black_box(&views), &expressions)),
     );
 }
 

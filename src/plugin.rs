@@ -423,7 +423,7 @@ pub fn explain(d: &Decision, policies: &[ApprovalPolicy]) -> String {
         spec: &d.spec,
         risk: &risk,
     };
-    let verdict = policy::evaluate(&subject, &views);
+    let verdict = policy::evaluate(&subject, &views, &policy::Expressions::default());
     let mut o = String::new();
     let _ = writeln!(
         o,
@@ -561,6 +561,7 @@ mod tests {
             default_expiry: std::time::Duration::from_secs(3600),
             plan: None,
             answers: &crate::admission::Answers::Verified,
+            expressions: &Default::default(),
         });
         d.status = Some(advance.status);
         let table = list_table(&[d.clone()], true, now());

@@ -24,7 +24,7 @@ use crate::api::{
     ExecutionPlan,
 };
 use crate::events::DecisionEvent;
-use crate::policy::{self, Policy, Subject};
+use crate::policy::{self, Expressions, Policy, Subject};
 use crate::risk;
 
 /// The condition that says whether a Decision has been approved.
@@ -43,6 +43,8 @@ pub struct Input<'a> {
     pub plan: Option<&'a ExecutionPlan>,
     /// Whether the admission policies that verify people's answers are in force.
     pub answers: &'a Answers,
+    /// The rule expressions compiled so far.
+    pub expressions: &'a Expressions,
 }
 
 /// What [`advance`] decided.
@@ -97,8 +99,11 @@ pub fn advance(input: &Input<'_>) -> Advance {
             status.plan = pinned;
             subject_risk = risk::assess(&decision.spec);
             let spec = effective_spec(decision, &status);
-            let mut verdict =
-                policy::evaluate(&subject(decision, &spec, &subject_risk), input.policies);
+            let mut verdict = policy::evaluate(
+                &subject(decision, &spec, &subject_risk),
+                input.policies,
+                input.expressions,
+            );
             verdict.evaluation.criticality = Some(spec.criticality);
             if let Some(why) = status
                 .plan
@@ -142,8 +147,11 @@ pub fn advance(input: &Input<'_>) -> Advance {
                     .clone()
                     .unwrap_or_else(|| risk::assess(&decision.spec));
                 let spec = effective_spec(decision, &status);
-                let mut verdict =
-                    policy::evaluate(&subject(decision, &spec, &subject_risk), input.policies);
+                let mut verdict = policy::evaluate(
+                    &subject(decision, &spec, &subject_risk),
+                    input.policies,
+                    input.expressions,
+                );
                 verdict.evaluation.criticality = Some(spec.criticality);
                 if status
                     .evaluation
@@ -835,6 +843,7 @@ mod tests {
             default_expiry: DAY,
             plan: None,
             answers: &Answers::Verified,
+            expressions: &Expressions::default(),
         });
         d.status = Some(advance.status.clone());
         advance
@@ -891,6 +900,7 @@ mod tests {
             default_expiry: DAY,
             plan,
             answers: &Answers::Verified,
+            expressions: &Expressions::default(),
         });
         d.status = Some(advance.status.clone());
         advance
@@ -1317,6 +1327,7 @@ mod tests {
             default_expiry: DAY,
             plan: None,
             answers,
+            expressions: &Expressions::default(),
         });
         d.status = Some(advance.status.clone());
         advance

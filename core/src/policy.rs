@@ -4,6 +4,9 @@
 //! half-applied: evaluation stops there and requires approval (fail closed), since what
 //! it would have decided is unknown.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
 use crate::api::ApprovalPolicySpec;
 
 use crate::api::Approvers;
@@ -32,6 +35,14 @@ impl std::fmt::Display for RuleProblem {
 
 /// Every problem of the policy's rules; empty when the policy can be applied.
 pub fn check(spec: &ApprovalPolicySpec) -> Vec<RuleProblem> {
+    problems(spec, |expression| compile(expression).map(drop))
+}
+
+/// [`check`], with each expression compiled by `compile`.
+fn problems(
+    spec: &ApprovalPolicySpec,
+    compile: impl Fn(&str) -> Result<(), String>,
+) -> Vec<RuleProblem> {
     if let Some(why) = &spec.unreadable {
         return vec![RuleProblem {
             rule: String::new(),
@@ -54,7 +65,7 @@ pub fn check(spec: &ApprovalPolicySpec) -> Vec<RuleProblem> {
             ));
         }
         if let Some(expression) = rule.match_.expression.as_deref()
-            && let Err(problem) = check_expression(expression)
+            && let Err(problem) = compile(expression)
         {
             report(problem);
         }
@@ -62,27 +73,72 @@ pub fn check(spec: &ApprovalPolicySpec) -> Vec<RuleProblem> {
     problems
 }
 
-/// Compiles a rule expression (once per thread); the error says what is wrong in words.
-pub fn check_expression(expression: &str) -> Result<std::rc::Rc<cel::Program>, String> {
-    // Compiling is most of an evaluation's cost and every Decision of a namespace meets the
-    // same few expressions, so each thread keeps what it compiled (bounded: a policy
-    // edit brings new text, and the cache starts again past a thousand).
-    thread_local! {
-        static COMPILED: std::cell::RefCell<std::collections::HashMap<String, Result<std::rc::Rc<cel::Program>, String>>> =
-            Default::default();
+/// The rule expressions compiled so far, for every evaluation that is handed them.
+/// Compiling is most of an evaluation's cost and every Decision of a namespace meets the
+/// same few expressions, so each is compiled once, its error too. Bounded: a policy edit
+/// brings new text, and past `capacity` expressions the cache starts again. Shared
+/// between threads: the operator keeps one for all its reconciles.
+pub struct Expressions {
+    capacity: usize,
+    compiled: Mutex<HashMap<String, Compiled>>,
+}
+
+/// A compiled expression, or why it does not compile.
+type Compiled = Result<Arc<cel::Program>, String>;
+
+impl Expressions {
+    /// How many expressions [`Expressions::default`] keeps.
+    pub const CAPACITY: usize = 1000;
+
+    /// An empty cache that keeps at most `capacity` expressions.
+    pub fn new(capacity: usize) -> Expressions {
+        Expressions {
+            capacity,
+            compiled: Mutex::default(),
+        }
     }
-    if let Some(hit) = COMPILED.with(|c| c.borrow().get(expression).cloned()) {
-        return hit;
-    }
-    let compiled = compile(expression).map(std::rc::Rc::new);
-    COMPILED.with(|c| {
-        let mut cache = c.borrow_mut();
-        if cache.len() >= 1000 {
+
+    /// The expression compiled, from the cache when it was compiled before; the error
+    /// says what is wrong in words.
+    pub fn program(&self, expression: &str) -> Compiled {
+        if let Some(hit) = self.cache().get(expression) {
+            return hit.clone();
+        }
+        // Compiled without the lock held: another thread compiling the same text at the
+        // same time only does the work twice.
+        let compiled = compile(expression).map(Arc::new);
+        let mut cache = self.cache();
+        if cache.len() >= self.capacity {
             cache.clear();
         }
         cache.insert(expression.to_owned(), compiled.clone());
-    });
-    compiled
+        compiled
+    }
+
+    /// [`check`], with the expressions compiled through the cache.
+    pub fn check(&self, spec: &ApprovalPolicySpec) -> Vec<RuleProblem> {
+        problems(spec, |expression| self.program(expression).map(drop))
+    }
+
+    pub(super) fn cache(&self) -> MutexGuard<'_, HashMap<String, Compiled>> {
+        // Nothing panics while the lock is held; a poisoned cache is still a sound one.
+        self.compiled.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Default for Expressions {
+    fn default() -> Expressions {
+        Expressions::new(Expressions::CAPACITY)
+    }
+}
+
+impl std::fmt::Debug for Expressions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Expressions")
+            .field("capacity", &self.capacity)
+            .field("compiled", &self.cache().len())
+            .finish()
+    }
 }
 
 /// The stack a thread that evaluates rules needs. Evaluating a rule's CEL expression
@@ -205,22 +261,27 @@ pub fn fingerprint(policies: &[Policy<'_>]) -> String {
 /// that has one decides; no match requires approval, and so does reaching a policy that
 /// cannot be applied (its rules might have rejected). The invariants then apply: a
 /// Critical Decision is never approved automatically, an Info Decision needs no
-/// confirmation (a rule may still reject it).
-pub fn evaluate(subject: &Subject<'_>, policies: &[Policy<'_>]) -> Verdict {
+/// confirmation (a rule may still reject it). Expressions are compiled through
+/// `expressions`.
+pub fn evaluate(
+    subject: &Subject<'_>,
+    policies: &[Policy<'_>],
+    expressions: &Expressions,
+) -> Verdict {
     let mut trace = Vec::new();
     let mut skipped = Vec::new();
     let mut decided: Option<(&Policy<'_>, &PolicyRule)> = None;
     let ordered = in_order(policies);
     let input = std::cell::OnceCell::new();
     'policies: for policy in &ordered {
-        let problems = check(policy.spec);
+        let problems = expressions.check(policy.spec);
         if !problems.is_empty() {
             let listed: Vec<String> = problems.iter().map(ToString::to_string).collect();
             skipped.push((policy.name.to_owned(), listed.join("; ")));
             break;
         }
         for rule in &policy.spec.rules {
-            let outcome = matches(&rule.match_, subject, &input);
+            let outcome = matches(&rule.match_, subject, &input, expressions);
             trace.push(RuleTrace {
                 policy: policy.name.to_owned(),
                 rule: rule.name.clone(),
@@ -326,6 +387,7 @@ fn matches(
     m: &RuleMatch,
     subject: &Subject<'_>,
     input: &std::cell::OnceCell<Result<cel::Value, String>>,
+    expressions: &Expressions,
 ) -> Result<(), String> {
     let spec = subject.spec;
     if !m.action_types.is_empty() && !m.action_types.contains(&spec.action_type) {
@@ -412,7 +474,7 @@ fn matches(
         }
     }
     if let Some(expression) = &m.expression {
-        match eval_expression(expression, subject, input) {
+        match eval_expression(expression, subject, input, expressions) {
             Ok(true) => {}
             Ok(false) => return Err(format!("the expression {expression:?} is false")),
             Err(e) => {
@@ -459,8 +521,9 @@ fn eval_expression(
     expression: &str,
     subject: &Subject<'_>,
     input: &std::cell::OnceCell<Result<cel::Value, String>>,
+    expressions: &Expressions,
 ) -> Result<bool, String> {
-    let program = check_expression(expression)?;
+    let program = expressions.program(expression)?;
     let decision = input
         .get_or_init(|| {
             cel::to_value(expression_input(subject))
@@ -559,6 +622,42 @@ mod tests {
         assert!(problems[0].problem.contains("decison"), "{}", problems[0]);
     }
 
+    #[test]
+    fn an_expression_is_compiled_once_and_the_cache_is_bounded() {
+        fn shared<T: Send + Sync>(_: &T) {}
+        let expressions = Expressions::new(2);
+        shared(&expressions);
+        let small = "decision.context.amount < 1000";
+        let first = expressions.program(small).unwrap();
+        assert!(Arc::ptr_eq(&first, &expressions.program(small).unwrap()));
+        // A broken one is remembered with its reason.
+        let broken = expressions
+            .program("decision.context.amount <")
+            .unwrap_err();
+        assert_eq!(
+            expressions.program("decision.context.amount <").err(),
+            Some(broken)
+        );
+        assert_eq!(expressions.cache().len(), 2);
+        // Past its capacity it starts again.
+        expressions.program("decision.context.amount > 5").unwrap();
+        assert_eq!(expressions.cache().len(), 1);
+        let again = expressions.program(small).unwrap();
+        assert!(!Arc::ptr_eq(&first, &again), "compiled anew");
+        assert_eq!(expressions.cache().len(), 2);
+    }
+
+    #[test]
+    fn a_policy_checked_through_the_cache_has_the_same_problems() {
+        let policy = spec(vec![
+            rule("fine", Some("decision.context.amount < 1000")),
+            rule("broken", Some("decision.context.amount <")),
+        ]);
+        let expressions = Expressions::default();
+        assert_eq!(expressions.check(&policy), check(&policy));
+        assert_eq!(expressions.check(&policy), check(&policy), "from the cache");
+    }
+
     // ---- evaluation ----
 
     use crate::api::RiskLevel;
@@ -594,6 +693,7 @@ mod tests {
                 risk: &risk,
             },
             &views,
+            &Expressions::default(),
         )
     }
 
@@ -713,7 +813,7 @@ mod tests {
         let chain = |terms: usize| format!("1{} == {terms}", "+1".repeat(terms - 1));
         let nest = |levels: usize| format!("{}true{}", "(".repeat(levels), ")".repeat(levels));
         for too_deep in [chain(2047), nest(2000), chain(MAX_OPERATIONS)] {
-            let why = check_expression(&too_deep).unwrap_err();
+            let why = compile(&too_deep).unwrap_err();
             assert!(why.contains("too complex"), "{why}");
         }
         // The parser refuses nesting past 96 levels itself, with an error, not a crash.
@@ -735,7 +835,8 @@ mod tests {
                         namespace: "ns",
                         risk: &risk,
                     };
-                    eval_expression(&expression, &subject, &Default::default())
+                    let expressions = Expressions::default();
+                    eval_expression(&expression, &subject, &Default::default(), &expressions)
                 })
                 .unwrap()
                 .join()
@@ -817,6 +918,7 @@ mod tests {
                     risk: &risk,
                 },
                 &Default::default(),
+                &Expressions::default(),
             )
         };
         assert_eq!(subject(&d), Err("the Decision names no plan".to_owned()));

@@ -12,8 +12,9 @@ use decision_gate::api::decision::Criticality;
 use decision_gate::admission::Answers;
 use decision_gate::events::DecisionEvent;
 use decision_gate::lifecycle;
-use decision_gate::policy::Policy;
+use decision_gate::policy::{self, Policy};
 use libfuzzer_sys::fuzz_target;
+use std::sync::LazyLock;
 
 #[derive(Arbitrary, Debug)]
 struct Input {
@@ -26,6 +27,9 @@ struct Input {
     /// Whether the admission policies are in force: yes, no, or counted anyway.
     answers: u8,
 }
+
+/// One cache for every input, as the operator keeps one for every reconcile.
+static EXPRESSIONS: LazyLock<policy::Expressions> = LazyLock::new(Default::default);
 
 fuzz_target!(|input: Input| {
     let status = input.status.as_ref().map(common::StatusInput::value);
@@ -51,6 +55,7 @@ fuzz_target!(|input: Input| {
             default_expiry: std::time::Duration::from_secs(u64::from(input.default_expiry_secs)),
             plan,
             answers: &answers,
+            expressions: &EXPRESSIONS,
         })
     };
     let first = step(&decision);

@@ -10,12 +10,16 @@ use decision_gate::api::decision::{Criticality, Outcome};
 use decision_gate::policy::{self, Policy, Subject};
 use decision_gate::risk;
 use libfuzzer_sys::fuzz_target;
+use std::sync::LazyLock;
 
 #[derive(Arbitrary, Debug)]
 struct Input {
     request: common::Request,
     policies: Vec<common::PolicyInput>,
 }
+
+/// One cache for every input, as the operator keeps one for every reconcile.
+static EXPRESSIONS: LazyLock<policy::Expressions> = LazyLock::new(Default::default);
 
 fuzz_target!(|input: Input| {
     let Some(decision) = input.request.decision(None) else {
@@ -33,7 +37,7 @@ fuzz_target!(|input: Input| {
         spec: &decision.spec,
         risk: &risk,
     };
-    let verdict = policy::evaluate(&subject, &views);
+    let verdict = policy::evaluate(&subject, &views, &EXPRESSIONS);
     let outcome = verdict.evaluation.outcome;
     match decision.spec.criticality {
         Criticality::Critical => assert_ne!(outcome, Outcome::AutoApprove),

@@ -128,6 +128,7 @@ async fn reconcile(decision: Arc<Decision>, ctx: Arc<Context>) -> Result<Action>
         default_expiry: ctx.settings.default_expiry,
         plan: plan.as_deref(),
         answers: &ctx.answers(),
+        expressions: &ctx.expressions,
     });
 
     let mut current = (*decision).clone();

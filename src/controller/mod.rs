@@ -94,6 +94,8 @@ pub struct Context {
     pub progress: Arc<Progress>,
     /// Whether the admission policies that verify people's answers are in force.
     pub answers: admission::Verdict,
+    /// The policies' rule expressions, compiled once for every reconcile.
+    pub expressions: crate::policy::Expressions,
 }
 
 impl Context {
@@ -615,6 +617,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         notifier,
         progress: progress.clone(),
         answers,
+        expressions: Default::default(),
     });
     info!(
         namespace = ctx.settings.namespace.as_deref().unwrap_or("(all)"),
