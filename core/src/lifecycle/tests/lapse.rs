@@ -1,0 +1,79 @@
+//! An approval not used in time lapses, and only where a plan waits to start.
+
+use super::*;
+
+#[test]
+fn an_approval_not_used_in_time_lapses_and_is_given_again() {
+    let mut rule = policy(Outcome::RequireApproval, Some(1), &[]);
+    rule.spec.rules[0].approval_valid_for = Some("10m".into());
+    let policies = [rule];
+    let plan = execution_plan(&["deploy"], None);
+    let mut d = with_plan("ship");
+    step_with(&mut d, &policies, Some(&plan), at(1));
+    annotate(&mut d, &[("approved-by", "alice"), ("approved-at", "t1")]);
+    let a = step_with(&mut d, &policies, Some(&plan), at(60));
+    assert_eq!(phase(&d), DecisionPhase::Approved);
+    let status = d.status.clone().unwrap();
+    assert_eq!(status.approved_at, Some(at(60)));
+    assert_eq!(status.approval_valid_until, Some(at(660)));
+    assert_eq!(
+        a.wake_at,
+        Some(at(660)),
+        "looked at again when it would lapse"
+    );
+
+    // The plan has not started (a change window, say) when the ten minutes run out.
+    let a = step_with(&mut d, &policies, Some(&plan), at(660));
+    assert_eq!(types(&a), ["approval_lapsed"]);
+    assert_eq!(phase(&d), DecisionPhase::Pending);
+    let status = d.status.clone().unwrap();
+    assert_eq!(status.approvals[0].lapsed_at, Some(at(660)));
+    assert_eq!(status.approval_progress.as_deref(), Some("0/1"));
+    let c = crate::api::common::find_condition(&status.conditions, CONDITION_APPROVED).unwrap();
+    assert_eq!(c.reason, "ApprovalLapsed");
+    assert!(c.message.contains("approve again"), "{}", c.message);
+
+    // The same annotations again are the same, lapsed approval: it does not count.
+    assert!(
+        step_with(&mut d, &policies, Some(&plan), at(700))
+            .events
+            .is_empty()
+    );
+    assert_eq!(phase(&d), DecisionPhase::Pending);
+    // Approving again (a new approved-at) counts, and the clock starts again.
+    annotate(&mut d, &[("approved-at", "t2")]);
+    let a = step_with(&mut d, &policies, Some(&plan), at(720));
+    assert_eq!(types(&a), ["approval_granted"]);
+    let status = d.status.clone().unwrap();
+    assert_eq!(status.phase, Some(DecisionPhase::Approved));
+    assert_eq!(status.approvals.len(), 1);
+    assert_eq!(status.approval_valid_until, Some(at(1320)));
+}
+
+#[test]
+fn a_pure_gate_approval_never_lapses() {
+    let mut rule = policy(Outcome::RequireApproval, Some(1), &[]);
+    rule.spec.rules[0].approval_valid_for = Some("10m".into());
+    let mut d = decision(Criticality::High);
+    step(&mut d, &[rule.clone()], at(1));
+    annotate(&mut d, &[("approved-by", "alice")]);
+    step(&mut d, &[rule.clone()], at(2));
+    assert_eq!(phase(&d), DecisionPhase::Approved);
+    assert_eq!(d.status.as_ref().unwrap().approved_at, Some(at(2)));
+    assert_eq!(d.status.as_ref().unwrap().approval_valid_until, None);
+    step(&mut d, &[rule], at(100_000));
+    assert_eq!(phase(&d), DecisionPhase::Approved);
+}
+
+#[test]
+fn an_automatic_approval_has_no_time_limit() {
+    let mut rule = policy(Outcome::AutoApprove, None, &[]);
+    rule.spec.rules[0].approval_valid_for = Some("10m".into());
+    let mut d = with_plan("ship");
+    let plan = execution_plan(&["deploy"], None);
+    step_with(&mut d, &[rule.clone()], Some(&plan), at(1));
+    assert_eq!(phase(&d), DecisionPhase::Approved);
+    assert_eq!(d.status.as_ref().unwrap().approval_valid_until, None);
+    step_with(&mut d, &[rule], Some(&plan), at(100_000));
+    assert_eq!(phase(&d), DecisionPhase::Approved);
+}
