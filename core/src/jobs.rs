@@ -162,10 +162,11 @@ mod tests {
         assert_eq!(job["metadata"]["name"], "deploy-api-migrate-db");
         assert_eq!(job["spec"]["backoffLimit"], 0);
         assert_eq!(job["spec"]["activeDeadlineSeconds"], 600);
-        for container in job["spec"]["template"]["spec"]["containers"]
+        let containers = job["spec"]["template"]["spec"]["containers"]
             .as_array()
-            .unwrap()
-        {
+            .unwrap();
+        assert_eq!(containers.len(), 2, "both containers are kept");
+        for container in containers {
             let env: Vec<(&str, &str)> = container["env"]
                 .as_array()
                 .unwrap()

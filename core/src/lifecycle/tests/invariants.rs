@@ -28,6 +28,62 @@ fn outcome() -> impl Strategy<Value = Outcome> {
     ]
 }
 
+/// What must hold after every step: a decided Decision keeps its phase, the requester
+/// (bob) never counts, and an approved one was approved by its policy (never a Critical
+/// one) or by at least `required` distinct approvers, each allowed by the rule, before
+/// the Decision expired.
+fn holds(
+    status: &DecisionStatus,
+    decided: &mut Option<DecisionPhase>,
+    required: u32,
+    users: &[&str],
+    critical: bool,
+) -> Result<(), TestCaseError> {
+    let current = status.phase.unwrap();
+    if let Some(before) = *decided {
+        prop_assert_eq!(current, before, "a decided Decision changed phase");
+    }
+    if !current.is_awaiting_answer() {
+        *decided = Some(current);
+    }
+    prop_assert!(status.approvals.iter().all(|a| a.approver != "bob"));
+    if current == DecisionPhase::Approved {
+        let auto = status.evaluation.as_ref().unwrap().outcome == Outcome::AutoApprove;
+        prop_assert!(!(auto && critical), "a Critical Decision was auto-approved");
+        if !auto {
+            let mut approvers: Vec<&str> = status
+                .approvals
+                .iter()
+                .map(|a| a.approver.as_str())
+                .collect();
+            approvers.sort_unstable();
+            approvers.dedup();
+            prop_assert!(
+                approvers.len() as u32 >= required,
+                "approved by {:?}",
+                approvers
+            );
+            if !users.is_empty() {
+                prop_assert!(
+                    approvers.iter().all(|a| users.contains(a)),
+                    "approved by {:?}",
+                    approvers
+                );
+            }
+            prop_assert!(
+                status
+                    .approvals
+                    .iter()
+                    .all(|a| a.at < status.expires_at.unwrap())
+            );
+        }
+    }
+    if current == DecisionPhase::Expired {
+        prop_assert!(status.rejection.is_none());
+    }
+    Ok(())
+}
+
 proptest! {
     /// Whatever people do and whenever, a Decision is approved only by its policy or
     /// by enough distinct allowed approvers before it expired; a decided Decision
@@ -47,6 +103,7 @@ proptest! {
         let mut now = 0;
         step(&mut d, &p, at(now));
         let mut decided: Option<DecisionPhase> = None;
+        holds(d.status.as_ref().unwrap(), &mut decided, required, users, critical)?;
         for act in acts {
             match act {
                 Act::Approve(u) => annotate(&mut d, &[("approved-by", u)]),
@@ -54,28 +111,7 @@ proptest! {
                 Act::Wait(s) => now += s,
             }
             step(&mut d, &p, at(now));
-            let status = d.status.as_ref().unwrap();
-            let current = status.phase.unwrap();
-            if let Some(before) = decided {
-                prop_assert_eq!(current, before, "a decided Decision changed phase");
-            }
-            if !current.is_awaiting_answer() {
-                decided = Some(current);
-            }
-            prop_assert!(status.approvals.iter().all(|a| a.approver != "bob"));
-            if current == DecisionPhase::Approved {
-                let auto = status.evaluation.as_ref().unwrap().outcome == Outcome::AutoApprove;
-                prop_assert!(!(auto && critical), "a Critical Decision was auto-approved");
-                if !auto {
-                    let mut approvers: Vec<&str> = status.approvals.iter().map(|a| a.approver.as_str()).collect();
-                    approvers.dedup();
-                    prop_assert!(approvers.len() as u32 >= required);
-                    prop_assert!(status.approvals.iter().all(|a| a.at < status.expires_at.unwrap()));
-                }
-            }
-            if current == DecisionPhase::Expired {
-                prop_assert!(status.rejection.is_none());
-            }
+            holds(d.status.as_ref().unwrap(), &mut decided, required, users, critical)?;
         }
     }
 }

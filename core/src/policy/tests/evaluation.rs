@@ -225,7 +225,13 @@ fn the_fingerprint_follows_names_and_generations() {
         generation: 2,
         spec: &spec,
     }];
+    let renamed = [Policy {
+        name: "b",
+        generation: 1,
+        spec: &spec,
+    }];
     assert_eq!(fingerprint(&one), fingerprint(&one));
     assert_ne!(fingerprint(&one), fingerprint(&two));
+    assert_ne!(fingerprint(&one), fingerprint(&renamed));
     assert_ne!(fingerprint(&one), fingerprint(&[]));
 }
