@@ -53,10 +53,7 @@ impl Error {
     /// A CamelCase word for the kind of failure: Event reason and metric label.
     pub fn category(&self) -> &'static str {
         match self {
-            Error::Kube(kube::Error::Api(status)) if status.code == 403 => "Forbidden",
-            Error::Kube(kube::Error::Api(status)) if status.code == 409 => "Conflict",
-            Error::Kube(kube::Error::Api(_)) => "ApiError",
-            Error::Kube(_) => "ClientError",
+            Error::Kube(e) => crate::controller::cluster::ApiFailure::of(e).category(),
             Error::CrdMissing(_) => "CrdMissing",
             Error::Serialization { .. } => "SerializationError",
             Error::Config(_) => "ConfigError",

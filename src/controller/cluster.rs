@@ -12,6 +12,73 @@ use crate::error::{Error, Result};
 /// The field manager of every write the operator makes.
 pub const FIELD_MANAGER: &str = "decision-gate";
 
+/// What a failed API request means for the one who made it.
+///
+/// What a 409 means depends on the request: on a create it is AlreadyExists (an object of
+/// that name is there), on an update a Conflict (the object changed since it was read).
+/// Each caller says which it is and what it does about it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApiFailure {
+    /// The API server's verdict on the request itself: not authenticated (401), forbidden
+    /// by RBAC or an admission policy (403), invalid (400, 422), or turned down for some
+    /// other reason of its own (any other 4xx below). Asking again gets the same answer.
+    Refused,
+    /// What the request names is not there (404, 410): the object, its namespace or its kind.
+    NotFound,
+    /// 409: the object exists already (on a create), or changed meanwhile (on an update).
+    Conflict,
+    /// 429: the API server asks the client to slow down; asking later may succeed.
+    Throttled,
+    /// No verdict: the API server failed (5xx), timed out (408), or could not be reached.
+    Unavailable,
+    /// The request failed on the operator's side: it could not be built, its answer could
+    /// not be read, or the credentials could not be loaded.
+    Client,
+}
+
+impl ApiFailure {
+    /// Classifies a failed request.
+    pub fn of(error: &kube::Error) -> ApiFailure {
+        match error {
+            kube::Error::Api(status) => ApiFailure::of_code(status.code),
+            kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => {
+                ApiFailure::Unavailable
+            }
+            _ => ApiFailure::Client,
+        }
+    }
+
+    /// Classifies an HTTP status code the API server answered with.
+    pub fn of_code(code: u16) -> ApiFailure {
+        match code {
+            404 | 410 => ApiFailure::NotFound,
+            408 => ApiFailure::Unavailable,
+            409 => ApiFailure::Conflict,
+            429 => ApiFailure::Throttled,
+            400..=499 => ApiFailure::Refused,
+            _ => ApiFailure::Unavailable,
+        }
+    }
+
+    /// Whether the answer is a verdict on what was asked, so that asking again gets the
+    /// same answer: refused, or naming something that is not there.
+    pub fn is_verdict(self) -> bool {
+        matches!(self, ApiFailure::Refused | ApiFailure::NotFound)
+    }
+
+    /// A CamelCase word for it: the error metric's label and the log's reason.
+    pub fn category(self) -> &'static str {
+        match self {
+            ApiFailure::Refused => "Refused",
+            ApiFailure::NotFound => "NotFound",
+            ApiFailure::Conflict => "Conflict",
+            ApiFailure::Throttled => "Throttled",
+            ApiFailure::Unavailable => "Unavailable",
+            ApiFailure::Client => "ClientError",
+        }
+    }
+}
+
 /// An API for `K` in `namespace`, or in all namespaces when `None`.
 pub fn scoped_api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
@@ -49,7 +116,8 @@ where
 
 /// Replaces the whole status, every field of it: for a status that could not be read,
 /// whose unreadable fields a server-side apply would leave in place. The write is
-/// conditional on the object's resourceVersion, so a status written meanwhile is not lost.
+/// conditional on the object's resourceVersion, so a status written meanwhile is not lost
+/// (the API server answers [`ApiFailure::Conflict`], and the reconcile is retried).
 pub async fn replace_status<K, S>(obj: &K, client: &Client, status: &S) -> Result<()>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
@@ -126,12 +194,16 @@ pub async fn check_crds(client: &Client, namespace: Option<&str>) -> Result<()> 
             .await
         {
             Ok(_) => Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 404 => Err(Error::CrdMissing(crd)),
-            Err(kube::Error::Api(s)) if s.code == 403 => Err(Error::Config(format!(
-                "the operator may not list {crd}: {}; check its RBAC",
-                s.message
-            ))),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(match (ApiFailure::of(&e), &e) {
+                (ApiFailure::NotFound, _) => Error::CrdMissing(crd),
+                (ApiFailure::Refused, kube::Error::Api(s)) if s.code == 403 => {
+                    Error::Config(format!(
+                        "the operator may not list {crd}: {}; check its RBAC",
+                        s.message
+                    ))
+                }
+                _ => e.into(),
+            }),
         }
     }
     probe::<Decision>(client, namespace).await?;
@@ -143,62 +215,74 @@ pub async fn check_crds(client: &Client, namespace: Option<&str>) -> Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::{Request, Response};
-    use kube::client::Body;
+    use crate::controller::testing::{empty_list, get, patch, post, put, scripted};
+    use serde_json::json;
 
-    /// A scripted API server: answers each expected request in turn and checks its path.
-    async fn scripted(answers: Vec<(&'static str, u16, serde_json::Value)>) -> Client {
-        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-        tokio::spawn(async move {
-            for (path, code, body) in answers {
-                let (request, send) = handle.next_request().await.expect("a request");
-                assert!(
-                    request.uri().path().starts_with(path),
-                    "expected a request for {path}, got {}",
-                    request.uri()
-                );
-                send.send_response(
-                    Response::builder()
-                        .status(code)
-                        .body(Body::from(serde_json::to_vec(&body).unwrap()))
-                        .unwrap(),
-                );
-            }
-        });
-        Client::new(service, "default")
+    fn api_error(code: u16) -> kube::Error {
+        kube::Error::Api(Box::new(
+            kube::core::Status::failure("the API server says why", "Reason").with_code(code),
+        ))
     }
 
-    fn empty_list() -> serde_json::Value {
-        serde_json::json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": []})
+    #[test]
+    fn an_api_failure_says_whether_asking_again_can_help() {
+        use ApiFailure::*;
+        for (code, failure) in [
+            (400, Refused),
+            (401, Refused),
+            (403, Refused),
+            (404, NotFound),
+            (405, Refused),
+            (408, Unavailable),
+            (409, Conflict),
+            (410, NotFound),
+            (413, Refused),
+            (422, Refused),
+            (429, Throttled),
+            (500, Unavailable),
+            (503, Unavailable),
+            (504, Unavailable),
+        ] {
+            assert_eq!(ApiFailure::of(&api_error(code)), failure, "{code}");
+        }
+        let verdicts: Vec<ApiFailure> =
+            [Refused, NotFound, Conflict, Throttled, Unavailable, Client]
+                .into_iter()
+                .filter(|f| f.is_verdict())
+                .collect();
+        assert_eq!(verdicts, [Refused, NotFound]);
+        let unreachable = kube::Error::Service("connection refused".into());
+        assert_eq!(ApiFailure::of(&unreachable), Unavailable);
+        let garbled = kube::Error::SerdeError(serde_json::from_str::<u8>("x").unwrap_err());
+        assert_eq!(ApiFailure::of(&garbled), Client);
     }
 
-    fn status(code: u16, reason: &str, message: &str) -> serde_json::Value {
-        serde_json::json!({
-            "apiVersion": "v1", "kind": "Status", "status": "Failure",
-            "code": code, "reason": reason, "message": message, "metadata": {},
-        })
+    #[test]
+    fn every_api_failure_has_a_category_of_its_own() {
+        use ApiFailure::*;
+        let all = [Refused, NotFound, Conflict, Throttled, Unavailable, Client];
+        let categories: std::collections::BTreeSet<&str> =
+            all.iter().map(|f| f.category()).collect();
+        assert_eq!(categories.len(), all.len());
+        assert_eq!(Refused.category(), "Refused");
+        assert_eq!(Conflict.category(), "Conflict");
     }
+
+    const CRDS: &str = "/apis/decisiongate.io/v1alpha1";
 
     #[tokio::test]
     async fn a_missing_crd_is_named_with_the_way_to_install_it() {
-        let client = scripted(vec![
-            (
-                "/apis/decisiongate.io/v1alpha1/decisions",
-                200,
-                empty_list(),
-            ),
-            (
-                "/apis/decisiongate.io/v1alpha1/approvalpolicies",
+        let (client, server) = scripted(vec![
+            get(&format!("{CRDS}/decisions")).answer(200, empty_list()),
+            get(&format!("{CRDS}/approvalpolicies")).fail(
                 404,
-                status(
-                    404,
-                    "NotFound",
-                    "the server could not find the requested resource",
-                ),
+                "NotFound",
+                "the server could not find the requested resource",
             ),
-        ])
-        .await;
+        ]);
         let err = check_crds(&client, None).await.unwrap_err();
+        drop(client);
+        server.verify().await;
         assert_eq!(err.category(), "CrdMissing");
         let message = err.to_string();
         assert!(
@@ -210,24 +294,112 @@ mod tests {
 
     #[tokio::test]
     async fn every_crd_present_passes() {
-        let client = scripted(vec![
-            (
-                "/apis/decisiongate.io/v1alpha1/namespaces/team-a/decisions",
-                200,
-                empty_list(),
-            ),
-            (
-                "/apis/decisiongate.io/v1alpha1/namespaces/team-a/approvalpolicies",
-                200,
-                empty_list(),
-            ),
-            (
-                "/apis/decisiongate.io/v1alpha1/namespaces/team-a/executionplans",
-                200,
-                empty_list(),
-            ),
-        ])
-        .await;
+        let (client, server) = scripted(
+            ["decisions", "approvalpolicies", "executionplans"]
+                .into_iter()
+                .map(|plural| {
+                    get(&format!("{CRDS}/namespaces/team-a/{plural}"))
+                        .query("limit=1")
+                        .answer(200, empty_list())
+                })
+                .collect(),
+        );
         check_crds(&client, Some("team-a")).await.unwrap();
+        drop(client);
+        server.verify().await;
+    }
+
+    #[tokio::test]
+    async fn a_crd_the_operator_may_not_list_is_a_configuration_problem() {
+        let (client, server) = scripted(vec![
+            get(&format!("{CRDS}/decisions")).answer(200, empty_list()),
+            get(&format!("{CRDS}/approvalpolicies")).answer(200, empty_list()),
+            get(&format!("{CRDS}/executionplans")).fail(
+                403,
+                "Forbidden",
+                "executionplans.decisiongate.io is forbidden: User \"system:serviceaccount:x:y\" cannot list",
+            ),
+        ]);
+        let err = check_crds(&client, None).await.unwrap_err();
+        drop(client);
+        server.verify().await;
+        assert_eq!(err.category(), "ConfigError");
+        assert!(
+            err.to_string()
+                .starts_with("the operator may not list executionplans.decisiongate.io: executionplans.decisiongate.io is forbidden"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_api_server_that_fails_is_no_missing_crd() {
+        let (client, server) = scripted(vec![get(&format!("{CRDS}/decisions")).fail(
+            503,
+            "ServiceUnavailable",
+            "etcd is not answering",
+        )]);
+        let err = check_crds(&client, None).await.unwrap_err();
+        drop(client);
+        server.verify().await;
+        assert_eq!(err.category(), "Unavailable");
+    }
+
+    fn plan() -> ExecutionPlan {
+        let mut plan: ExecutionPlan = serde_json::from_value(json!({
+            "apiVersion": "decisiongate.io/v1alpha1", "kind": "ExecutionPlan",
+            "metadata": {"name": "p", "namespace": "ops", "resourceVersion": "41"},
+            "spec": {"actionTypes": ["deploy"], "steps": []},
+        }))
+        .unwrap();
+        plan.metadata.generation = Some(2);
+        plan
+    }
+
+    #[tokio::test]
+    async fn a_status_is_applied_by_the_operator_or_replaced_at_the_version_read() {
+        let path = format!("{CRDS}/namespaces/ops/executionplans/p/status");
+        let (client, server) = scripted(vec![
+            patch(&path)
+                .query("fieldManager=decision-gate")
+                .query("force=true")
+                .body(|body| {
+                    assert_eq!(body["kind"], "ExecutionPlan");
+                    assert_eq!(body["apiVersion"], "decisiongate.io/v1alpha1");
+                    assert_eq!(body["status"], json!({"phase": "Ready"}));
+                }),
+            put(&path).query("fieldManager=decision-gate").body(|body| {
+                assert_eq!(body["metadata"]["resourceVersion"], "41");
+                assert_eq!(body["status"], json!({"phase": "Ready"}));
+            }),
+            put(&path).fail(409, "Conflict", "the object has been modified"),
+        ]);
+        let status = json!({"phase": "Ready"});
+        apply_status(&plan(), &client, &status).await.unwrap();
+        replace_status(&plan(), &client, &status).await.unwrap();
+        let conflict = replace_status(&plan(), &client, &status).await.unwrap_err();
+        drop(client);
+        server.verify().await;
+        assert_eq!(conflict.category(), "Conflict");
+    }
+
+    #[tokio::test]
+    async fn a_job_is_submitted_strictly_and_a_dry_run_stores_nothing() {
+        let path = "/apis/batch/v1/namespaces/ops/jobs";
+        let (client, server) = scripted(vec![
+            post(path)
+                .query("dryRun=All")
+                .query("fieldValidation=Strict")
+                .query("fieldManager=decision-gate")
+                .body(|job| assert_eq!(job["metadata"]["name"], "j")),
+            post(path)
+                .query("fieldValidation=Strict")
+                .query_lacks("dryRun=All")
+                .body(|job| assert_eq!(job["kind"], "Job")),
+        ]);
+        let job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"}});
+        submit_job(&client, "ops", &job, true).await.unwrap();
+        submit_job(&client, "ops", &job, false).await.unwrap();
+        drop(client);
+        server.verify().await;
     }
 }

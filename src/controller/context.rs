@@ -8,7 +8,7 @@ use kube::runtime::reflector::Store;
 use kube::{Api, Client, Resource};
 
 use super::admission;
-use super::cluster::scoped_api;
+use super::cluster::{ApiFailure, scoped_api};
 use super::publisher::{self, EventQueue};
 use crate::api::{ApprovalPolicy, Decision, ExecutionPlan};
 use crate::audit::AuditLog;
@@ -100,10 +100,12 @@ impl Context {
     /// Passes a status write's outcome through, noting it for `/readyz`: a refusal
     /// (unauthorised, forbidden by RBAC or an admission policy, invalid for the CRD) is a
     /// configuration problem that retrying will not fix, and the replica must say so.
+    /// An object deleted meanwhile (404) is no such problem, and a Conflict (409, a status
+    /// replaced after the object changed) is retried.
     pub fn status_write(&self, kind: &'static str, result: Result<()>) -> Result<()> {
         match &result {
             Ok(()) => self.health.status_written(kind, None),
-            Err(Error::Kube(e @ kube::Error::Api(s))) if matches!(s.code, 401 | 403 | 422) => self
+            Err(Error::Kube(e)) if ApiFailure::of(e) == ApiFailure::Refused => self
                 .health
                 .status_written(kind, Some(crate::error::describe_kube(e))),
             Err(_) => {}

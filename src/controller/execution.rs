@@ -10,6 +10,7 @@ use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 use tracing::info;
 
+use super::cluster::ApiFailure;
 use super::watch::Lenient;
 use super::{Context, commit, submit_job};
 use crate::api::common::to_chrono;
@@ -86,7 +87,9 @@ pub async fn run(decision: &mut Decision, ctx: &Context) -> Result<Option<DateTi
             JobAction::DryRun { name, job } => {
                 let verdict = match submit_job(&ctx.client, &namespace, &job, true).await {
                     Ok(_) => Ok(()),
-                    Err(kube::Error::Api(s)) if (400..500).contains(&s.code) && s.code != 429 => {
+                    // A 409 (AlreadyExists) is a Job of the dry run's name in the way: it
+                    // would be there at every retry, and a real run would meet it too.
+                    Err(kube::Error::Api(s)) if matches!(ApiFailure::of_code(s.code), f if f.is_verdict() || f == ApiFailure::Conflict) => {
                         Err(s.message)
                     }
                     Err(e) => return Err(e.into()),
@@ -133,7 +136,9 @@ async fn create(
             info!(job = name, namespace, "created a step Job");
             Ok(JobState::Running)
         }
-        Err(kube::Error::Api(s)) if s.code == 409 => {
+        // A 409 on a create is AlreadyExists: a Job of this name is there, from an earlier
+        // reconcile (it counts as created) or from something else.
+        Err(kube::Error::Api(s)) if ApiFailure::of_code(s.code) == ApiFailure::Conflict => {
             let existing: Api<Job> = Api::namespaced(ctx.client.clone(), namespace);
             let found = existing.get(name).await?;
             let ours = found
@@ -151,7 +156,7 @@ async fn create(
                 })
             }
         }
-        Err(kube::Error::Api(s)) if (400..500).contains(&s.code) && s.code != 429 => {
+        Err(kube::Error::Api(s)) if ApiFailure::of_code(s.code).is_verdict() => {
             Ok(JobState::Failed {
                 message: format!("the API server refused the Job: {}", s.message),
                 finished_at: None,

@@ -32,3 +32,6 @@ pub use drive::{drive, on_error};
 pub use leader::lease_name;
 pub use publisher::{EventQueue, REPORTING_CONTROLLER};
 pub use start::{run, shutdown_signal};
+
+#[cfg(test)]
+pub mod testing;

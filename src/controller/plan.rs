@@ -12,6 +12,7 @@ use kube::runtime::events::EventType;
 use kube::runtime::reflector::Store;
 use tracing::info;
 
+use super::cluster::ApiFailure;
 use super::watch::{Changes, Watched};
 use super::{Context, apply_status, drive, replace_status, submit_job};
 use crate::api::ExecutionPlan;
@@ -69,7 +70,13 @@ async fn reconcile(obj: Arc<ExecutionPlan>, ctx: Arc<Context>) -> Result<Action>
             });
             let verdict = match submit_job(&ctx.client, &namespace, &job, true).await {
                 Ok(_) => Ok(()),
-                Err(kube::Error::Api(s)) if is_refusal(s.code) => Err(s.message),
+                // The verdict on the Job itself: invalid, forbidden by an admission
+                // policy, or for a namespace that is not there.
+                Err(kube::Error::Api(s)) if ApiFailure::of_code(s.code).is_verdict() => {
+                    Err(s.message)
+                }
+                // Anything else is a failure to ask, retried. A 409 (AlreadyExists) is a
+                // generated name that met an existing Job's: the next check generates another.
                 Err(e) => return Err(Error::Kube(e)),
             };
             checks.push(JobCheck {
@@ -105,12 +112,6 @@ async fn reconcile(obj: Arc<ExecutionPlan>, ctx: Arc<Context>) -> Result<Action>
     Ok(Action::requeue(RECHECK_EVERY))
 }
 
-/// A refusal is the API server's verdict on the Job itself (invalid, forbidden by an
-/// admission policy, unknown namespace); anything else is a failure to ask, retried.
-fn is_refusal(code: u16) -> bool {
-    (400..500).contains(&code) && code != 409 && code != 429
-}
-
 /// The prefix of a checked Job's generated name: short enough for the five random
 /// characters the API server adds, and a valid name.
 fn check_name_prefix(plan: &str, step: &str) -> String {
@@ -135,15 +136,5 @@ mod tests {
         );
         let cut = check_name_prefix(&format!("{}-x", "a".repeat(49)), "s");
         assert!(!cut.ends_with('-'), "{cut}");
-    }
-
-    #[test]
-    fn only_verdicts_on_the_job_count_as_refusals() {
-        assert!(is_refusal(422));
-        assert!(is_refusal(400));
-        assert!(is_refusal(403));
-        assert!(!is_refusal(409));
-        assert!(!is_refusal(429));
-        assert!(!is_refusal(500));
     }
 }
