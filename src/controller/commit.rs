@@ -24,7 +24,7 @@ pub async fn audit(
     let log = ctx.audit.clone();
     let written = tokio::task::spawn_blocking(move || log.append(&records, chrono::Utc::now()))
         .await
-        .map_err(|e| Error::Panicked(format!("the audit writer stopped: {e}")))?
+        .map_err(|e| Error::Internal(format!("the audit writer stopped: {e}")))?
         .map_err(Error::Audit)?;
     ctx.metrics.audit_appends.inc_by(written.len() as u64);
     Ok(written.into_iter().map(|e| e.entry_id).collect())

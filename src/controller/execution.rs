@@ -40,7 +40,7 @@ pub async fn run(decision: &mut Decision, ctx: &Context) -> Result<Option<DateTi
         Some(_) => match plans.get_opt(&plan_name).await? {
             None => None,
             Some(read) => Some(read.into_inner().map_err(|bad| {
-                Error::Config(format!(
+                Error::Unreadable(format!(
                     "the ExecutionPlan {plan_name} cannot be read: {}",
                     bad.why
                 ))

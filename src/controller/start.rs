@@ -88,9 +88,7 @@ pub async fn run(settings: Settings) -> Result<()> {
     let audit = match AuditLog::open(&settings.audit_log, settings.audit_max_bytes) {
         Ok(audit) => Arc::new(audit),
         Err(e) => {
-            return stopped(Err(Error::Config(format!(
-                "the audit log is unusable: {e}"
-            ))));
+            return stopped(Err(Error::AuditUnusable(e)));
         }
     };
     info!(path = %settings.audit_log.display(), next_seq = audit.next_seq(), "audit log open");
@@ -160,7 +158,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         health.stand_down();
         metrics.leader.set(0);
         return stopped(if lost.peek().is_some() && shutdown.peek().is_none() {
-            Err(Error::Lease(
+            Err(Error::LostLeadership(
                 "lost the leader Lease before the caches were filled".into(),
             ))
         } else if let Some((kind, why)) = watch_ended.peek().cloned() {
@@ -250,7 +248,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         }));
     }
     if lost.peek().is_some() && shutdown.peek().is_none() {
-        return stopped(Err(Error::Lease(
+        return stopped(Err(Error::LostLeadership(
             "lost the leader Lease; stopping so that the new leader acts alone".into(),
         )));
     }
