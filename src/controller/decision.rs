@@ -147,3 +147,7 @@ async fn reconcile(decision: Arc<Decision>, ctx: Arc<Context>) -> Result<Action>
         None => Action::await_change(),
     })
 }
+
+#[cfg(test)]
+#[path = "decision_tests.rs"]
+mod tests;

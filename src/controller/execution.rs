@@ -176,3 +176,7 @@ async fn job_state(ctx: &Context, namespace: &str, job: &Job) -> Result<JobState
     };
     Ok(outcome.into_state(said))
 }
+
+#[cfg(test)]
+#[path = "execution_tests.rs"]
+mod tests;

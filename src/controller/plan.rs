@@ -125,6 +125,113 @@ fn check_name_prefix(plan: &str, step: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controller::testing::{
+        self, JOBS, object_path, patch, post, reasons, reconciled, scripted,
+    };
+    use serde_json::json;
+
+    fn status_path() -> String {
+        format!("{}/status", object_path("executionplans", "deploy"))
+    }
+
+    /// The dry run of the step `migrate` of the plan `deploy`.
+    fn dry_run() -> testing::Expect {
+        post(JOBS)
+            .query("dryRun=All")
+            .query("fieldValidation=Strict")
+            .query("fieldManager=decision-gate")
+            .body(|job| {
+                assert_eq!(job["metadata"]["generateName"], "deploy-migrate-");
+                assert_eq!(job["metadata"]["labels"]["decisiongate.io/step"], "migrate");
+                assert_eq!(
+                    job["spec"]["template"]["spec"]["containers"][0]["image"],
+                    "busybox"
+                );
+            })
+    }
+
+    #[tokio::test]
+    async fn a_plan_the_api_server_refuses_says_why() {
+        let refusal = "Job.batch \"deploy-migrate-x7k2p\" is invalid: spec.template.spec.containers[0].image: Required value";
+        let (client, server) = scripted(vec![
+            dry_run().fail(422, "Invalid", refusal),
+            patch(&status_path())
+                .query("fieldManager=decision-gate")
+                .body(move |body| {
+                    let status = &body["status"];
+                    assert_eq!(status["phase"], "Invalid");
+                    assert_eq!(status["observedGeneration"], 1);
+                    let ready = &status["conditions"][0];
+                    assert_eq!(ready["status"], "False");
+                    assert_eq!(ready["reason"], "Invalid");
+                    let message = ready["message"].as_str().unwrap();
+                    assert!(message.starts_with("the API server refused "), "{message}");
+                    assert!(message.contains("migrate"), "{message}");
+                    assert!(message.ends_with(refusal), "{message}");
+                }),
+        ]);
+        let plan = testing::plan("deploy", "Real", &["migrate"]);
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = Context::for_tests(client, dir.path());
+        let (action, events) = reconciled(ctx, server, |ctx| reconcile(Arc::new(plan), ctx)).await;
+        assert_eq!(action.unwrap(), Action::requeue(RECHECK_EVERY));
+        assert_eq!(reasons(&events), ["Invalid"]);
+        assert_eq!(events[0].type_.as_deref(), Some("Warning"));
+    }
+
+    #[tokio::test]
+    async fn a_plan_the_api_server_admits_is_ready() {
+        let (client, server) = scripted(vec![
+            dry_run().answer(201, json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "deploy-migrate-x7k2p"}})),
+            patch(&status_path()).body(|body| {
+                assert_eq!(body["status"]["phase"], "Ready");
+                assert_eq!(body["status"]["stepCount"], 1);
+                assert_eq!(body["status"]["conditions"][0]["status"], "True");
+            }),
+        ]);
+        let plan = testing::plan("deploy", "Real", &["migrate"]);
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = Context::for_tests(client, dir.path());
+        let (action, events) = reconciled(ctx, server, |ctx| reconcile(Arc::new(plan), ctx)).await;
+        assert_eq!(action.unwrap(), Action::requeue(RECHECK_EVERY));
+        assert_eq!(reasons(&events), ["Validated"]);
+    }
+
+    #[tokio::test]
+    async fn a_check_the_api_server_could_not_answer_is_retried_and_nothing_is_written() {
+        for (code, reason, category) in [
+            (503, "ServiceUnavailable", "Unavailable"),
+            (429, "TooManyRequests", "Throttled"),
+            // The name generated for the check met an existing Job's.
+            (409, "AlreadyExists", "Conflict"),
+        ] {
+            let (client, server) = scripted(vec![dry_run().fail(code, reason, "try again")]);
+            let plan = testing::plan("deploy", "Real", &["migrate"]);
+            let dir = tempfile::tempdir().unwrap();
+            let ctx = Context::for_tests(client, dir.path());
+            let (action, events) =
+                reconciled(ctx, server, |ctx| reconcile(Arc::new(plan), ctx)).await;
+            assert_eq!(action.unwrap_err().category(), category);
+            assert!(events.is_empty());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_plan_checked_for_its_generation_lately_is_not_checked_again() {
+        let mut plan = testing::plan("deploy", "Real", &["migrate"]);
+        plan.status = Some(crate::api::ExecutionPlanStatus {
+            phase: Some(PlanPhase::Ready),
+            observed_generation: Some(1),
+            checked_at: Some(Utc::now()),
+            ..Default::default()
+        });
+        let (client, server) = scripted(vec![]);
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = Context::for_tests(client, dir.path());
+        let (action, events) = reconciled(ctx, server, |ctx| reconcile(Arc::new(plan), ctx)).await;
+        assert_eq!(action.unwrap(), Action::requeue(RECHECK_EVERY));
+        assert!(events.is_empty());
+    }
 
     #[test]
     fn check_names_stay_short_and_valid() {

@@ -221,12 +221,117 @@ impl ApiServer {
     }
 }
 
+/// Runs `reconcile` on a context around the scripted server's client, then verifies the
+/// script once the reconcile is done and the context gone, so that a request out of
+/// place is reported before the reconcile's outcome is looked at. Returns the outcome
+/// and the Events created.
+pub async fn reconciled<T, F>(
+    ctx: Context,
+    server: ApiServer,
+    reconcile: impl FnOnce(Arc<Context>) -> F,
+) -> (T, Vec<Event>)
+where
+    F: std::future::Future<Output = T>,
+{
+    let ctx = Arc::new(ctx);
+    let outcome = tokio::time::timeout(DEADLINE, reconcile(ctx.clone())).await;
+    drop(ctx);
+    let events = server.verify().await;
+    (outcome.expect("the reconcile finished in time"), events)
+}
+
+/// What `/readyz` answers for `health`: its status code and its text.
+pub async fn readyz(health: Arc<Health>) -> (u16, String) {
+    use tower::ServiceExt;
+    // The audit endpoints' client, never used by /readyz.
+    let (client, server) = scripted(vec![]);
+    let access = Arc::new(crate::access::AuditAccess::new(client, None));
+    let request = Request::get("/readyz")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = crate::http::router(health, access)
+        .oneshot(request)
+        .await
+        .unwrap();
+    let code = response.status().as_u16();
+    let text = axum::body::to_bytes(response.into_body(), 1 << 16)
+        .await
+        .unwrap();
+    server.verify().await;
+    (code, String::from_utf8_lossy(&text).into_owned())
+}
+
 /// The reasons of `events`, in order.
 pub fn reasons(events: &[Event]) -> Vec<&str> {
     events
         .iter()
         .map(|e| e.reason.as_deref().unwrap_or_default())
         .collect()
+}
+
+/// The namespace the tests' objects live in.
+pub const NS: &str = "ops";
+
+/// The path of an object of the operator's kinds, or of its status.
+pub fn object_path(plural: &str, name: &str) -> String {
+    format!("/apis/decisiongate.io/v1alpha1/namespaces/{NS}/{plural}/{name}")
+}
+
+/// The path a Job of the tests' namespace is created at.
+pub const JOBS: &str = "/apis/batch/v1/namespaces/ops/jobs";
+
+/// An object of the tests' namespace, read from its wire form (names as `kubectl` shows
+/// them), with the metadata the API server gives it.
+pub fn object<K: serde::de::DeserializeOwned>(kind: &str, name: &str, spec: Value) -> K {
+    serde_json::from_value(json!({
+        "apiVersion": "decisiongate.io/v1alpha1",
+        "kind": kind,
+        "metadata": {
+            "name": name, "namespace": NS, "uid": format!("{name}-uid"),
+            "generation": 1, "resourceVersion": "7",
+            "creationTimestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        },
+        "spec": spec,
+    }))
+    .unwrap()
+}
+
+/// A Decision to `deploy`, of `criticality`, naming `plan` when given.
+pub fn decision(name: &str, criticality: &str, plan: Option<&str>) -> crate::api::Decision {
+    let mut spec = json!({
+        "actionType": "deploy", "description": "Deploy 2.0", "criticality": criticality,
+    });
+    if let Some(plan) = plan {
+        spec["planRef"] = json!({"name": plan});
+    }
+    object("Decision", name, spec)
+}
+
+/// An ApprovalPolicy of `rules` (in their wire form).
+pub fn policy(name: &str, rules: Value) -> ApprovalPolicy {
+    object(
+        "ApprovalPolicy",
+        name,
+        json!({"priority": 100, "rules": rules}),
+    )
+}
+
+/// A plan of `mode` whose steps are named `steps`, each a Job of one container.
+pub fn plan(name: &str, mode: &str, steps: &[&str]) -> ExecutionPlan {
+    let steps: Vec<Value> = steps
+        .iter()
+        .map(|step| {
+            json!({
+                "name": step,
+                "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "main", "image": "busybox"}]}},
+            })
+        })
+        .collect();
+    object(
+        "ExecutionPlan",
+        name,
+        json!({"actionTypes": ["deploy"], "mode": mode, "rollbackStrategy": "None", "steps": steps}),
+    )
 }
 
 fn store<K>(objects: Vec<K>) -> Store<K>
