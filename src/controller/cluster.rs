@@ -1,5 +1,6 @@
 //! Talking to the API server: status writes, Job submission, APIs scoped to the watched
-//! namespace, the check that the CRDs are served, and what a failed request means.
+//! namespace, the check that the CRDs are served, and what a failed request means
+//! ([`ApiFailure`], kept beside the error type).
 
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -7,77 +8,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::api::{ApprovalPolicy, Decision, ExecutionPlan};
+pub use crate::error::ApiFailure;
 use crate::error::{Error, Result};
 
 /// The field manager of every write the operator makes.
 pub const FIELD_MANAGER: &str = "decision-gate";
-
-/// What a failed API request means for the one who made it.
-///
-/// What a 409 means depends on the request: on a create it is AlreadyExists (an object of
-/// that name is there), on an update a Conflict (the object changed since it was read).
-/// Each caller says which it is and what it does about it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ApiFailure {
-    /// The API server's verdict on the request itself: not authenticated (401), forbidden
-    /// by RBAC or an admission policy (403), invalid (400, 422), or turned down for some
-    /// other reason of its own (any other 4xx below). Asking again gets the same answer.
-    Refused,
-    /// What the request names is not there (404, 410): the object, its namespace or its kind.
-    NotFound,
-    /// 409: the object exists already (on a create), or changed meanwhile (on an update).
-    Conflict,
-    /// 429: the API server asks the client to slow down; asking later may succeed.
-    Throttled,
-    /// No verdict: the API server failed (5xx), timed out (408), or could not be reached.
-    Unavailable,
-    /// The request failed on the operator's side: it could not be built, its answer could
-    /// not be read, or the credentials could not be loaded.
-    Client,
-}
-
-impl ApiFailure {
-    /// Classifies a failed request.
-    pub fn of(error: &kube::Error) -> ApiFailure {
-        match error {
-            kube::Error::Api(status) => ApiFailure::of_code(status.code),
-            kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => {
-                ApiFailure::Unavailable
-            }
-            _ => ApiFailure::Client,
-        }
-    }
-
-    /// Classifies an HTTP status code the API server answered with.
-    pub fn of_code(code: u16) -> ApiFailure {
-        match code {
-            404 | 410 => ApiFailure::NotFound,
-            408 => ApiFailure::Unavailable,
-            409 => ApiFailure::Conflict,
-            429 => ApiFailure::Throttled,
-            400..=499 => ApiFailure::Refused,
-            _ => ApiFailure::Unavailable,
-        }
-    }
-
-    /// Whether the answer is a verdict on what was asked, so that asking again gets the
-    /// same answer: refused, or naming something that is not there.
-    pub fn is_verdict(self) -> bool {
-        matches!(self, ApiFailure::Refused | ApiFailure::NotFound)
-    }
-
-    /// A CamelCase word for it: the error metric's label and the log's reason.
-    pub fn category(self) -> &'static str {
-        match self {
-            ApiFailure::Refused => "Refused",
-            ApiFailure::NotFound => "NotFound",
-            ApiFailure::Conflict => "Conflict",
-            ApiFailure::Throttled => "Throttled",
-            ApiFailure::Unavailable => "Unavailable",
-            ApiFailure::Client => "ClientError",
-        }
-    }
-}
 
 /// An API for `K` in `namespace`, or in all namespaces when `None`.
 pub fn scoped_api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -217,56 +152,6 @@ mod tests {
     use super::*;
     use crate::controller::testing::{empty_list, get, patch, post, put, scripted};
     use serde_json::json;
-
-    fn api_error(code: u16) -> kube::Error {
-        kube::Error::Api(Box::new(
-            kube::core::Status::failure("the API server says why", "Reason").with_code(code),
-        ))
-    }
-
-    #[test]
-    fn an_api_failure_says_whether_asking_again_can_help() {
-        use ApiFailure::*;
-        for (code, failure) in [
-            (400, Refused),
-            (401, Refused),
-            (403, Refused),
-            (404, NotFound),
-            (405, Refused),
-            (408, Unavailable),
-            (409, Conflict),
-            (410, NotFound),
-            (413, Refused),
-            (422, Refused),
-            (429, Throttled),
-            (500, Unavailable),
-            (503, Unavailable),
-            (504, Unavailable),
-        ] {
-            assert_eq!(ApiFailure::of(&api_error(code)), failure, "{code}");
-        }
-        let verdicts: Vec<ApiFailure> =
-            [Refused, NotFound, Conflict, Throttled, Unavailable, Client]
-                .into_iter()
-                .filter(|f| f.is_verdict())
-                .collect();
-        assert_eq!(verdicts, [Refused, NotFound]);
-        let unreachable = kube::Error::Service("connection refused".into());
-        assert_eq!(ApiFailure::of(&unreachable), Unavailable);
-        let garbled = kube::Error::SerdeError(serde_json::from_str::<u8>("x").unwrap_err());
-        assert_eq!(ApiFailure::of(&garbled), Client);
-    }
-
-    #[test]
-    fn every_api_failure_has_a_category_of_its_own() {
-        use ApiFailure::*;
-        let all = [Refused, NotFound, Conflict, Throttled, Unavailable, Client];
-        let categories: std::collections::BTreeSet<&str> =
-            all.iter().map(|f| f.category()).collect();
-        assert_eq!(categories.len(), all.len());
-        assert_eq!(Refused.category(), "Refused");
-        assert_eq!(Conflict.category(), "Conflict");
-    }
 
     const CRDS: &str = "/apis/decisiongate.io/v1alpha1";
 

@@ -149,5 +149,4 @@ async fn reconcile(decision: Arc<Decision>, ctx: Arc<Context>) -> Result<Action>
 }
 
 #[cfg(test)]
-#[path = "decision_tests.rs"]
 mod tests;

@@ -178,5 +178,4 @@ async fn job_state(ctx: &Context, namespace: &str, job: &Job) -> Result<JobState
 }
 
 #[cfg(test)]
-#[path = "execution_tests.rs"]
 mod tests;
