@@ -12,6 +12,11 @@ export GOFLAGS=-mod=mod
 export GOTOOLCHAIN=local
 export CGO_ENABLED=0
 
+# in_dir DIR COMMAND...: runs COMMAND in DIR, in a subshell, so the caller stays where it is.
+in_dir() (
+  cd "$1" && shift && "$@"
+)
+
 build_kubernetes() {
   local bins=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
   local missing=0 b
@@ -53,8 +58,9 @@ import (
 )
 GO
   with_progress "resolving Kubernetes $KUBERNETES_VERSION modules" "$CACHE_DIR/logs/kubernetes-mod.log" \
-    bash -c "cd '$work' && go mod tidy"
+    in_dir "$work" go mod tidy
 
+  # One argument for -ldflags: the go command splits it, the shell never parses it again.
   local ld="-s -w"
   local pkg
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
@@ -65,7 +71,7 @@ GO
   for b in "${bins[@]}"; do targets+=("k8s.io/kubernetes/cmd/$b"); done
   with_progress "building ${bins[*]} $KUBERNETES_VERSION (the first build takes 10-20 minutes on 2 cores)" \
     "$CACHE_DIR/logs/kubernetes-build.log" \
-    bash -c "cd '$work' && go build -trimpath -ldflags '$ld' -o '$K8S_BIN.tmp/' ${targets[*]}"
+    in_dir "$work" go build -trimpath -ldflags "$ld" -o "$K8S_BIN.tmp/" "${targets[@]}"
   mv "$K8S_BIN.tmp"/* "$K8S_BIN/" && rmdir "$K8S_BIN.tmp"
 }
 
@@ -93,7 +99,13 @@ import (
 func main() { etcdmain.Main(os.Args) }
 GO
   with_progress "building etcd $ETCD_VERSION" "$CACHE_DIR/logs/etcd-build.log" \
-    bash -c "cd '$work' && go mod tidy && go build -trimpath -ldflags '-s -w' -o '$ETCD_BIN/etcd' ."
+    in_dir "$work" tidy_and_build "$ETCD_BIN/etcd"
+}
+
+# tidy_and_build OUTPUT: resolves the module in the current directory and builds its main
+# package into OUTPUT.
+tidy_and_build() {
+  go mod tidy && go build -trimpath -ldflags '-s -w' -o "$1" .
 }
 
 go_install() { # name version module-path/cmd dest
