@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the pinned control-plane binaries (kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, etcd, kwok) and helm from the Go module proxy, into a cache
-# outside the repository keyed by version. A component already in the cache is skipped.
+# kube-scheduler, kubectl, etcd, kwok) and helm from their published Go modules, fetched by
+# the go command (so GOPROXY and the other go settings apply), into a cache outside the
+# repository keyed by version. A component already in the cache is skipped.
 #
 #   hack/build-tools.sh [cluster|helm|all]     (default: cluster)
 . "$(dirname "$0")/lib.sh"
@@ -17,6 +18,23 @@ in_dir() (
   cd "$1" && shift && "$@"
 )
 
+# module_go_mod MODULE VERSION: prints the go.mod of MODULE at VERSION. The go command
+# fetches it (into its module cache), so GOPROXY, GONOPROXY, GOPRIVATE and GOSUMDB apply.
+module_go_mod() {
+  local json gomod
+  mkdir -p "$CACHE_DIR/build"
+  # Outside any module, so that no go.mod of ours is read or changed.
+  if ! json=$(in_dir "$CACHE_DIR/build" go mod download -json "$1@$2"); then
+    printf '%s\n' "$json" >&2
+    die "go mod download $1@$2 failed"
+  fi
+  gomod=$(sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p' <<<"$json")
+  if [ -z "$gomod" ] || [ ! -r "$gomod" ]; then
+    die "go mod download $1@$2 named no readable go.mod: $json"
+  fi
+  cat "$gomod"
+}
+
 build_kubernetes() {
   local bins=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
   local missing=0 b
@@ -31,8 +49,7 @@ build_kubernetes() {
   # k8s.io/kubernetes points its staging modules at ./staging; a module that
   # requires it must replace each of them with the published v0.X.Y instead.
   local modfile
-  modfile=$(curl -fsSL "https://proxy.golang.org/k8s.io/kubernetes/@v/$KUBERNETES_VERSION.mod" 2>/dev/null) ||
-    modfile=$(cd "$work" && go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p' | xargs cat)
+  modfile=$(module_go_mod k8s.io/kubernetes "$KUBERNETES_VERSION")
   {
     echo "module decisiongate.local/kubernetes"
     echo
