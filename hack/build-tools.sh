@@ -8,10 +8,27 @@
 . "$(dirname "$0")/lib.sh"
 
 command -v go >/dev/null || die "Go is required to build the local control plane (https://go.dev/dl)"
+command -v flock >/dev/null || die "flock is required to share the build cache (apt-get install util-linux)"
 
 export GOFLAGS=-mod=mod
 export GOTOOLCHAIN=local
 export CGO_ENABLED=0
+
+# locked NAME COMMAND...: runs COMMAND holding the cache's lock for component NAME, so that
+# two runs never build or install the same component at once: the later one waits, then
+# finds it in the cache.
+locked() {
+  local name=$1 lock=$CACHE_DIR/locks/$1.lock
+  shift
+  mkdir -p "$CACHE_DIR/locks"
+  (
+    if ! flock --nonblock 9; then
+      log "waiting for another run building $name (lock: $lock)"
+      flock 9
+    fi
+    "$@"
+  ) 9>"$lock"
+}
 
 # in_dir DIR COMMAND...: runs COMMAND in DIR, in a subshell, so the caller stays where it is.
 in_dir() (
@@ -140,8 +157,8 @@ build_helm() {
 }
 
 case "${1:-cluster}" in
-  cluster) build_etcd; build_kwok; build_kubernetes ;;
-  helm) build_helm ;;
-  all) build_etcd; build_kwok; build_kubernetes; build_helm ;;
+  cluster) locked etcd build_etcd; locked kwok build_kwok; locked kubernetes build_kubernetes ;;
+  helm) locked helm build_helm ;;
+  all) locked etcd build_etcd; locked kwok build_kwok; locked kubernetes build_kubernetes; locked helm build_helm ;;
   *) die "usage: $0 [cluster|helm|all]" ;;
 esac
