@@ -73,6 +73,8 @@ pub struct Context {
     pub progress: Arc<Progress>,
     /// Whether the admission policies that verify people's answers are in force.
     pub answers: admission::Verdict,
+    /// The failure each object last reported as an Event.
+    pub failures: super::drive::Failures,
 }
 
 impl Context {

@@ -191,6 +191,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         notifier,
         progress: progress.clone(),
         answers,
+        failures: Default::default(),
     });
     info!(
         namespace = ctx.settings.namespace.as_deref().unwrap_or("(all)"),

@@ -383,6 +383,7 @@ impl Context {
             notifier: None,
             progress,
             answers: tokio::sync::watch::channel(Some(Answers::Verified)).1,
+            failures: Default::default(),
         }
     }
 
