@@ -1,5 +1,6 @@
 //! The operator's one error type. Every error has a category, a CamelCase word for the
-//! kind of failure that is the `reason` of its log line and of the error metric.
+//! kind of failure that is the `reason` of its log line, of the Warning Event on the
+//! object that failed, and of the error metric.
 //!
 //! [`ApiFailure`] reads a failed API request; it lives here, below everything that makes
 //! requests, and the controller's calls to the API server use it from there.
@@ -73,7 +74,7 @@ pub enum Error {
 }
 
 impl Error {
-    /// A CamelCase word for the kind of failure: log reason and metric label.
+    /// A CamelCase word for the kind of failure: log and Event reason, metric label.
     pub fn category(&self) -> &'static str {
         match self {
             Error::Kube(e) => ApiFailure::of(e).category(),
