@@ -41,7 +41,7 @@ fn module_of(root: &Path, file: &Path) -> Option<String> {
 }
 
 /// Which top-level modules each module names through `crate::`, tests left out (a test
-/// may reach anywhere).
+/// may reach anywhere; a module's own tests come after its code).
 fn dependencies(root: &Path) -> BTreeMap<String, BTreeSet<String>> {
     let files = sources(root);
     let modules: BTreeSet<String> = files.iter().filter_map(|f| module_of(root, f)).collect();
@@ -51,7 +51,9 @@ fn dependencies(root: &Path) -> BTreeMap<String, BTreeSet<String>> {
             continue;
         };
         let text = std::fs::read_to_string(file).unwrap();
-        if file.file_stem().is_some_and(|s| s == "tests") {
+        // A module's tests live in its `tests.rs` or under its `tests/`.
+        let relative = file.strip_prefix(root).unwrap();
+        if file.file_stem().is_some_and(|s| s == "tests") || relative.iter().any(|c| c == "tests") {
             continue;
         }
         // Comments (and the doc links in them) are not dependencies.

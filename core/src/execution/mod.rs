@@ -12,8 +12,6 @@ mod consistency;
 mod rollback;
 mod start;
 mod steps;
-#[cfg(test)]
-mod tests;
 
 use std::collections::BTreeMap;
 
@@ -232,3 +230,6 @@ fn finish(
     s.message = message;
     s.result = result.filter(|r| !r.is_empty());
 }
+
+#[cfg(test)]
+mod tests;

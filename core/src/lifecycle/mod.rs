@@ -15,8 +15,6 @@ mod approvals;
 mod conditions;
 mod evaluate;
 mod lapse;
-#[cfg(test)]
-mod tests;
 
 use chrono::{DateTime, Utc};
 
@@ -136,3 +134,6 @@ fn created_at(decision: &Decision) -> Option<DateTime<Utc>> {
         .as_ref()
         .map(|t| to_chrono(&t.0))
 }
+
+#[cfg(test)]
+mod tests;

@@ -7,8 +7,6 @@
 mod checks;
 mod expressions;
 mod rules;
-#[cfg(test)]
-mod tests;
 
 use crate::api::approval_policy::PolicyRule;
 use crate::api::decision::{Criticality, DecisionSpec, Evaluation, Outcome, RiskAssessment};
@@ -215,3 +213,6 @@ fn apply_invariants(criticality: Criticality, evaluation: &mut Evaluation) {
         evaluation.required_approvals = 0;
     }
 }
+
+#[cfg(test)]
+mod tests;
