@@ -185,7 +185,7 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let config: Config =
-            serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            yaml_serde::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         config
             .check()
             .map_err(|e| format!("{}: {e}", path.display()))?;
@@ -652,7 +652,7 @@ mod tests {
     use super::*;
 
     fn config() -> Config {
-        serde_yaml::from_str(
+        yaml_serde::from_str(
             r#"
 channels:
 - {name: ops, type: webhook, format: slack, url: "http://127.0.0.1:9/hook"}
@@ -723,7 +723,7 @@ retry: {attempts: 4, initialBackoff: 500ms, maxBackoff: 3s}
         let mut c = config();
         c.rules[0].channels.push("pager".into());
         assert!(c.check().unwrap_err().contains("\"pager\""));
-        let err = serde_yaml::from_str::<Config>("channels: [{name: x, type: sms}]").unwrap_err();
+        let err = yaml_serde::from_str::<Config>("channels: [{name: x, type: sms}]").unwrap_err();
         assert!(err.to_string().contains("sms"), "{err}");
     }
 

@@ -548,7 +548,7 @@ mod tests {
 
     #[test]
     fn the_list_is_a_table_with_the_reason() {
-        let policy: ApprovalPolicy = serde_yaml::from_str(
+        let policy: ApprovalPolicy = yaml_serde::from_str(
             "apiVersion: decisiongate.io/v1alpha1\nkind: ApprovalPolicy\nmetadata: {name: p}\nspec: {rules: [{name: r, outcome: RequireApproval, requiredApprovals: 2}]}",
         )
         .unwrap();

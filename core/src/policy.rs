@@ -569,7 +569,7 @@ mod tests {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../examples")
             .join(file);
-        serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+        yaml_serde::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
     }
 
     fn request(action: &str, criticality: Criticality) -> DecisionSpec {

@@ -320,7 +320,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             });
             match output {
                 Some(Format::Json) => println!("{}", serde_json::to_string_pretty(&items)?),
-                Some(Format::Yaml) => print!("{}", serde_yaml::to_string(&items)?),
+                Some(Format::Yaml) => print!("{}", yaml_serde::to_string(&items)?),
                 None if items.is_empty() => {
                     let scope = if cli.all_namespaces {
                         "any namespace".to_owned()
