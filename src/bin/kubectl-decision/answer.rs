@@ -1,4 +1,4 @@
-//! `approve` and `reject`: the answer written as the caller, then followed until the
+//! `approve` and `reject`: the answer written as the caller, then watched until the
 //! operator has recorded what came of it.
 
 use std::time::Duration;
@@ -7,9 +7,14 @@ use decision_gate::api::{Decision, DecisionPhase, annotations};
 use decision_gate::plugin;
 use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::wait::{self, await_condition};
+use kube::runtime::watcher;
 use kube::{Api, Client};
 
 use super::{Failure, api_failure, get};
+
+/// How long the operator gets to record an answer before the command stops waiting.
+const RECORD_WAIT: Duration = Duration::from_secs(30);
 
 /// Who the API server says we are.
 async fn whoami(client: &Client) -> Result<String, Failure> {
@@ -99,46 +104,68 @@ pub(crate) async fn answer(
     }
 
     // The operator records the answer within moments; say what came of it.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let d = get(client, namespace, name).await?;
-        let status = d.status.clone().unwrap_or_default();
-        let counted = if approving {
-            // This approval, not an earlier one of mine that lapsed.
-            status.approvals.iter().any(|a| {
-                a.approver == me && a.lapsed_at.is_none() && a.stamp.as_deref() == Some(&stamp)
-            })
-        } else {
-            status
-                .rejection
-                .as_ref()
-                .is_some_and(|r| r.rejected_by == me)
-        };
-        if mine_ignored(&d, &me) > ignored_before
-            && let Some(ignored) = status.ignored_answers.iter().rev().find(|i| i.user == me)
-        {
+    let counted = |d: &Decision| {
+        d.status.as_ref().is_some_and(|status| {
+            if approving {
+                // This approval, not an earlier one of mine that lapsed.
+                status.approvals.iter().any(|a| {
+                    a.approver == me && a.lapsed_at.is_none() && a.stamp.as_deref() == Some(&stamp)
+                })
+            } else {
+                status
+                    .rejection
+                    .as_ref()
+                    .is_some_and(|r| r.rejected_by == me)
+            }
+        })
+    };
+    let recorded = |d: Option<&Decision>| {
+        d.is_none_or(|d| counted(d) || mine_ignored(d, &me) > ignored_before)
+    };
+    let d = match tokio::time::timeout(RECORD_WAIT, await_condition(api, name, recorded)).await {
+        Ok(Ok(Some(d))) => d,
+        Ok(Ok(None)) => {
             return Err(Failure(format!(
-                "your {} does not count: {}",
-                ignored.answer, ignored.reason
+                "no Decision {name} in namespace {namespace}"
             )));
         }
-        if counted {
-            let phase = status.phase.map(|p| format!("{p:?}")).unwrap_or_default();
-            let progress = status.approval_progress.unwrap_or_default();
-            if approving {
-                println!("approved {namespace}/{name} as {me} ({progress}); it is now {phase}");
-            } else {
-                println!("rejected {namespace}/{name} as {me}; it is now {phase}");
-            }
-            return Ok(());
-        }
-        if tokio::time::Instant::now() >= deadline {
+        Ok(Err(wait::Error::ProbeFailed(e))) => return Err(watch_failure(e, name, namespace)),
+        Err(_) => {
             println!(
                 "{verb}d {namespace}/{name} as {me}; the operator has not recorded it yet (is it running?)"
             );
             return Ok(());
         }
-        tokio::time::sleep(Duration::from_millis(250)).await; // poll interval of this bounded wait
+    };
+    let status = d.status.clone().unwrap_or_default();
+    if mine_ignored(&d, &me) > ignored_before
+        && let Some(ignored) = status.ignored_answers.iter().rev().find(|i| i.user == me)
+    {
+        return Err(Failure(format!(
+            "your {} does not count: {}",
+            ignored.answer, ignored.reason
+        )));
+    }
+    let phase = status.phase.map(|p| format!("{p:?}")).unwrap_or_default();
+    let progress = status.approval_progress.unwrap_or_default();
+    if approving {
+        println!("approved {namespace}/{name} as {me} ({progress}); it is now {phase}");
+    } else {
+        println!("rejected {namespace}/{name} as {me}; it is now {phase}");
+    }
+    Ok(())
+}
+
+/// Explains why the Decision could not be watched, as a failed read of it would be.
+fn watch_failure(e: watcher::Error, name: &str, namespace: &str) -> Failure {
+    match e {
+        watcher::Error::InitialListFailed(e)
+        | watcher::Error::WatchStartFailed(e)
+        | watcher::Error::WatchFailed(e) => api_failure(e, name, namespace),
+        watcher::Error::WatchError(status) => {
+            api_failure(kube::Error::Api(status), name, namespace)
+        }
+        other => Failure(other.to_string()),
     }
 }
 
