@@ -4,11 +4,13 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::Api;
 use tokio::sync::OnceCell;
 
 use super::{
-    RELEASE_NAMESPACE, TEST_HOOKS_SECRET, admin_kubeconfig, apply, kubectl_admin, repo_root, tool,
-    wait_until,
+    RELEASE_NAMESPACE, TEST_HOOKS_SECRET, admin, admin_kubeconfig, apply, kubectl_admin, repo_root,
+    tool, wait_for, wait_until,
 };
 
 static INSTALLED: OnceCell<PathBuf> = OnceCell::const_new();
@@ -135,9 +137,13 @@ impl TestNamespace {
         ensure_crds().await;
         kubectl_admin(&["create", "namespace", &name]).success();
         // The controller manager creates the default ServiceAccount that pods need.
-        wait_until("the default ServiceAccount", || {
-            kubectl_admin(&["get", "serviceaccount", "default", "-n", &name]).ok
-        })
+        let accounts: Api<ServiceAccount> = Api::namespaced(admin().await, &name);
+        wait_for(
+            &accounts,
+            "default",
+            "created",
+            |sa: Option<&ServiceAccount>| sa.is_some(),
+        )
         .await;
         TestNamespace { name }
     }
