@@ -1,16 +1,56 @@
 #!/usr/bin/env bash
 # Builds the pinned control-plane binaries (kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, etcd, kwok) and helm from the Go module proxy, into a cache
-# outside the repository keyed by version. A component already in the cache is skipped.
+# kube-scheduler, kubectl, etcd, kwok) and helm from their published Go modules, fetched by
+# the go command (so GOPROXY and the other go settings apply), into a cache outside the
+# repository keyed by version. A component already in the cache is skipped.
 #
 #   hack/build-tools.sh [cluster|helm|all]     (default: cluster)
 . "$(dirname "$0")/lib.sh"
 
 command -v go >/dev/null || die "Go is required to build the local control plane (https://go.dev/dl)"
+command -v flock >/dev/null || die "flock is required to share the build cache (apt-get install util-linux)"
 
 export GOFLAGS=-mod=mod
 export GOTOOLCHAIN=local
 export CGO_ENABLED=0
+
+# locked NAME COMMAND...: runs COMMAND holding the cache's lock for component NAME, so that
+# two runs never build or install the same component at once: the later one waits, then
+# finds it in the cache.
+locked() {
+  local name=$1 lock=$CACHE_DIR/locks/$1.lock
+  shift
+  mkdir -p "$CACHE_DIR/locks"
+  (
+    if ! flock --nonblock 9; then
+      log "waiting for another run building $name (lock: $lock)"
+      flock 9
+    fi
+    "$@"
+  ) 9>"$lock"
+}
+
+# in_dir DIR COMMAND...: runs COMMAND in DIR, in a subshell, so the caller stays where it is.
+in_dir() (
+  cd "$1" && shift && "$@"
+)
+
+# module_go_mod MODULE VERSION: prints the go.mod of MODULE at VERSION. The go command
+# fetches it (into its module cache), so GOPROXY, GONOPROXY, GOPRIVATE and GOSUMDB apply.
+module_go_mod() {
+  local json gomod
+  mkdir -p "$CACHE_DIR/build"
+  # Outside any module, so that no go.mod of ours is read or changed.
+  if ! json=$(in_dir "$CACHE_DIR/build" go mod download -json "$1@$2"); then
+    printf '%s\n' "$json" >&2
+    die "go mod download $1@$2 failed"
+  fi
+  gomod=$(sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p' <<<"$json")
+  if [ -z "$gomod" ] || [ ! -r "$gomod" ]; then
+    die "go mod download $1@$2 named no readable go.mod: $json"
+  fi
+  cat "$gomod"
+}
 
 build_kubernetes() {
   local bins=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
@@ -26,8 +66,7 @@ build_kubernetes() {
   # k8s.io/kubernetes points its staging modules at ./staging; a module that
   # requires it must replace each of them with the published v0.X.Y instead.
   local modfile
-  modfile=$(curl -fsSL "https://proxy.golang.org/k8s.io/kubernetes/@v/$KUBERNETES_VERSION.mod" 2>/dev/null) ||
-    modfile=$(cd "$work" && go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p' | xargs cat)
+  modfile=$(module_go_mod k8s.io/kubernetes "$KUBERNETES_VERSION")
   {
     echo "module decisiongate.local/kubernetes"
     echo
@@ -53,8 +92,9 @@ import (
 )
 GO
   with_progress "resolving Kubernetes $KUBERNETES_VERSION modules" "$CACHE_DIR/logs/kubernetes-mod.log" \
-    bash -c "cd '$work' && go mod tidy"
+    in_dir "$work" go mod tidy
 
+  # One argument for -ldflags: the go command splits it, the shell never parses it again.
   local ld="-s -w"
   local pkg
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
@@ -65,7 +105,7 @@ GO
   for b in "${bins[@]}"; do targets+=("k8s.io/kubernetes/cmd/$b"); done
   with_progress "building ${bins[*]} $KUBERNETES_VERSION (the first build takes 10-20 minutes on 2 cores)" \
     "$CACHE_DIR/logs/kubernetes-build.log" \
-    bash -c "cd '$work' && go build -trimpath -ldflags '$ld' -o '$K8S_BIN.tmp/' ${targets[*]}"
+    in_dir "$work" go build -trimpath -ldflags "$ld" -o "$K8S_BIN.tmp/" "${targets[@]}"
   mv "$K8S_BIN.tmp"/* "$K8S_BIN/" && rmdir "$K8S_BIN.tmp"
 }
 
@@ -93,7 +133,13 @@ import (
 func main() { etcdmain.Main(os.Args) }
 GO
   with_progress "building etcd $ETCD_VERSION" "$CACHE_DIR/logs/etcd-build.log" \
-    bash -c "cd '$work' && go mod tidy && go build -trimpath -ldflags '-s -w' -o '$ETCD_BIN/etcd' ."
+    in_dir "$work" tidy_and_build "$ETCD_BIN/etcd"
+}
+
+# tidy_and_build OUTPUT: resolves the module in the current directory and builds its main
+# package into OUTPUT.
+tidy_and_build() {
+  go mod tidy && go build -trimpath -ldflags '-s -w' -o "$1" .
 }
 
 go_install() { # name version module-path/cmd dest
@@ -111,8 +157,8 @@ build_helm() {
 }
 
 case "${1:-cluster}" in
-  cluster) build_etcd; build_kwok; build_kubernetes ;;
-  helm) build_helm ;;
-  all) build_etcd; build_kwok; build_kubernetes; build_helm ;;
+  cluster) locked etcd build_etcd; locked kwok build_kwok; locked kubernetes build_kubernetes ;;
+  helm) locked helm build_helm ;;
+  all) locked etcd build_etcd; locked kwok build_kwok; locked kubernetes build_kubernetes; locked helm build_helm ;;
   *) die "usage: $0 [cluster|helm|all]" ;;
 esac

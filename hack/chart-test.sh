@@ -8,6 +8,34 @@ cd "$REPO_ROOT"
 HELM=${HELM:-$HELM_BIN/helm}
 CHART=charts/decision-gate
 fail() { printf 'chart check failed: %s\n' "$*" >&2; exit 1; }
+
+# The install check's namespace, once it may have created something. Whatever it created
+# goes again however the script ends: passing, failing or interrupted.
+ns=
+remove_install() {
+  [ -n "$ns" ] || return 0
+  local failed=0
+  "$HELM" uninstall chart-check --kubeconfig "$ADMIN_KUBECONFIG" --namespace "$ns" --ignore-not-found \
+    --wait --timeout 120s >/dev/null || failed=1
+  kubectl_admin delete namespace "$ns" --ignore-not-found --wait=false >/dev/null || failed=1
+  kubectl_admin delete pv "$ns-audit" --ignore-not-found --wait=false >/dev/null || failed=1
+  [ $failed = 0 ] || return 1
+  ns=
+}
+# On the way out after a failure or an interrupt: clean up, but exit with the status the
+# script already had, whatever the cleanup does.
+on_exit() {
+  local rc=$?
+  if [ -n "$ns" ]; then
+    log "removing what the install check created (release chart-check, namespace $ns, volume $ns-audit)"
+    remove_install || printf 'warning: the release chart-check, namespace %s or volume %s may be left behind\n' "$ns" "$ns-audit" >&2
+  fi
+  exit $rc
+}
+trap on_exit EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
 template() { "$HELM" template decision-gate "$CHART" --kube-version "$KUBERNETES_VERSION" --namespace decision-gate-system "$@"; }
 
 diff -r crds "$CHART/crds" >/dev/null || fail "$CHART/crds differs from crds/; run make crds"
@@ -90,7 +118,5 @@ YAML
   fail "the audit claim is not bound"
 [ "$(kubectl_admin -n "$ns" get deployment chart-check-decision-gate -o jsonpath='{.status.readyReplicas}')" = 1 ] ||
   fail "the Deployment did not become ready"
-"$HELM" uninstall chart-check --kubeconfig "$ADMIN_KUBECONFIG" --namespace "$ns" --wait >/dev/null
-kubectl_admin delete namespace "$ns" --wait=false >/dev/null
-kubectl_admin delete pv "$ns-audit" --wait=false >/dev/null
+remove_install || fail "could not remove the release chart-check, namespace $ns or volume $ns-audit"
 log "chart: lint, template, schema and install checks passed"

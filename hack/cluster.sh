@@ -16,20 +16,48 @@ PIDS=$CLUSTER_DIR/pids
 COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
 
 pid_of() { cat "$PIDS/$1.pid" 2>/dev/null || true; }
-stopped() { ! kill -0 "$1" 2>/dev/null; }
-is_running() {
-  local pid
-  pid=$(pid_of "$1")
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && grep -q "$CLUSTER_DIR" "/proc/$pid/cmdline" 2>/dev/null
+
+# The program a component runs.
+binary_of() {
+  case $1 in
+    etcd) echo "$ETCD_BIN/etcd" ;;
+    kwok) echo "$KWOK_BIN/kwok" ;;
+    *) echo "$K8S_BIN/$1" ;;
+  esac
 }
 
-# Starts a component in its own session so that it outlives the calling make target.
+# runs BINARY PID: process PID is alive and is BINARY started for this cluster: its argv[0]
+# is BINARY, /proc/PID/exe is BINARY's file, and one of its arguments lies in this cluster's
+# directory. Any other process, such as a `tail -f` of a log here, a reused pid, a zombie or
+# the same component of another cluster, fails the check.
+runs() {
+  local binary=$1 pid=$2 arg exe args=()
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  mapfile -d '' -t args 2>/dev/null <"/proc/$pid/cmdline" || return 1
+  [ "${args[0]:-}" = "$binary" ] || return 1
+  for arg in "${args[@]:1}"; do
+    if [[ $arg == "$CLUSTER_DIR"/* ]]; then
+      # The same file, or the file at that path before it was replaced.
+      [ "/proc/$pid/exe" -ef "$binary" ] && return 0
+      exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
+      [ "${exe% (deleted)}" = "$(readlink -f -- "$binary")" ]
+      return
+    fi
+  done
+  return 1
+}
+not_running() { ! runs "$@"; }
+is_running() { runs "$(binary_of "$1")" "$(pid_of "$1")"; }
+
+# Starts a component's program in its own session so that it outlives the calling make
+# target. setsid runs it in place (a background job of this shell never leads a process
+# group, so setsid need not fork), which makes $! the component's own pid.
 start() {
   local name=$1
   shift
   mkdir -p "$LOGS" "$PIDS"
   log "starting $name (log: $LOGS/$name.log)"
-  setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
+  setsid "$(binary_of "$name")" "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
   echo $! >"$PIDS/$name.pid"
 }
 
@@ -187,7 +215,7 @@ up() {
   mkdir -p "$CLUSTER_DIR/etcd"
 
   if ! is_running etcd; then
-    start etcd "$ETCD_BIN/etcd" --name local --data-dir "$CLUSTER_DIR/etcd" \
+    start etcd --name local --data-dir "$CLUSTER_DIR/etcd" \
       --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
       --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
       --initial-cluster "local=http://127.0.0.1:$ETCD_PEER_PORT" --log-level warn \
@@ -201,7 +229,7 @@ up() {
     stop kube-apiserver
   fi
   if ! is_running kube-apiserver; then
-    start kube-apiserver "$K8S_BIN/kube-apiserver" \
+    start kube-apiserver \
       --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
       --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
       --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
@@ -216,7 +244,7 @@ up() {
   wait_until "kube-apiserver to be ready" 120 apiserver_ready || { tail -n 30 "$LOGS/kube-apiserver.log" >&2; exit 1; }
 
   if ! is_running kube-controller-manager; then
-    start kube-controller-manager "$K8S_BIN/kube-controller-manager" \
+    start kube-controller-manager \
       --kubeconfig "$CLUSTER_DIR/components/kube-controller-manager.kubeconfig" \
       --authentication-kubeconfig "$CLUSTER_DIR/components/kube-controller-manager.kubeconfig" \
       --authorization-kubeconfig "$CLUSTER_DIR/components/kube-controller-manager.kubeconfig" \
@@ -226,7 +254,7 @@ up() {
       --leader-elect=false --secure-port 0 --profiling=false
   fi
   if ! is_running kube-scheduler; then
-    start kube-scheduler "$K8S_BIN/kube-scheduler" \
+    start kube-scheduler \
       --kubeconfig "$CLUSTER_DIR/components/kube-scheduler.kubeconfig" \
       --authentication-kubeconfig "$CLUSTER_DIR/components/kube-scheduler.kubeconfig" \
       --authorization-kubeconfig "$CLUSTER_DIR/components/kube-scheduler.kubeconfig" \
@@ -234,7 +262,7 @@ up() {
       --leader-elect=false --secure-port 0 --profiling=false
   fi
   if ! is_running kwok; then
-    start kwok "$KWOK_BIN/kwok" \
+    start kwok \
       --kubeconfig "$CLUSTER_DIR/components/kwok.kubeconfig" \
       --config "$REPO_ROOT/hack/cluster/kwok-stages.yaml" \
       --manage-all-nodes=false --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
@@ -250,27 +278,40 @@ up() {
   log "local control plane is up: export KUBECONFIG=$ADMIN_KUBECONFIG"
 }
 
-# Stops one component: SIGTERM, then SIGKILL if it is still there after 30 seconds.
-stop() {
-  local name=$1 pid
-  if is_running "$name"; then
-    pid=$(pid_of "$name")
-    log "stopping $name (pid $pid)"
-    kill -TERM "$pid" 2>/dev/null || true
-    wait_until "$name to stop" 30 stopped "$pid" || kill -KILL "$pid" 2>/dev/null || true
+# stop_process NAME PID: SIGTERM, then SIGKILL if it is still there after 30 seconds, then
+# fails if it is still there 10 seconds after that. PID is signalled only while it runs
+# NAME's program for this cluster; a pid that does not is left alone.
+stop_process() {
+  local name=$1 pid=$2 binary
+  binary=$(binary_of "$name")
+  runs "$binary" "$pid" || return 0
+  log "stopping $name (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  wait_until "$name to stop" 30 not_running "$binary" "$pid" 2>/dev/null && return 0
+  if runs "$binary" "$pid"; then
+    log "$name (pid $pid) still runs 30s after SIGTERM: sending SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
   fi
+  wait_until "$name (pid $pid) to exit after SIGKILL" 10 not_running "$binary" "$pid"
+}
+
+# Stops one component, by the pid its pid file records.
+stop() {
+  local name=$1
+  stop_process "$name" "$(pid_of "$name")"
   rm -f "$PIDS/$name.pid"
 }
 
 down() {
-  local i
+  local i name pid found
   for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
-    stop "${COMPONENTS[$i]}"
+    name=${COMPONENTS[$i]}
+    stop "$name"
+    # A copy whose pid file was lost goes too, in the same order: found by what it runs,
+    # never by words on a command line.
+    mapfile -t found < <(leftovers "$name")
+    for pid in "${found[@]}"; do stop_process "$name" "${pid#* }"; done
   done
-  # Anything else started from this cluster's files (a lost pid file) goes too.
-  if leftovers; then
-    pkill -KILL -f -- "$CLUSTER_DIR/" || true
-  fi
   wait_until "every control-plane process to exit" 30 no_leftovers
   remove_operator_netns
 }
@@ -284,10 +325,21 @@ restart() {
   up
 }
 
-# Processes whose command line names this cluster's directory. (Run from this shell, whose
-# own command line does not, so that the check never finds itself.)
-leftovers() { pgrep -f -- "$CLUSTER_DIR/" >/dev/null; }
-no_leftovers() { ! leftovers; }
+# leftovers [COMPONENT...]: every process that runs the program of one of the components
+# (default: all) for this cluster (see runs), pid file or not, as lines "NAME PID".
+leftovers() {
+  local name cmdline pid argv0
+  local -A component_of=()
+  for name in "${@:-${COMPONENTS[@]}}"; do component_of[$(binary_of "$name")]=$name; done
+  for cmdline in /proc/[0-9]*/cmdline; do
+    pid=${cmdline#/proc/} pid=${pid%/cmdline}
+    # argv[0] first: a builtin read per process, and the full check only for candidates.
+    IFS= read -r -d '' argv0 2>/dev/null <"$cmdline" || continue
+    name=${component_of[$argv0]:-}
+    if [ -n "$name" ] && runs "$argv0" "$pid"; then echo "$name $pid"; fi
+  done
+}
+no_leftovers() { [ -z "$(leftovers)" ]; }
 
 status() {
   local name rc=0

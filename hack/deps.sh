@@ -4,7 +4,7 @@
 . "$(dirname "$0")/lib.sh"
 
 missing=()
-for tool in openssl curl base64 setsid pgrep lua5.1 ip socat; do
+for tool in openssl curl base64 setsid flock lua5.1 ip socat; do
   command -v "$tool" >/dev/null || missing+=("$tool")
 done
 command -v go >/dev/null || die "Go is required to build the local control plane: install it from https://go.dev/dl"
@@ -17,8 +17,7 @@ for tool in "${missing[@]}"; do
     openssl) packages+=(openssl) ;;
     curl) packages+=(curl ca-certificates) ;;
     base64) packages+=(coreutils) ;;
-    setsid) packages+=(util-linux) ;;
-    pgrep) packages+=(procps) ;;
+    setsid | flock) packages+=(util-linux) ;;
     lua5.1) packages+=(lua5.1) ;; # runs the Argo CD health checks in the tests
     ip) packages+=(iproute2) ;;
     socat) packages+=(socat) ;; # relays the API server's service proxy to a test operator
