@@ -13,9 +13,6 @@ mod cache;
 mod review;
 mod token;
 
-#[cfg(test)]
-pub(crate) mod tests;
-
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -170,3 +167,6 @@ impl AuditAccess {
         }
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -20,9 +20,6 @@ mod log;
 mod seal;
 mod verify;
 
-#[cfg(test)]
-mod tests;
-
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
@@ -151,3 +148,6 @@ pub enum AuditError {
     )]
     Corrupt { path: PathBuf, why: String },
 }
+
+#[cfg(test)]
+mod tests;

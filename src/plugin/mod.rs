@@ -4,9 +4,6 @@
 mod explain;
 mod show;
 
-#[cfg(test)]
-mod tests;
-
 use std::fmt::Write;
 
 use chrono::{DateTime, Utc};
@@ -184,3 +181,6 @@ pub fn list_table(decisions: &[Decision], all_namespaces: bool, now: DateTime<Ut
     }
     out
 }
+
+#[cfg(test)]
+mod tests;
