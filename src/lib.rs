@@ -8,7 +8,8 @@
 
 pub use decision_gate_core::policy::STACK_SIZE;
 pub use decision_gate_core::{
-    admission, answers, api, crd, events, execution, jobs, lifecycle, pin, plan, policy, risk,
+    admission, answers, api, crd, events, execution, jobs, lifecycle, observed, pin, plan, policy,
+    risk,
 };
 
 pub mod access;

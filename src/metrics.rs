@@ -328,7 +328,7 @@ mod tests {
         let mut registry = Registry::default();
         let metrics = Metrics::new(&mut registry);
         drop(metrics.reconcile_started("Decision"));
-        metrics.reconcile_failed("Decision", "ApiError");
+        metrics.reconcile_failed("Decision", "Refused");
         let text = text(&registry);
         assert!(
             text.contains(r#"decision_gate_reconciliations_total{kind="Decision"} 1"#),
@@ -336,7 +336,7 @@ mod tests {
         );
         assert!(
             text.contains(
-                r#"decision_gate_reconcile_errors_total{kind="Decision",reason="ApiError"} 1"#
+                r#"decision_gate_reconcile_errors_total{kind="Decision",reason="Refused"} 1"#
             ),
             "{text}"
         );

@@ -23,6 +23,7 @@ pub mod events;
 pub mod execution;
 pub mod jobs;
 pub mod lifecycle;
+pub mod observed;
 pub mod pin;
 pub mod plan;
 pub mod policy;

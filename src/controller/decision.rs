@@ -147,3 +147,6 @@ async fn reconcile(decision: Arc<Decision>, ctx: Arc<Context>) -> Result<Action>
         None => Action::await_change(),
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -10,14 +10,13 @@ use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 use tracing::info;
 
+use super::cluster::ApiFailure;
 use super::watch::Lenient;
 use super::{Context, commit, submit_job};
-use crate::api::common::to_chrono;
-use crate::api::decision::StepPhase;
-use crate::api::execution_plan::PlanPhase;
 use crate::api::{Decision, DecisionStatus, ExecutionPlan};
 use crate::error::{Error, Result};
-use crate::execution::{self, JobAction, JobState, PlanCheck, PlanView};
+use crate::execution::{self, JobAction, JobState, PlanView};
+use crate::observed::{self, JobOutcome};
 
 /// The most Job actions one reconcile performs before it yields to others.
 const ACTIONS_PER_RECONCILE: usize = 64;
@@ -39,7 +38,7 @@ pub async fn run(decision: &mut Decision, ctx: &Context) -> Result<Option<DateTi
         Some(_) => match plans.get_opt(&plan_name).await? {
             None => None,
             Some(read) => Some(read.into_inner().map_err(|bad| {
-                Error::Config(format!(
+                Error::Unreadable(format!(
                     "the ExecutionPlan {plan_name} cannot be read: {}",
                     bad.why
                 ))
@@ -51,7 +50,7 @@ pub async fn run(decision: &mut Decision, ctx: &Context) -> Result<Option<DateTi
         uid: p.metadata.uid.as_deref().unwrap_or_default(),
         generation: p.metadata.generation.unwrap_or_default(),
         spec: &p.spec,
-        check: plan_check(p),
+        check: observed::plan_check(p),
     });
 
     let status = decision.status.clone().unwrap_or_default();
@@ -86,9 +85,13 @@ pub async fn run(decision: &mut Decision, ctx: &Context) -> Result<Option<DateTi
             JobAction::DryRun { name, job } => {
                 let verdict = match submit_job(&ctx.client, &namespace, &job, true).await {
                     Ok(_) => Ok(()),
-                    Err(kube::Error::Api(s)) if (400..500).contains(&s.code) && s.code != 429 => {
-                        Err(s.message)
-                    }
+                    Err(kube::Error::Api(s)) => match ApiFailure::of_code(s.code) {
+                        ApiFailure::Refused | ApiFailure::NotFound => Err(s.message),
+                        // AlreadyExists: a Job of the dry run's name is in the way. It would
+                        // be there at every retry, and a real run would meet it too.
+                        ApiFailure::Conflict => Err(s.message),
+                        _ => return Err(Error::Kube(kube::Error::Api(s))),
+                    },
                     Err(e) => return Err(e.into()),
                 };
                 dry_runs.insert(name, verdict);
@@ -96,27 +99,6 @@ pub async fn run(decision: &mut Decision, ctx: &Context) -> Result<Option<DateTi
         }
     }
     Ok(Some(Utc::now()))
-}
-
-/// What the plan controller found for the plan's current generation.
-fn plan_check(plan: &ExecutionPlan) -> PlanCheck<'_> {
-    let Some(status) = plan.status.as_ref() else {
-        return PlanCheck::Unchecked;
-    };
-    if status.observed_generation != plan.metadata.generation {
-        return PlanCheck::Unchecked;
-    }
-    match status.phase {
-        Some(PlanPhase::Ready) => PlanCheck::Ready,
-        Some(PlanPhase::Invalid) => PlanCheck::Invalid(
-            status
-                .conditions
-                .first()
-                .map(|c| c.message.as_str())
-                .unwrap_or("the API server refused a step"),
-        ),
-        None => PlanCheck::Unchecked,
-    }
 }
 
 /// Creates a step's Job. One that already exists and belongs to this Decision counts as
@@ -133,7 +115,9 @@ async fn create(
             info!(job = name, namespace, "created a step Job");
             Ok(JobState::Running)
         }
-        Err(kube::Error::Api(s)) if s.code == 409 => {
+        // A 409 on a create is AlreadyExists: a Job of this name is there, from an earlier
+        // reconcile (it counts as created) or from something else.
+        Err(kube::Error::Api(s)) if ApiFailure::of_code(s.code) == ApiFailure::Conflict => {
             let existing: Api<Job> = Api::namespaced(ctx.client.clone(), namespace);
             let found = existing.get(name).await?;
             let ours = found
@@ -151,7 +135,7 @@ async fn create(
                 })
             }
         }
-        Err(kube::Error::Api(s)) if (400..500).contains(&s.code) && s.code != 429 => {
+        Err(kube::Error::Api(s)) if ApiFailure::of_code(s.code).is_verdict() => {
             Ok(JobState::Failed {
                 message: format!("the API server refused the Job: {}", s.message),
                 finished_at: None,
@@ -167,20 +151,9 @@ async fn observe(
     namespace: &str,
     status: &DecisionStatus,
 ) -> Result<BTreeMap<String, JobState>> {
-    let mut names: Vec<String> = Vec::new();
-    if let Some(execution) = &status.execution {
-        let rollback = execution.rollback.iter().flat_map(|r| r.steps.iter());
-        for step in execution.steps.iter().chain(rollback) {
-            if matches!(step.phase, StepPhase::Pending | StepPhase::Running)
-                && let Some(name) = &step.job_name
-            {
-                names.push(name.clone());
-            }
-        }
-    }
     let api: Api<Job> = Api::namespaced(ctx.client.clone(), namespace);
     let mut seen = BTreeMap::new();
-    for name in names {
+    for name in observed::jobs_to_observe(status) {
         let state = match api.get_opt(&name).await? {
             Some(job) => job_state(ctx, namespace, &job).await?,
             None => JobState::Missing,
@@ -190,64 +163,19 @@ async fn observe(
     Ok(seen)
 }
 
-/// A Job's outcome, with its container's termination message as the step's result.
+/// A Job's outcome, with its container's termination message once it finished.
 async fn job_state(ctx: &Context, namespace: &str, job: &Job) -> Result<JobState> {
-    let status = job.status.clone().unwrap_or_default();
-    let finished = |type_: &str| {
-        status
-            .conditions
-            .iter()
-            .flatten()
-            .find(|c| c.type_ == type_ && c.status == "True")
-            .cloned()
+    let outcome = JobOutcome::of(job);
+    let said = if outcome.is_finished() {
+        let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+        let selector = observed::job_pods_selector(&job.name_any());
+        let list = pods.list(&ListParams::default().labels(&selector)).await?;
+        observed::termination_message(&list.items)
+    } else {
+        None
     };
-    if let Some(done) = finished("Complete") {
-        let finished_at = status
-            .completion_time
-            .as_ref()
-            .or(done.last_transition_time.as_ref())
-            .map(|t| to_chrono(&t.0));
-        return Ok(JobState::Succeeded {
-            result: termination_message(ctx, namespace, &job.name_any()).await?,
-            finished_at,
-        });
-    }
-    if let Some(failed) = finished("Failed") {
-        let said = termination_message(ctx, namespace, &job.name_any()).await?;
-        let mut message = format!(
-            "{}: {}",
-            failed.reason.as_deref().unwrap_or("Failed"),
-            failed.message.as_deref().unwrap_or("the Job failed")
-        );
-        if let Some(said) = said {
-            message.push_str(&format!("; the container said: {said}"));
-        }
-        return Ok(JobState::Failed {
-            message,
-            finished_at: failed
-                .last_transition_time
-                .as_ref()
-                .map(|t| to_chrono(&t.0)),
-        });
-    }
-    Ok(JobState::Running)
+    Ok(outcome.into_state(said))
 }
 
-async fn termination_message(ctx: &Context, namespace: &str, job: &str) -> Result<Option<String>> {
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
-    let list = pods
-        .list(&ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job}")))
-        .await?;
-    let message = list
-        .items
-        .iter()
-        .flat_map(|p| {
-            p.status
-                .iter()
-                .flat_map(|s| s.container_statuses.iter().flatten())
-        })
-        .filter_map(|c| c.state.as_ref()?.terminated.as_ref()?.message.clone())
-        .map(|m| m.trim().to_owned())
-        .find(|m| !m.is_empty());
-    Ok(message)
-}
+#[cfg(test)]
+mod tests;

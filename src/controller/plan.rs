@@ -12,6 +12,7 @@ use kube::runtime::events::EventType;
 use kube::runtime::reflector::Store;
 use tracing::info;
 
+use super::cluster::ApiFailure;
 use super::watch::{Changes, Watched};
 use super::{Context, apply_status, drive, replace_status, submit_job};
 use crate::api::ExecutionPlan;
@@ -69,7 +70,13 @@ async fn reconcile(obj: Arc<ExecutionPlan>, ctx: Arc<Context>) -> Result<Action>
             });
             let verdict = match submit_job(&ctx.client, &namespace, &job, true).await {
                 Ok(_) => Ok(()),
-                Err(kube::Error::Api(s)) if is_refusal(s.code) => Err(s.message),
+                // The verdict on the Job itself: invalid, forbidden by an admission
+                // policy, or for a namespace that is not there.
+                Err(kube::Error::Api(s)) if ApiFailure::of_code(s.code).is_verdict() => {
+                    Err(s.message)
+                }
+                // Anything else is a failure to ask, retried. A 409 (AlreadyExists) is a
+                // generated name that met an existing Job's: the next check generates another.
                 Err(e) => return Err(Error::Kube(e)),
             };
             checks.push(JobCheck {
@@ -105,12 +112,6 @@ async fn reconcile(obj: Arc<ExecutionPlan>, ctx: Arc<Context>) -> Result<Action>
     Ok(Action::requeue(RECHECK_EVERY))
 }
 
-/// A refusal is the API server's verdict on the Job itself (invalid, forbidden by an
-/// admission policy, unknown namespace); anything else is a failure to ask, retried.
-fn is_refusal(code: u16) -> bool {
-    (400..500).contains(&code) && code != 409 && code != 429
-}
-
 /// The prefix of a checked Job's generated name: short enough for the five random
 /// characters the API server adds, and a valid name.
 fn check_name_prefix(plan: &str, step: &str) -> String {
@@ -124,6 +125,113 @@ fn check_name_prefix(plan: &str, step: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controller::testing::{
+        self, JOBS, object_path, patch, post, reasons, reconciled, scripted,
+    };
+    use serde_json::json;
+
+    fn status_path() -> String {
+        format!("{}/status", object_path("executionplans", "deploy"))
+    }
+
+    /// The dry run of the step `migrate` of the plan `deploy`.
+    fn dry_run() -> testing::Expect {
+        post(JOBS)
+            .query("dryRun=All")
+            .query("fieldValidation=Strict")
+            .query("fieldManager=decision-gate")
+            .body(|job| {
+                assert_eq!(job["metadata"]["generateName"], "deploy-migrate-");
+                assert_eq!(job["metadata"]["labels"]["decisiongate.io/step"], "migrate");
+                assert_eq!(
+                    job["spec"]["template"]["spec"]["containers"][0]["image"],
+                    "busybox"
+                );
+            })
+    }
+
+    #[tokio::test]
+    async fn a_plan_the_api_server_refuses_says_why() {
+        let refusal = "Job.batch \"deploy-migrate-x7k2p\" is invalid: spec.template.spec.containers[0].image: Required value";
+        let (client, server) = scripted(vec![
+            dry_run().fail(422, "Invalid", refusal),
+            patch(&status_path())
+                .query("fieldManager=decision-gate")
+                .body(move |body| {
+                    let status = &body["status"];
+                    assert_eq!(status["phase"], "Invalid");
+                    assert_eq!(status["observedGeneration"], 1);
+                    let ready = &status["conditions"][0];
+                    assert_eq!(ready["status"], "False");
+                    assert_eq!(ready["reason"], "Invalid");
+                    let message = ready["message"].as_str().unwrap();
+                    assert!(message.starts_with("the API server refused "), "{message}");
+                    assert!(message.contains("migrate"), "{message}");
+                    assert!(message.ends_with(refusal), "{message}");
+                }),
+        ]);
+        let plan = testing::plan("deploy", "Real", &["migrate"]);
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = Context::for_tests(client, dir.path());
+        let (action, events) = reconciled(ctx, server, |ctx| reconcile(Arc::new(plan), ctx)).await;
+        assert_eq!(action.unwrap(), Action::requeue(RECHECK_EVERY));
+        assert_eq!(reasons(&events), ["Invalid"]);
+        assert_eq!(events[0].type_.as_deref(), Some("Warning"));
+    }
+
+    #[tokio::test]
+    async fn a_plan_the_api_server_admits_is_ready() {
+        let (client, server) = scripted(vec![
+            dry_run().answer(201, json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "deploy-migrate-x7k2p"}})),
+            patch(&status_path()).body(|body| {
+                assert_eq!(body["status"]["phase"], "Ready");
+                assert_eq!(body["status"]["stepCount"], 1);
+                assert_eq!(body["status"]["conditions"][0]["status"], "True");
+            }),
+        ]);
+        let plan = testing::plan("deploy", "Real", &["migrate"]);
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = Context::for_tests(client, dir.path());
+        let (action, events) = reconciled(ctx, server, |ctx| reconcile(Arc::new(plan), ctx)).await;
+        assert_eq!(action.unwrap(), Action::requeue(RECHECK_EVERY));
+        assert_eq!(reasons(&events), ["Validated"]);
+    }
+
+    #[tokio::test]
+    async fn a_check_the_api_server_could_not_answer_is_retried_and_nothing_is_written() {
+        for (code, reason, category) in [
+            (503, "ServiceUnavailable", "Unavailable"),
+            (429, "TooManyRequests", "Throttled"),
+            // The name generated for the check met an existing Job's.
+            (409, "AlreadyExists", "Conflict"),
+        ] {
+            let (client, server) = scripted(vec![dry_run().fail(code, reason, "try again")]);
+            let plan = testing::plan("deploy", "Real", &["migrate"]);
+            let dir = tempfile::tempdir().unwrap();
+            let ctx = Context::for_tests(client, dir.path());
+            let (action, events) =
+                reconciled(ctx, server, |ctx| reconcile(Arc::new(plan), ctx)).await;
+            assert_eq!(action.unwrap_err().category(), category);
+            assert!(events.is_empty());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_plan_checked_for_its_generation_lately_is_not_checked_again() {
+        let mut plan = testing::plan("deploy", "Real", &["migrate"]);
+        plan.status = Some(crate::api::ExecutionPlanStatus {
+            phase: Some(PlanPhase::Ready),
+            observed_generation: Some(1),
+            checked_at: Some(Utc::now()),
+            ..Default::default()
+        });
+        let (client, server) = scripted(vec![]);
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = Context::for_tests(client, dir.path());
+        let (action, events) = reconciled(ctx, server, |ctx| reconcile(Arc::new(plan), ctx)).await;
+        assert_eq!(action.unwrap(), Action::requeue(RECHECK_EVERY));
+        assert!(events.is_empty());
+    }
 
     #[test]
     fn check_names_stay_short_and_valid() {
@@ -135,15 +243,5 @@ mod tests {
         );
         let cut = check_name_prefix(&format!("{}-x", "a".repeat(49)), "s");
         assert!(!cut.ends_with('-'), "{cut}");
-    }
-
-    #[test]
-    fn only_verdicts_on_the_job_count_as_refusals() {
-        assert!(is_refusal(422));
-        assert!(is_refusal(400));
-        assert!(is_refusal(403));
-        assert!(!is_refusal(409));
-        assert!(!is_refusal(429));
-        assert!(!is_refusal(500));
     }
 }

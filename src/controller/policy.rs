@@ -96,3 +96,116 @@ async fn reconcile(obj: Arc<ApprovalPolicy>, ctx: Arc<Context>) -> Result<Action
     }
     Ok(Action::await_change())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::testing::{self, object_path, patch, reasons, reconciled, scripted};
+    use serde_json::json;
+
+    fn status_path(name: &str) -> String {
+        format!("{}/status", object_path("approvalpolicies", name))
+    }
+
+    #[tokio::test]
+    async fn a_valid_policy_is_reported_ready() {
+        let policy = testing::policy(
+            "gate",
+            json!([{"name": "people", "outcome": "RequireApproval", "approvers": {"users": ["alice"]}}]),
+        );
+        let (client, server) = scripted(vec![
+            patch(&status_path("gate"))
+                .query("fieldManager=decision-gate")
+                .query("force=true")
+                .body(|body| {
+                    let status = &body["status"];
+                    assert_eq!(status["phase"], "Ready");
+                    assert_eq!(status["ruleCount"], 1);
+                    assert_eq!(status["observedGeneration"], 1);
+                    assert_eq!(status["conditions"][0]["type"], "Ready");
+                    assert_eq!(status["conditions"][0]["status"], "True");
+                }),
+        ]);
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = Context::for_tests(client, dir.path());
+        let (action, events) =
+            reconciled(ctx, server, |ctx| reconcile(Arc::new(policy), ctx)).await;
+        assert_eq!(action.unwrap(), Action::await_change());
+        assert_eq!(reasons(&events), ["Valid"]);
+        assert_eq!(events[0].type_.as_deref(), Some("Normal"));
+    }
+
+    #[tokio::test]
+    async fn a_broken_policy_is_reported_invalid_with_why() {
+        let policy = testing::policy(
+            "gate",
+            json!([
+                {"name": "odd", "outcome": "AutoApprove", "match": {"expression": "decision.spec +"}},
+                {"name": "never", "outcome": "AutoReject", "match": {"minRisk": "High", "maxRisk": "Low"}},
+            ]),
+        );
+        let (client, server) = scripted(vec![patch(&status_path("gate")).body(|body| {
+            let status = &body["status"];
+            assert_eq!(status["phase"], "Invalid");
+            assert_eq!(status["ruleCount"], 2);
+            let ready = &status["conditions"][0];
+            assert_eq!(ready["status"], "False");
+            assert_eq!(ready["reason"], "Invalid");
+            let message = ready["message"].as_str().unwrap();
+            assert!(message.starts_with("Decisions of this namespace that reach this policy require approval until this is fixed: "), "{message}");
+            assert!(message.contains("odd"), "{message}");
+            assert!(message.contains("minRisk High is above maxRisk Low"), "{message}");
+        })]);
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = Context::for_tests(client, dir.path());
+        let (action, events) =
+            reconciled(ctx, server, |ctx| reconcile(Arc::new(policy), ctx)).await;
+        assert_eq!(action.unwrap(), Action::await_change());
+        assert_eq!(reasons(&events), ["Invalid"]);
+        assert_eq!(events[0].type_.as_deref(), Some("Warning"));
+    }
+
+    #[tokio::test]
+    async fn a_policy_reported_for_its_generation_is_not_written_again() {
+        let mut policy =
+            testing::policy("gate", json!([{"name": "all", "outcome": "AutoApprove"}]));
+        policy.status = Some(crate::api::ApprovalPolicyStatus {
+            phase: Some(PolicyPhase::Ready),
+            observed_generation: Some(1),
+            ..Default::default()
+        });
+        let (client, server) = scripted(vec![]);
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = Context::for_tests(client, dir.path());
+        let (action, events) =
+            reconciled(ctx, server, |ctx| reconcile(Arc::new(policy), ctx)).await;
+        assert_eq!(action.unwrap(), Action::await_change());
+        assert!(events.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_refused_status_write_is_reported_on_readyz_and_retried() {
+        let policy = testing::policy("gate", json!([{"name": "all", "outcome": "AutoApprove"}]));
+        let (client, server) = scripted(vec![patch(&status_path("gate")).fail(
+            403,
+            "Forbidden",
+            "approvalpolicies.decisiongate.io \"gate\" is forbidden: cannot patch resource \"approvalpolicies/status\"",
+        )]);
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = Context::for_tests(client, dir.path());
+        let health = ctx.health.clone();
+        health.set_crds(true);
+        health.lead(ctx.audit.clone());
+        health.set_caches(true);
+        let (action, events) =
+            reconciled(ctx, server, |ctx| reconcile(Arc::new(policy), ctx)).await;
+        assert_eq!(action.unwrap_err().category(), "Refused");
+        assert!(events.is_empty());
+        let (code, text) = testing::readyz(health).await;
+        assert_eq!(code, 503, "{text}");
+        assert!(
+            text.contains("the API server refuses the operator's status writes (ApprovalPolicy): the API server answered 403 Forbidden"),
+            "{text}"
+        );
+    }
+}
