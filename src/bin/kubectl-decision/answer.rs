@@ -131,8 +131,9 @@ pub(crate) async fn answer(
         }
         Ok(Err(wait::Error::ProbeFailed(e))) => return Err(watch_failure(e, name, namespace)),
         Err(_) => {
+            let done = if approving { "approved" } else { "rejected" };
             println!(
-                "{verb}d {namespace}/{name} as {me}; the operator has not recorded it yet (is it running?)"
+                "{done} {namespace}/{name} as {me}; the operator has not recorded it yet (is it running?)"
             );
             return Ok(());
         }
