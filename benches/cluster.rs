@@ -2,7 +2,7 @@
 //! `make bench` (or `cargo bench --features e2e --bench cluster`) with the cluster up.
 //! Prints a table; docs/benchmarks.md keeps the figures of a run.
 
-#[path = "../tests/e2e/support.rs"]
+#[path = "../tests/e2e/support/mod.rs"]
 #[allow(dead_code)]
 mod support;
 

@@ -3,7 +3,7 @@
 //! and restarts of the API server and etcd while the operator carries out a plan.
 
 #[allow(dead_code)]
-#[path = "../e2e/support.rs"]
+#[path = "../e2e/support/mod.rs"]
 mod support;
 
 use std::time::Duration;

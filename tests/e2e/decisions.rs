@@ -419,19 +419,17 @@ async fn policy_changes_reevaluate_waiting_decisions_and_broken_policies_fail_cl
     ])
     .success();
     kubectl_admin(&["delete", "apol", "aaa-broken", "-n", n]).success();
-    wait_until("the evaluation by the tuning policy", || {
-        let by = kubectl_admin(&[
-            "get",
-            "dec",
-            "tune-gc",
-            "-n",
-            n,
-            "-o",
-            "jsonpath={.status.evaluation.rule}",
-        ])
-        .success();
-        by == "careful"
-    })
+    wait_for(
+        &api,
+        "tune-gc",
+        "evaluated by the tuning policy",
+        |d: Option<&Decision>| {
+            d.and_then(|d| d.status.as_ref())
+                .and_then(|s| s.evaluation.as_ref())
+                .and_then(|e| e.rule.as_deref())
+                == Some("careful")
+        },
+    )
     .await;
 
     kubectl_admin(&[

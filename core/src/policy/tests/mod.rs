@@ -40,7 +40,7 @@ fn example_policy(file: &str) -> ApprovalPolicy {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../examples")
         .join(file);
-    serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    yaml_serde::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 fn request(action: &str, criticality: Criticality) -> DecisionSpec {

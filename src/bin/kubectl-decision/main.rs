@@ -1,17 +1,21 @@
 //! `kubectl decision`: list, review, approve, reject and explain Decisions where people
 //! work, with the current kubeconfig and context, as the user the API server says you are.
 
+mod answer;
+mod operator;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use decision_gate::api::{ApprovalPolicy, Decision, DecisionPhase, ExecutionPlan, annotations};
 use decision_gate::plugin;
-use k8s_openapi::api::authentication::v1::SelfSubjectReview;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::ListParams;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
+
+use self::answer::answer;
+use self::operator::{OperatorService, bearer_token};
 
 #[derive(Parser)]
 #[command(
@@ -103,81 +107,6 @@ enum AuditCommand {
     },
 }
 
-/// Where the operator serves its audit log: reached through the API server's service
-/// proxy (`get` on `services/proxy`), with the caller's own token passed on so that the
-/// operator asks the API server who they are and whether they may read it (`get` on
-/// `decisions/audit`).
-#[derive(clap::Args)]
-struct OperatorService {
-    /// The operator's namespace.
-    #[arg(
-        long,
-        env = "DECISION_GATE_OPERATOR_NAMESPACE",
-        default_value = "decision-gate-system"
-    )]
-    operator_namespace: String,
-    /// The operator's metrics Service.
-    #[arg(
-        long,
-        env = "DECISION_GATE_OPERATOR_SERVICE",
-        default_value = "decision-gate-metrics"
-    )]
-    operator_service: String,
-}
-
-impl OperatorService {
-    /// GETs a path of the operator's HTTP endpoints through the service proxy, as the
-    /// owner of `token`. The API server removes `Authorization` once it has authenticated
-    /// the request, so the token goes in a header of its own.
-    async fn get(
-        &self,
-        client: &Client,
-        token: &str,
-        path_and_query: &str,
-    ) -> Result<Vec<u8>, Failure> {
-        let uri = format!(
-            "/api/v1/namespaces/{}/services/{}:http/proxy{path_and_query}",
-            self.operator_namespace, self.operator_service
-        );
-        let mut value = http::HeaderValue::from_str(token)
-            .map_err(|_| Failure("your kubeconfig's token is not a valid header value".into()))?;
-        value.set_sensitive(true);
-        let request = http::Request::get(uri)
-            .header(decision_gate::access::TOKEN_HEADER, value)
-            .body(Vec::new())
-            .map_err(|e| Failure(e.to_string()))?;
-        client
-            .request_text(request)
-            .await
-            .map(String::into_bytes)
-            .map_err(|e| match e {
-                // The API server's own refusal, to proxy to the Service at all.
-                kube::Error::Api(s)
-                    if s.code == 403 && s.details.as_ref().is_some_and(|d| d.kind == "services") =>
-                {
-                    Failure(format!(
-                        "forbidden: reading the audit log takes get on services/proxy in {} (the ClusterRole decision-gate-auditor grants it): {}",
-                        self.operator_namespace, s.message
-                    ))
-                }
-                kube::Error::Api(s) if s.code == 401 && s.reason == "Unauthorized" => Failure(
-                    format!("the API server does not accept your credentials: {}", s.message),
-                ),
-                // The operator's refusals say who you are and what it takes.
-                kube::Error::Api(s) if s.code == 401 => {
-                    Failure(format!("the operator does not accept your token: {}", s.message))
-                }
-                kube::Error::Api(s) if s.code == 403 => Failure(s.message),
-                kube::Error::Api(s) if s.code == 404 => Failure(format!(
-                    "no operator Service {}/{} (set --operator-namespace and --operator-service)",
-                    self.operator_namespace, self.operator_service
-                )),
-                kube::Error::Api(s) => Failure(format!("the operator answered: {}", s.message)),
-                other => Failure(format!("cannot reach the operator: {other}")),
-            })
-    }
-}
-
 #[derive(Clone, Copy, ValueEnum)]
 enum Format {
     Json,
@@ -208,43 +137,6 @@ async fn main() -> ExitCode {
     }
 }
 
-/// The bearer token the kubeconfig's user authenticates with, as the client sends it (a
-/// token, a token file, an exec plugin or an auth provider), to pass on to the operator.
-async fn bearer_token(config: &Config) -> Result<String, Failure> {
-    use kube::client::ConfigExt;
-    use tower::{Layer, ServiceExt};
-    let unreadable = |e: &dyn std::fmt::Display| {
-        Failure(format!(
-            "cannot get your credentials from the kubeconfig: {e}"
-        ))
-    };
-    let authorization = match config.auth_layer().map_err(|e| unreadable(&e))? {
-        Some(layer) => {
-            // The client's own authentication step, run once on an empty request to see
-            // the header it sets.
-            let seen = tower::service_fn(|request: http::Request<kube::client::Body>| async move {
-                Ok::<_, tower::BoxError>(http::Response::new(
-                    request.headers().get(http::header::AUTHORIZATION).cloned(),
-                ))
-            });
-            layer
-                .layer(seen)
-                .oneshot(http::Request::new(kube::client::Body::empty()))
-                .await
-                .map_err(|e| unreadable(&e))?
-                .into_body()
-        }
-        None => None,
-    };
-    let certificate = config.auth_info.client_certificate.is_some()
-        || config.auth_info.client_certificate_data.is_some();
-    plugin::forwardable_token(
-        authorization.as_ref().and_then(|h| h.to_str().ok()),
-        certificate,
-    )
-    .map_err(Failure)
-}
-
 async fn connect(cli: &Cli) -> Result<(Client, String, Config), Failure> {
     let kubeconfig = match &cli.kubeconfig {
         Some(path) => Kubeconfig::read_from(path),
@@ -271,7 +163,7 @@ async fn connect(cli: &Cli) -> Result<(Client, String, Config), Failure> {
 }
 
 /// Explains an API error the way a person needs it.
-fn api_failure(e: kube::Error, what: &str, namespace: &str) -> Failure {
+pub(crate) fn api_failure(e: kube::Error, what: &str, namespace: &str) -> Failure {
     match e {
         kube::Error::Api(s)
             if s.code == 404 && s.message.contains("could not find the requested resource") =>
@@ -318,7 +210,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             });
             match output {
                 Some(Format::Json) => println!("{}", serde_json::to_string_pretty(&items)?),
-                Some(Format::Yaml) => print!("{}", serde_yaml::to_string(&items)?),
+                Some(Format::Yaml) => print!("{}", yaml_serde::to_string(&items)?),
                 None if items.is_empty() => {
                     let scope = if cli.all_namespaces {
                         "any namespace".to_owned()
@@ -477,146 +369,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn get(client: &Client, namespace: &str, name: &str) -> Result<Decision, Failure> {
+pub(crate) async fn get(client: &Client, namespace: &str, name: &str) -> Result<Decision, Failure> {
     Api::<Decision>::namespaced(client.clone(), namespace)
         .get(name)
         .await
         .map_err(|e| api_failure(e, name, namespace))
-}
-
-/// Who the API server says we are.
-async fn whoami(client: &Client) -> Result<String, Failure> {
-    let review = Api::<SelfSubjectReview>::all(client.clone())
-        .create(&PostParams::default(), &SelfSubjectReview::default())
-        .await
-        .map_err(|e| Failure(format!("cannot ask the API server who you are: {e}")))?;
-    review
-        .status
-        .and_then(|s| s.user_info)
-        .and_then(|u| u.username)
-        .ok_or_else(|| Failure("the API server did not say who you are".to_owned()))
-}
-
-/// Sets `who_key=<me>` (and the reason) and waits until the operator has recorded it. An
-/// approval (`digest` is Some) also confirms the pinned plan digest: the one given, or the
-/// one pinned now.
-async fn answer(
-    client: &Client,
-    namespace: &str,
-    name: &str,
-    who_key: &str,
-    reason_key: &str,
-    reason: Option<&str>,
-    digest: Option<Option<&str>>,
-) -> Result<(), Failure> {
-    let approving = who_key == annotations::APPROVED_BY;
-    let verb = if approving { "approve" } else { "reject" };
-    let before = get(client, namespace, name).await?;
-    let phase = before.status.as_ref().and_then(|s| s.phase);
-    if !phase.is_some_and(DecisionPhase::is_awaiting_answer) {
-        let state = phase
-            .map(|p| p.to_string())
-            .unwrap_or_else(|| "not evaluated yet".to_owned());
-        return Err(Failure(format!(
-            "cannot {verb} {name}: it is {state}, not waiting for an answer"
-        )));
-    }
-    let me = whoami(client).await?;
-    let counted_before = before.status.as_ref().is_some_and(|s| {
-        s.approvals
-            .iter()
-            .any(|a| a.approver == me && a.lapsed_at.is_none())
-    });
-    if approving && counted_before {
-        println!("{namespace}/{name} already has your approval");
-        return Ok(());
-    }
-    let ignored_before = mine_ignored(&before, &me);
-    let mut patch = serde_json::json!({ "metadata": { "annotations": { who_key: me } } });
-    if let Some(reason) = reason {
-        patch["metadata"]["annotations"][reason_key] = serde_json::json!(reason);
-    }
-    let pinned = before.status.as_ref().and_then(|s| s.plan.as_ref());
-    let stamp = chrono::Utc::now().to_rfc3339();
-    if let Some(given) = digest {
-        // Without a plan there is nothing to confirm; a digest left by an earlier
-        // approver is taken away so that it is not read as this one's.
-        let confirmed = given
-            .map(str::to_owned)
-            .or(pinned.map(|p| p.digest.clone()));
-        patch["metadata"]["annotations"][annotations::APPROVAL_DIGEST] =
-            serde_json::json!(confirmed);
-        // A new stamp makes this a new approval, even by someone whose approval lapsed.
-        patch["metadata"]["annotations"][annotations::APPROVED_AT] = serde_json::json!(stamp);
-        if let (Some(p), Some(confirmed)) = (pinned, &confirmed) {
-            println!(
-                "approving plan {} ({} step(s)) as of digest {}; the Decision pins {}",
-                p.name,
-                p.steps.len(),
-                decision_gate::pin::short(confirmed),
-                decision_gate::pin::short(&p.digest)
-            );
-        }
-    }
-    let api: Api<Decision> = Api::namespaced(client.clone(), namespace);
-    if let Err(e) = api
-        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-    {
-        return Err(match e {
-            kube::Error::Api(s) if s.code == 403 || s.code == 422 => {
-                Failure(plugin::refusal(&s.message))
-            }
-            other => api_failure(other, name, namespace),
-        });
-    }
-
-    // The operator records the answer within moments; say what came of it.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let d = get(client, namespace, name).await?;
-        let status = d.status.clone().unwrap_or_default();
-        let counted = if approving {
-            // This approval, not an earlier one of mine that lapsed.
-            status.approvals.iter().any(|a| {
-                a.approver == me && a.lapsed_at.is_none() && a.stamp.as_deref() == Some(&stamp)
-            })
-        } else {
-            status
-                .rejection
-                .as_ref()
-                .is_some_and(|r| r.rejected_by == me)
-        };
-        if mine_ignored(&d, &me) > ignored_before
-            && let Some(ignored) = status.ignored_answers.iter().rev().find(|i| i.user == me)
-        {
-            return Err(Failure(format!(
-                "your {} does not count: {}",
-                ignored.answer, ignored.reason
-            )));
-        }
-        if counted {
-            let phase = status.phase.map(|p| p.to_string()).unwrap_or_default();
-            let progress = status.approval_progress.unwrap_or_default();
-            if approving {
-                println!("approved {namespace}/{name} as {me} ({progress}); it is now {phase}");
-            } else {
-                println!("rejected {namespace}/{name} as {me}; it is now {phase}");
-            }
-            return Ok(());
-        }
-        if tokio::time::Instant::now() >= deadline {
-            println!(
-                "{verb}d {namespace}/{name} as {me}; the operator has not recorded it yet (is it running?)"
-            );
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await; // poll interval of this bounded wait
-    }
-}
-
-fn mine_ignored(d: &Decision, me: &str) -> usize {
-    d.status.as_ref().map_or(0, |s| {
-        s.ignored_answers.iter().filter(|i| i.user == me).count()
-    })
 }

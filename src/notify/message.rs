@@ -1,0 +1,205 @@
+//! What people receive: the webhook payloads for Slack, Teams and generic receivers, and
+//! the e-mail.
+
+use serde_json::{Value, json};
+
+use super::{Notification, Trigger, WebhookFormat};
+
+impl Notification {
+    /// The pinned plan in lines people read: its name and digest, then each step.
+    pub fn plan_lines(&self) -> Vec<String> {
+        let Some(plan) = &self.plan else {
+            return Vec::new();
+        };
+        let mut lines = vec![format!(
+            "Plan {} ({}), digest {}",
+            plan.name, plan.mode, plan.digest
+        )];
+        for (i, step) in plan.steps.iter().enumerate() {
+            let mut line = format!("{}. {}: {}", i + 1, step.name, step.images.join(", "));
+            if let Some(command) = &step.command {
+                line.push_str(&format!(" `{command}`"));
+            }
+            if let Some(sa) = &step.service_account {
+                line.push_str(&format!(" as {sa}"));
+            }
+            lines.push(line);
+        }
+        lines
+    }
+
+    pub fn summary(&self) -> String {
+        format!(
+            "{}: {}/{} ({}, {})",
+            self.trigger.title(),
+            self.decision.namespace,
+            self.decision.name,
+            self.action_type,
+            self.criticality
+        )
+    }
+}
+
+/// The JSON body a webhook receives.
+pub fn payload(format: WebhookFormat, n: &Notification) -> Value {
+    let facts = [
+        (
+            "Decision",
+            format!("{}/{}", n.decision.namespace, n.decision.name),
+        ),
+        ("Action", n.action_type.clone()),
+        ("Criticality", n.criticality.clone()),
+        ("Phase", n.phase.clone()),
+        ("Approvals", n.approvals.clone()),
+    ];
+    match format {
+        WebhookFormat::Slack => {
+            let mut blocks = vec![
+                json!({"type": "header", "text": {"type": "plain_text", "text": n.trigger.title()}}),
+                json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("*{}*\n{}", n.description, n.message)}}),
+                json!({"type": "section", "fields": facts.iter().map(|(k, v)| json!({"type": "mrkdwn", "text": format!("*{k}:* {v}")})).collect::<Vec<_>>()}),
+            ];
+            let plan = n.plan_lines();
+            if !plan.is_empty() {
+                blocks.push(
+                    json!({"type": "section", "text": {"type": "mrkdwn", "text": plan.join("\n")}}),
+                );
+            }
+            json!({"text": n.summary(), "blocks": blocks})
+        }
+        WebhookFormat::Teams => json!({
+            "@type": "MessageCard",
+            "@context": "https://schema.org/extensions",
+            "summary": n.summary(),
+            "themeColor": match n.trigger {
+                Trigger::ExecutionFailed | Trigger::Expired => "D32F2F",
+                Trigger::ExecutionCompleted => "2E7D32",
+                _ => "F9A825",
+            },
+            "title": n.trigger.title(),
+            "text": std::iter::once(format!("{}: {}", n.description, n.message))
+                .chain(n.plan_lines())
+                .collect::<Vec<_>>()
+                .join("\n\n"),
+            "sections": [{"facts": facts.iter().map(|(k, v)| json!({"name": k, "value": v})).collect::<Vec<_>>()}],
+        }),
+        WebhookFormat::Generic => json!({
+            "id": n.id,
+            "trigger": n.trigger,
+            "decision": n.decision,
+            "actionType": n.action_type,
+            "description": n.description,
+            "criticality": n.criticality,
+            "phase": n.phase,
+            "approvals": n.approvals,
+            "message": n.message,
+            "plan": n.plan,
+        }),
+    }
+}
+
+/// The subject and body of the e-mail.
+pub fn email(n: &Notification) -> (String, String) {
+    let subject = format!("[decision-gate] {}", n.summary());
+    let plan: String = n.plan_lines().iter().map(|l| format!("{l}\n")).collect();
+    let plan = if plan.is_empty() {
+        plan
+    } else {
+        format!("\n{plan}")
+    };
+    let body = format!(
+        "{}\n\nDecision:    {}/{}\nAction:      {}\nDescription: {}\nCriticality: {}\nPhase:       {}\nApprovals:   {}\n{plan}\n{}\n\nReview it with: kubectl decision show {} -n {}\n",
+        n.trigger.title(),
+        n.decision.namespace,
+        n.decision.name,
+        n.action_type,
+        n.description,
+        n.criticality,
+        n.phase,
+        n.approvals,
+        n.message,
+        n.decision.name,
+        n.decision.namespace
+    );
+    (subject, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::DecisionRef;
+
+    fn notification(trigger: Trigger) -> Notification {
+        Notification {
+            id: "n-1".into(),
+            trigger,
+            decision: DecisionRef {
+                namespace: "ops".into(),
+                name: "deploy".into(),
+                uid: "u".into(),
+            },
+            action_type: "deploy".into(),
+            description: "Deploy 2.0".into(),
+            criticality: "Critical".into(),
+            phase: "Escalated".into(),
+            approvals: "0/2".into(),
+            message: "escalated: waiting for 2 approval(s)".into(),
+            plan: None,
+        }
+    }
+
+    #[test]
+    fn payloads_have_the_shapes_receivers_expect() {
+        let n = notification(Trigger::Escalated);
+        let slack = payload(WebhookFormat::Slack, &n);
+        assert_eq!(
+            slack["text"],
+            "Escalated: approval required: ops/deploy (deploy, Critical)"
+        );
+        assert_eq!(slack["blocks"][0]["type"], "header");
+        let teams = payload(WebhookFormat::Teams, &n);
+        assert_eq!(teams["@type"], "MessageCard");
+        assert_eq!(teams["sections"][0]["facts"][0]["value"], "ops/deploy");
+        let generic = payload(WebhookFormat::Generic, &n);
+        assert_eq!(generic["trigger"], "Escalated");
+        assert_eq!(generic["decision"]["name"], "deploy");
+        let (subject, body) = email(&n);
+        assert!(subject.contains("ops/deploy"));
+        assert!(body.contains("kubectl decision show deploy -n ops"));
+    }
+
+    #[test]
+    fn every_format_shows_the_pinned_plan_and_its_digest() {
+        let mut n = notification(Trigger::ApprovalRequired);
+        n.plan = Some(crate::api::decision::PinnedPlan {
+            name: "ship".into(),
+            uid: "u".into(),
+            generation: 1,
+            digest: "sha256:45e54cbb0ef9".into(),
+            pinned_at: chrono::Utc::now(),
+            mode: crate::api::ExecutionMode::Real,
+            action_types: vec!["deploy".into()],
+            criticality: None,
+            steps: vec![crate::api::decision::PinnedStep {
+                name: "roll-out".into(),
+                images: vec!["api:2.0".into()],
+                command: Some("roll-out --to 2.0".into()),
+                service_account: Some("deployer".into()),
+                rollback: false,
+            }],
+        });
+        let wanted = "1. roll-out: api:2.0 `roll-out --to 2.0` as deployer";
+        let slack = payload(WebhookFormat::Slack, &n).to_string();
+        let teams = payload(WebhookFormat::Teams, &n).to_string();
+        let generic = payload(WebhookFormat::Generic, &n);
+        let (_, body) = email(&n);
+        for text in [&slack, &teams, &body] {
+            assert!(
+                text.contains("sha256:45e54cbb0ef9") && text.contains(wanted),
+                "{text}"
+            );
+        }
+        assert_eq!(generic["plan"]["digest"], "sha256:45e54cbb0ef9");
+        assert_eq!(generic["plan"]["steps"][0]["images"][0], "api:2.0");
+    }
+}

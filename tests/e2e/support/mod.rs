@@ -1,0 +1,101 @@
+//! The harness of the end-to-end suite: the local control plane's kubeconfigs, kubectl,
+//! throw-away namespaces, the operator as a real process, and waits with deadlines.
+
+mod endpoints;
+mod kubectl;
+mod namespaces;
+mod operator;
+mod wait;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use self::endpoints::*;
+pub use self::kubectl::*;
+pub use self::namespaces::*;
+pub use self::operator::*;
+pub use self::wait::*;
+
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A tool `make` built: `$ENV` if set, else the pinned build in the cache
+/// (~/.cache/decision-gate/bin/<component>-<version>/<binary>, as hack/lib.sh lays it out).
+pub fn tool(env: &str, component: &str, version_key: &str, binary: &str) -> String {
+    if let Ok(path) = std::env::var(env) {
+        return path;
+    }
+    let versions =
+        std::fs::read_to_string(repo_root().join("hack/versions.env")).unwrap_or_default();
+    let version = versions
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{version_key}=")))
+        .unwrap_or_default();
+    let cache = std::env::var("DECISION_GATE_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::env::var("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|_| {
+                    PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache")
+                })
+                .join("decision-gate")
+        });
+    let built = cache
+        .join("bin")
+        .join(format!("{component}-{version}"))
+        .join(binary);
+    if built.exists() {
+        built.to_string_lossy().into_owned()
+    } else {
+        binary.to_owned()
+    }
+}
+
+/// The namespace the chart is installed into for the suite.
+pub const RELEASE_NAMESPACE: &str = "decision-gate-system";
+
+/// The namespace to give [`Operator::spawn`] for an operator that watches every namespace
+/// (only where no other test runs beside it).
+pub const ALL_NAMESPACES: &str = "";
+
+/// The Secret the notification tests keep a webhook URL in (the chart lets the operator
+/// read it and no other).
+pub const TEST_HOOKS_SECRET: &str = "decision-gate-test-hooks";
+
+/// The chart's metrics Service name, the one the auditor role may proxy to.
+pub const OPERATOR_SERVICE: &str = "decision-gate-metrics";
+
+/// A Decision's manifest, with its spec in YAML flow style.
+pub fn decision(name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: decisiongate.io/v1alpha1\nkind: Decision\nmetadata: {{name: {name}}}\nspec: {spec}\n"
+    )
+}
+
+/// An ApprovalPolicy that approves every Decision whose actionType is `ship`.
+pub const AUTO_APPROVE_SHIPPING: &str = "apiVersion: decisiongate.io/v1alpha1\nkind: ApprovalPolicy\nmetadata: {name: ship-it}\nspec: {rules: [{name: ship, match: {actionTypes: [ship]}, outcome: AutoApprove}]}\n";
+
+/// Applies [`AUTO_APPROVE_SHIPPING`] and the Real plan `three`: steps one, two and three,
+/// each a pod that takes `delay` and reports "<step> done".
+pub fn ship_in_three_steps(namespace: &str, delay: &str) {
+    apply(namespace, AUTO_APPROVE_SHIPPING).success();
+    let step = |name: &str| {
+        format!(
+            r#"{{name: {name}, template: {{metadata: {{annotations: {{"decisiongate.io/test-delay": {delay}, "decisiongate.io/test-result": "{name} done"}}}}, spec: {{restartPolicy: Never, containers: [{{name: main, image: busybox}}]}}}}}}"#
+        )
+    };
+    apply(
+        namespace,
+        &format!(
+            "apiVersion: decisiongate.io/v1alpha1\nkind: ExecutionPlan\nmetadata: {{name: three}}\nspec: {{actionTypes: [ship], mode: Real, rollbackStrategy: None, steps: [{}, {}, {}]}}\n",
+            step("one"),
+            step("two"),
+            step("three")
+        ),
+    )
+    .success();
+}

@@ -1,0 +1,259 @@
+//! What the tests stand on: the CRDs and the chart installed once, a namespace per test,
+//! role bindings, and ServiceAccount tokens and kubeconfigs.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::Api;
+use tokio::sync::OnceCell;
+
+use super::{
+    RELEASE_NAMESPACE, TEST_HOOKS_SECRET, admin, admin_kubeconfig, apply, kubectl_admin, repo_root,
+    tool, wait_for, wait_until,
+};
+
+static INSTALLED: OnceCell<PathBuf> = OnceCell::const_new();
+
+/// Installs, once per test run, the CRDs from `crds/` and then the chart (RBAC, user
+/// roles, admission policies; no operator pod: the tests run the operator themselves),
+/// and returns a kubeconfig that authenticates as the chart's ServiceAccount.
+pub async fn ensure_installed() -> PathBuf {
+    INSTALLED
+        .get_or_init(|| async {
+            let dir = repo_root().join("crds");
+            kubectl_admin(&[
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "-f",
+                dir.to_str().unwrap(),
+            ])
+            .success();
+            kubectl_admin(&[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "crd/decisions.decisiongate.io",
+                "crd/approvalpolicies.decisiongate.io",
+                "crd/executionplans.decisiongate.io",
+            ])
+            .success();
+            let helm = tool("HELM", "helm", "HELM_VERSION", "helm");
+            let chart = repo_root().join("charts/decision-gate");
+            let out = Command::new(&helm)
+                .args(["upgrade", "--install", "decision-gate"])
+                .arg(&chart)
+                .args([
+                    "--namespace",
+                    RELEASE_NAMESPACE,
+                    "--create-namespace",
+                    "--wait",
+                    "--timeout",
+                    "120s",
+                ])
+                .args([
+                    "--set",
+                    "replicaCount=0",
+                    "--set",
+                    "audit.persistence.enabled=false",
+                ])
+                .args([
+                    "--set",
+                    &format!("notifications.secretNames[0]={TEST_HOOKS_SECRET}"),
+                ])
+                .arg("--kubeconfig")
+                .arg(admin_kubeconfig())
+                .output()
+                .unwrap_or_else(|e| panic!("cannot run {helm} (set HELM): {e}"));
+            assert!(
+                out.status.success(),
+                "helm install failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            operator_kubeconfig()
+        })
+        .await
+        .clone()
+}
+
+/// Installs the CRDs and the chart (see [`ensure_installed`]).
+pub async fn ensure_crds() {
+    ensure_installed().await;
+}
+
+/// A kubeconfig that authenticates with a token of the chart's ServiceAccount: the
+/// operator under test has exactly the rights the chart gives it.
+fn operator_kubeconfig() -> PathBuf {
+    service_account_kubeconfig(RELEASE_NAMESPACE, "decision-gate")
+}
+
+/// A kubeconfig that authenticates with a token of a ServiceAccount (for six hours), as
+/// an agent in the cluster would.
+pub fn service_account_kubeconfig(namespace: &str, name: &str) -> PathBuf {
+    let token = create_token(namespace, name, "6h");
+    let server = kubectl_admin(&[
+        "config",
+        "view",
+        "--raw",
+        "-o",
+        "jsonpath={.clusters[0].cluster.server}",
+    ])
+    .success();
+    let ca = kubectl_admin(&[
+        "config",
+        "view",
+        "--raw",
+        "-o",
+        "jsonpath={.clusters[0].cluster.certificate-authority-data}",
+    ])
+    .success();
+    let path = repo_root().join(format!("target/e2e-logs/{namespace}.{name}.kubeconfig"));
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: local\n  cluster: {{server: {server}, certificate-authority-data: {ca}}}\nusers:\n- name: {name}\n  user: {{token: {}}}\ncontexts:\n- name: {name}\n  context: {{cluster: local, user: {name}}}\ncurrent-context: {name}\n",
+            token.trim()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// A namespace for one test, deleted when the test ends (pass or fail).
+pub struct TestNamespace {
+    pub name: String,
+}
+
+impl TestNamespace {
+    pub async fn new(prefix: &str) -> Self {
+        Self::create(unique_name(prefix)).await
+    }
+
+    /// Creates the namespace `name` (see [`unique_name`]).
+    pub async fn create(name: String) -> Self {
+        ensure_crds().await;
+        kubectl_admin(&["create", "namespace", &name]).success();
+        // The controller manager creates the default ServiceAccount that pods need.
+        let accounts: Api<ServiceAccount> = Api::namespaced(admin().await, &name);
+        wait_for(
+            &accounts,
+            "default",
+            "created",
+            |sa: Option<&ServiceAccount>| sa.is_some(),
+        )
+        .await;
+        TestNamespace { name }
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        let _ = kubectl_admin(&["delete", "namespace", &self.name, "--wait=false"]);
+    }
+}
+
+/// A name that no other test uses: `prefix` and a random suffix.
+pub fn unique_name(prefix: &str) -> String {
+    format!("{prefix}-{}", random_suffix())
+}
+
+fn random_suffix() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    );
+    format!("{:08x}", h.finish() as u32)
+}
+
+/// Lets the test users answer Decisions in a namespace: the chart's approver role for
+/// the groups approvers (alice, bob) and sre (carol).
+pub fn grant_answering(namespace: &str) {
+    bind_role(
+        namespace,
+        "decision-gate-approver",
+        "Group",
+        &["approvers", "sre"],
+    );
+}
+
+/// Binds one of the chart's user ClusterRoles in a namespace.
+pub fn bind_role(namespace: &str, role: &str, kind: &str, subjects: &[&str]) {
+    let subjects: String = subjects
+        .iter()
+        .map(|s| format!("- {{apiGroup: rbac.authorization.k8s.io, kind: {kind}, name: {s}}}\n"))
+        .collect();
+    let name = format!("{role}-{}", kind.to_lowercase());
+    apply(
+        namespace,
+        &format!(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: {name}, namespace: {namespace}}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {role}}}\nsubjects:\n{subjects}"
+        ),
+    )
+    .success();
+}
+
+/// A ServiceAccount in `namespace` and a token of it, as a workload on the cluster has.
+pub fn service_account_token(namespace: &str, name: &str) -> String {
+    apply(
+        namespace,
+        &format!("apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: {name}}}\n"),
+    )
+    .success();
+    create_token(namespace, name, "10m")
+}
+
+/// A token of an existing ServiceAccount, valid for `duration`.
+fn create_token(namespace: &str, name: &str, duration: &str) -> String {
+    kubectl_admin(&[
+        "create",
+        "token",
+        name,
+        "-n",
+        namespace,
+        "--duration",
+        duration,
+    ])
+    .success()
+    .trim()
+    .to_owned()
+}
+
+/// Binds a ClusterRole in `namespace` to a ServiceAccount of that namespace.
+pub fn bind_service_account(namespace: &str, role: &str, account: &str) {
+    apply(
+        namespace,
+        &format!(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: {role}-{account}}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {role}}}\nsubjects:\n- {{kind: ServiceAccount, name: {account}, namespace: {namespace}}}\n"
+        ),
+    )
+    .success();
+}
+
+/// Waits until the API server's RBAC lets `user` read the audit log in `namespace`.
+pub async fn wait_can_read_audit(user: &str, namespace: &str) {
+    wait_until(&format!("{user} to hold get on decisions/audit"), || {
+        kubectl_admin(&[
+            "auth",
+            "can-i",
+            "get",
+            "decisions.decisiongate.io",
+            "--subresource",
+            "audit",
+            "-n",
+            namespace,
+            "--as",
+            user,
+        ])
+        .stdout
+        .trim()
+            == "yes"
+    })
+    .await;
+}
