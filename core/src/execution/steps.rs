@@ -94,14 +94,15 @@ impl Run<'_, '_> {
             template,
             timeout_seconds: timeout,
         });
-        job["metadata"]["ownerReferences"] = serde_json::json!([{
-            "apiVersion": "decisiongate.io/v1alpha1",
-            "kind": "Decision",
-            "name": self.decision_name(),
-            "uid": decision.metadata.uid.clone().unwrap_or_default(),
-            "controller": true,
-            "blockOwnerDeletion": true,
-        }]);
+        // The Decision owns its Jobs: deleting it deletes them, and their changes wake it.
+        let owner = kube_core::Resource::controller_owner_ref(decision, &()).map(|owner| {
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                block_owner_deletion: Some(true),
+                ..owner
+            }
+        });
+        job["metadata"]["ownerReferences"] =
+            serde_json::to_value(Vec::from_iter(owner)).unwrap_or_default();
         job
     }
 

@@ -144,7 +144,12 @@ impl World {
                 None => return,
                 Some(JobAction::Create { name, job }) => {
                     assert_eq!(job["metadata"]["name"], name.as_str());
-                    assert_eq!(job["metadata"]["ownerReferences"][0]["uid"], "uid-1");
+                    let owner = &job["metadata"]["ownerReferences"][0];
+                    assert_eq!(owner["uid"], "uid-1");
+                    assert_eq!(owner["apiVersion"], "decisiongate.io/v1alpha1");
+                    assert_eq!(owner["kind"], "Decision");
+                    assert_eq!(owner["controller"], true);
+                    assert_eq!(owner["blockOwnerDeletion"], true);
                     assert!(!self.created.contains(&name), "Job {name} created twice");
                     self.created.push(name.clone());
                     self.jobs.insert(name, JobState::Running);
