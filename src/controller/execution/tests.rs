@@ -9,7 +9,7 @@ use crate::admission::Answers;
 use crate::api::{Decision, DecisionPhase, ExecutionPlan};
 use crate::controller::Context;
 use crate::controller::testing::{
-    self, Expect, JOBS, NS, get, object_path, patch, post, reasons, reconciled, scripted,
+    self, ApiServer, Expect, JOBS, NS, get, object_path, patch, post, reasons, reconciled, scripted,
 };
 use crate::lifecycle;
 use crate::policy::Policy;
@@ -107,6 +107,21 @@ fn step(status: &Value) -> &Value {
     &status["execution"]["steps"][0]
 }
 
+/// Runs the executor once for `decision` against the scripted server, then verifies the
+/// script: the outcome and the Events created.
+async fn executed(
+    decision: &mut Decision,
+    client: kube::Client,
+    server: ApiServer,
+) -> (
+    crate::error::Result<Option<chrono::DateTime<Utc>>>,
+    Vec<k8s_openapi::api::events::v1::Event>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = Context::for_tests(client, dir.path());
+    reconciled(ctx, server, |ctx| async move { run(decision, &ctx).await }).await
+}
+
 #[tokio::test]
 async fn an_approved_plan_creates_its_step_job_once_and_waits_for_it() {
     let plan = checked_plan("Real");
@@ -182,14 +197,7 @@ async fn a_job_that_already_exists_and_is_ours_counts_as_created_and_its_outcome
             assert_eq!(step(status)["finishedAt"], "2027-01-15T08:00:05Z");
         }),
     ]);
-    let dir = tempfile::tempdir().unwrap();
-    let ctx = Context::for_tests(client, dir.path());
-    let (wake_at, events) = reconciled(
-        ctx,
-        server,
-        |ctx| async move { run(&mut decision, &ctx).await },
-    )
-    .await;
+    let (wake_at, events) = executed(&mut decision, client, server).await;
     assert_eq!(wake_at.unwrap(), None);
     assert_eq!(
         reasons(&events),
@@ -220,14 +228,7 @@ async fn a_job_of_the_same_name_that_is_not_ours_fails_the_step() {
             );
         }),
     ]);
-    let dir = tempfile::tempdir().unwrap();
-    let ctx = Context::for_tests(client, dir.path());
-    let (wake_at, events) = reconciled(
-        ctx,
-        server,
-        |ctx| async move { run(&mut decision, &ctx).await },
-    )
-    .await;
+    let (wake_at, events) = executed(&mut decision, client, server).await;
     wake_at.unwrap();
     assert!(
         reasons(&events).contains(&"StepFailed"),
@@ -254,14 +255,7 @@ async fn a_job_the_api_server_refuses_fails_the_step_and_one_it_cannot_answer_is
             assert!(message.contains("the API server refused the Job: jobs.batch \"ship-migrate-1\" is forbidden: exceeded quota"), "{message}");
         }),
     ]);
-    let dir = tempfile::tempdir().unwrap();
-    let ctx = Context::for_tests(client, dir.path());
-    let (wake_at, _) = reconciled(
-        ctx,
-        server,
-        |ctx| async move { run(&mut decision, &ctx).await },
-    )
-    .await;
+    let (wake_at, _) = executed(&mut decision, client, server).await;
     wake_at.unwrap();
 
     let mut decision = approved(&plan);
@@ -270,14 +264,7 @@ async fn a_job_the_api_server_refuses_fails_the_step_and_one_it_cannot_answer_is
         started(),
         create_job().fail(503, "ServiceUnavailable", "etcd is not answering"),
     ]);
-    let dir = tempfile::tempdir().unwrap();
-    let ctx = Context::for_tests(client, dir.path());
-    let (wake_at, events) = reconciled(
-        ctx,
-        server,
-        |ctx| async move { run(&mut decision, &ctx).await },
-    )
-    .await;
+    let (wake_at, events) = executed(&mut decision, client, server).await;
     assert_eq!(wake_at.unwrap_err().category(), "Unavailable");
     assert_eq!(reasons(&events), ["ExecutionStarted"]);
 }
@@ -305,13 +292,6 @@ async fn a_dry_run_whose_job_name_is_taken_reports_the_step_refused() {
             );
         }),
     ]);
-    let dir = tempfile::tempdir().unwrap();
-    let ctx = Context::for_tests(client, dir.path());
-    let (wake_at, _) = reconciled(
-        ctx,
-        server,
-        |ctx| async move { run(&mut decision, &ctx).await },
-    )
-    .await;
+    let (wake_at, _) = executed(&mut decision, client, server).await;
     wake_at.unwrap();
 }
