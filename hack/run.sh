@@ -86,6 +86,19 @@ for policy in mutatingadmissionpolicy/decision-gate-requester mutatingadmissionp
   validatingadmissionpolicy/decision-gate-status validatingadmissionpolicybinding/decision-gate-status; do
   k get "$policy" >/dev/null || die "the chart installed no $policy"
 done
+# The mutating policy that records the requester reads the Decision schema from the API
+# server's OpenAPI every few seconds, and refuses Decisions (503 "Resource kind ... not
+# found") until it has: wait for that here, not in the user's first kubectl apply.
+admits_decisions() {
+  k create --dry-run=server -n "$RELEASE_NAMESPACE" -f - <<'YAML'
+apiVersion: decisiongate.io/v1alpha1
+kind: Decision
+metadata: {name: admission-probe}
+spec: {actionType: probe, description: "Is the admission chain ready?", criticality: Info}
+YAML
+}
+wait_until "the API server to admit Decisions through the admission policies" 60 admits_decisions ||
+  die "the API server does not admit Decisions: $(admits_decisions 2>&1)"
 service_account=$(k get clusterrolebinding "$RELEASE" -o jsonpath='{.subjects[0].name}')
 
 # token_kubeconfig FILE SERVICEACCOUNT NAMESPACE: a kubeconfig for the current cluster that

@@ -174,6 +174,7 @@ async fn the_operator_rides_out_restarts_of_the_api_server_and_etcd() {
         )
         .await;
         restart(component);
+        wait_admits_decisions().await;
         let api: Api<Decision> = Api::namespaced(admin().await, n);
         // The rest of the control plane recovers too, at its own pace: the job
         // controller's cache can lag the restarted API server for a minute or more.

@@ -3,13 +3,16 @@
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::Duration;
 
+use decision_gate::api::Decision;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::Api;
+use kube::api::PostParams;
 use tokio::sync::OnceCell;
 
 use super::{
-    RELEASE_NAMESPACE, TEST_HOOKS_SECRET, admin, admin_kubeconfig, apply, kubectl_admin, repo_root,
+    DEADLINE, RELEASE_NAMESPACE, TEST_HOOKS_SECRET, admin, admin_kubeconfig, apply, kubectl_admin, repo_root,
     tool, wait_for, wait_until,
 };
 
@@ -72,10 +75,48 @@ pub async fn ensure_installed() -> PathBuf {
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)
             );
+            wait_admits_decisions().await;
             operator_kubeconfig()
         })
         .await
         .clone()
+}
+
+/// Waits until the API server admits a Decision through the chart's admission policies (a
+/// server-side dry run as the admin). The mutating policy that records the requester learns
+/// a custom resource's schema from the API server's OpenAPI, which it reads every few
+/// seconds; until it has, it refuses Decisions with 503 "Resource kind ... not found". That
+/// is the case for a while after the CRDs are first installed and after the API server
+/// restarts.
+pub async fn wait_admits_decisions() {
+    let api: Api<Decision> = Api::namespaced(admin().await, RELEASE_NAMESPACE);
+    let probe: Decision = serde_json::from_value(serde_json::json!({
+        "apiVersion": "decisiongate.io/v1alpha1",
+        "kind": "Decision",
+        "metadata": {"name": "admission-probe"},
+        "spec": {"actionType": "probe", "description": "Is the admission chain ready?", "criticality": "Info"},
+    }))
+    .unwrap();
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tick.tick().await;
+        match api.create(&dry_run, &probe).await {
+            Ok(_) => return,
+            Err(kube::Error::Api(status)) if status.code == 503 => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the API server still refuses Decisions after {DEADLINE:?}: {}",
+                    status.message
+                );
+            }
+            Err(e) => panic!("a dry-run Decision was refused: {e}"),
+        }
+    }
 }
 
 /// Installs the CRDs and the chart (see [`ensure_installed`]).
