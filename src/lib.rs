@@ -13,6 +13,7 @@ pub use decision_gate_core::{
 };
 
 pub mod access;
+pub mod agent;
 pub mod audit;
 pub mod controller;
 pub mod error;

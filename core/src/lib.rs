@@ -14,6 +14,8 @@
 //!   checks a plan must pass.
 //! - [`admission`]: whether the admission policies that verify answers are in force.
 //! - [`events`]: what happened, in words, for the audit log and Kubernetes Events.
+//! - [`request`]: the requester's side: a request made into a Decision, its verdict, and
+//!   the report an agent or a script reads.
 
 pub mod admission;
 pub mod answers;
@@ -27,4 +29,5 @@ pub mod observed;
 pub mod pin;
 pub mod plan;
 pub mod policy;
+pub mod request;
 pub mod risk;

@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use decision_gate::api::{Decision, DecisionPhase, annotations};
 use decision_gate::plugin;
-use k8s_openapi::api::authentication::v1::SelfSubjectReview;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::wait::{self, await_condition};
 use kube::runtime::watcher;
 use kube::{Api, Client};
@@ -15,19 +14,6 @@ use super::{Failure, api_failure, get};
 
 /// How long the operator gets to record an answer before the command stops waiting.
 const RECORD_WAIT: Duration = Duration::from_secs(30);
-
-/// Who the API server says we are.
-async fn whoami(client: &Client) -> Result<String, Failure> {
-    let review = Api::<SelfSubjectReview>::all(client.clone())
-        .create(&PostParams::default(), &SelfSubjectReview::default())
-        .await
-        .map_err(|e| Failure(format!("cannot ask the API server who you are: {e}")))?;
-    review
-        .status
-        .and_then(|s| s.user_info)
-        .and_then(|u| u.username)
-        .ok_or_else(|| Failure("the API server did not say who you are".to_owned()))
-}
 
 /// Sets `who_key=<me>` (and the reason) and waits until the operator has recorded it. An
 /// approval (`digest` is Some) also confirms the pinned plan digest: the one given, or the
@@ -53,7 +39,7 @@ pub(crate) async fn answer(
             "cannot {verb} {name}: it is {state}, not waiting for an answer"
         )));
     }
-    let me = whoami(client).await?;
+    let me = decision_gate::agent::whoami(client).await.map_err(Failure)?;
     let counted_before = before.status.as_ref().is_some_and(|s| {
         s.approvals
             .iter()

@@ -1,0 +1,132 @@
+//! The requester's side against the cluster: submit a request as a Decision, watch it until
+//! it is settled, and say a refusal in words an agent or a person can act on. The MCP
+//! server, the tool-call hook and `kubectl decision request` all go through here, with the
+//! caller's own credentials, so that the API server (not the caller) records who asked.
+
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+use kube::api::PostParams;
+use kube::runtime::watcher::watch_object;
+use kube::{Api, Client};
+
+use crate::api::Decision;
+use crate::plugin;
+use crate::request::{Request, Verdict};
+
+/// Who the API server says the client is.
+pub async fn whoami(client: &Client) -> Result<String, String> {
+    let review = Api::<SelfSubjectReview>::all(client.clone())
+        .create(&PostParams::default(), &SelfSubjectReview::default())
+        .await
+        .map_err(|e| format!("cannot ask the API server who you are: {}", refusal(&e)))?;
+    review
+        .status
+        .and_then(|s| s.user_info)
+        .and_then(|u| u.username)
+        .ok_or_else(|| "the API server did not say who you are".to_owned())
+}
+
+/// Creates the Decision the request describes, as the client's identity.
+pub async fn submit(api: &Api<Decision>, request: &Request) -> Result<Decision, String> {
+    api.create(&PostParams::default(), &request.decision())
+        .await
+        .map_err(|e| format!("the request was refused: {}", refusal(&e)))
+}
+
+/// How a wait ended without a verdict.
+#[derive(Debug)]
+pub enum WaitEnd {
+    /// The time ran out; the Decision as last seen.
+    TimedOut(Option<Box<Decision>>),
+    /// The Decision was deleted while waited for.
+    Deleted,
+    /// The watch failed (the cluster went away, or access was withdrawn).
+    Failed(String),
+}
+
+impl std::fmt::Display for WaitEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WaitEnd::TimedOut(_) => f.write_str("timed out waiting for an answer"),
+            WaitEnd::Deleted => f.write_str("the Decision was deleted while waiting for it"),
+            WaitEnd::Failed(why) => write!(f, "watching the Decision failed: {why}"),
+        }
+    }
+}
+
+/// Watches the Decision (never polls) until `done` holds, calling `seen` with each new
+/// version of it, for at most `limit`.
+pub async fn watch_until(
+    api: &Api<Decision>,
+    name: &str,
+    limit: Duration,
+    done: impl Fn(&Decision) -> bool,
+    mut seen: impl FnMut(&Decision),
+) -> Result<Decision, WaitEnd> {
+    let mut last: Option<Decision> = None;
+    let watching = async {
+        let mut versions = watch_object(api.clone(), name).boxed();
+        loop {
+            match versions.try_next().await {
+                Ok(Some(Some(d))) => {
+                    let changed = last.as_ref().is_none_or(|l| {
+                        l.metadata.resource_version != d.metadata.resource_version
+                    });
+                    if changed {
+                        seen(&d);
+                    }
+                    let finished = done(&d);
+                    last = Some(d);
+                    if finished {
+                        return Ok(());
+                    }
+                }
+                Ok(Some(None)) => return Err(WaitEnd::Deleted),
+                Ok(None) => return Err(WaitEnd::Failed("the watch ended".to_owned())),
+                Err(e) => return Err(WaitEnd::Failed(e.to_string())),
+            }
+        }
+    };
+    match tokio::time::timeout(limit, watching).await {
+        Ok(Ok(())) => Ok(last.expect("a finished wait has seen the Decision")),
+        Ok(Err(end)) => Err(end),
+        Err(_) => Err(WaitEnd::TimedOut(last.map(Box::new))),
+    }
+}
+
+/// Waits until the Decision is settled (see [`Verdict::of`]).
+pub async fn wait_for_verdict(
+    api: &Api<Decision>,
+    name: &str,
+    limit: Duration,
+    seen: impl FnMut(&Decision),
+) -> Result<(Verdict, Decision), WaitEnd> {
+    let d = watch_until(api, name, limit, |d| Verdict::of(d).is_some(), seen).await?;
+    let verdict = Verdict::of(&d).expect("settled");
+    Ok((verdict, d))
+}
+
+/// An API server's refusal (or a failure to reach it) in plain words: what was refused,
+/// by which check, and what to do about it.
+pub fn refusal(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s)
+            if s.code == 404 && s.message.contains("could not find the requested resource") =>
+        {
+            "the decisiongate.io CRDs are not installed in this cluster (make install, or the Helm chart)"
+                .to_owned()
+        }
+        kube::Error::Api(s) if s.message.contains("denied request") => plugin::refusal(&s.message),
+        kube::Error::Api(s) if s.code == 403 => format!(
+            "not allowed: {}. Ask an admin to bind the ClusterRole decision-gate-requester to this identity in the namespace",
+            s.message
+        ),
+        kube::Error::Api(s) if s.code == 422 => format!("invalid: {}", s.message),
+        kube::Error::Api(s) if s.code == 404 => format!("not found: {}", s.message),
+        kube::Error::Api(s) if s.code == 409 => format!("already exists: {}", s.message),
+        kube::Error::Api(s) => s.message.clone(),
+        other => format!("cannot reach the cluster: {other}"),
+    }
+}
