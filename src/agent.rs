@@ -3,6 +3,8 @@
 //! server, the tool-call hook and `kubectl decision request` all go through here, with the
 //! caller's own credentials, so that the API server (not the caller) records who asked.
 
+pub mod mcp;
+
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
@@ -71,9 +73,9 @@ pub async fn watch_until(
         loop {
             match versions.try_next().await {
                 Ok(Some(Some(d))) => {
-                    let changed = last.as_ref().is_none_or(|l| {
-                        l.metadata.resource_version != d.metadata.resource_version
-                    });
+                    let changed = last
+                        .as_ref()
+                        .is_none_or(|l| l.metadata.resource_version != d.metadata.resource_version);
                     if changed {
                         seen(&d);
                     }

@@ -1,4 +1,5 @@
-//! The `decision-gate` binary: `run` the operator, or print the `crd`s.
+//! The `decision-gate` binary: `run` the operator, print the `crd`s, read the `audit` log,
+//! or serve agents over MCP (`mcp`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,6 +35,31 @@ enum Command {
     /// Read and check the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Serve the gate to AI agents over the Model Context Protocol (stdio, or streamable
+    /// HTTP with --http), acting with the agent's own Kubernetes credentials.
+    Mcp(McpArgs),
+}
+
+#[derive(clap::Args)]
+struct McpArgs {
+    /// The kubeconfig to act with (default: $KUBECONFIG, ~/.kube/config, else the pod's
+    /// ServiceAccount).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use.
+    #[arg(long)]
+    context: Option<String>,
+    /// The namespace a tool uses when not told (default: the context's).
+    #[arg(short, long)]
+    namespace: Option<String>,
+    /// Serve streamable HTTP at this address (path /mcp) instead of stdio; port 0 picks a
+    /// free one, printed on standard error. A request's `Authorization: Bearer` token is
+    /// what it acts with; a request without one acts with this server's credentials.
+    #[arg(long, value_name = "ADDR")]
+    http: Option<SocketAddr>,
+    /// A host name HTTP clients may reach the server by, besides localhost (repeatable).
+    #[arg(long = "allowed-host", value_name = "HOST")]
+    allowed_hosts: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -176,6 +202,24 @@ async fn run() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Audit(command) => audit_command(command),
+        Command::Mcp(args) => {
+            // Standard output may be the protocol's: logs go to standard error.
+            telemetry::init_on_stderr();
+            let settings = decision_gate::agent::mcp::Settings {
+                kubeconfig: args.kubeconfig,
+                context: args.context,
+                namespace: args.namespace,
+                http: args.http,
+                allowed_hosts: args.allowed_hosts,
+            };
+            match decision_gate::agent::mcp::serve(settings).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run(args) => {
             telemetry::init();
             let notifications = match args

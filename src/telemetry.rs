@@ -10,20 +10,7 @@ use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 /// the operator reports the same failures itself, in words, so the watcher's own lines are
 /// kept to errors unless `RUST_LOG` names kube_runtime.
 pub fn init() {
-    let wanted = std::env::var("RUST_LOG").unwrap_or_default();
-    let directives = if wanted.trim().is_empty() {
-        "info,kube_runtime=warn,kube_client=warn".to_owned()
-    } else {
-        wanted
-    };
-    let directives = if directives.contains("kube_runtime") {
-        directives
-    } else {
-        format!("{directives},kube_runtime::watcher=error")
-    };
-    let filter = EnvFilter::try_new(&directives)
-        .unwrap_or_else(|_| EnvFilter::new("info,kube_runtime=warn,kube_client=warn"));
-    let registry = tracing_subscriber::registry().with(filter);
+    let registry = tracing_subscriber::registry().with(filter());
     if std::io::stdout().is_terminal() {
         registry.with(fmt::layer().compact()).init();
     } else {
@@ -36,4 +23,41 @@ pub fn init() {
             )
             .init();
     }
+}
+
+/// Like [`init`], writing to standard error: for commands whose standard output is a
+/// protocol (`decision-gate mcp` over stdio).
+pub fn init_on_stderr() {
+    let registry = tracing_subscriber::registry().with(filter());
+    if std::io::stderr().is_terminal() {
+        registry
+            .with(fmt::layer().compact().with_writer(std::io::stderr))
+            .init();
+    } else {
+        registry
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(false)
+                    .with_writer(std::io::stderr),
+            )
+            .init();
+    }
+}
+
+fn filter() -> EnvFilter {
+    let wanted = std::env::var("RUST_LOG").unwrap_or_default();
+    let directives = if wanted.trim().is_empty() {
+        "info,kube_runtime=warn,kube_client=warn".to_owned()
+    } else {
+        wanted
+    };
+    let directives = if directives.contains("kube_runtime") {
+        directives
+    } else {
+        format!("{directives},kube_runtime::watcher=error")
+    };
+    EnvFilter::try_new(&directives)
+        .unwrap_or_else(|_| EnvFilter::new("info,kube_runtime=warn,kube_client=warn"))
 }
