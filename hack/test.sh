@@ -20,6 +20,8 @@ log "fuzz smoke run: every target for ${FUZZ_SMOKE_SECONDS:-20}s"
 hack/fuzz.sh "${FUZZ_SMOKE_SECONDS:-20}"
 
 use_local_cluster
+DECISION_GATE_MCP_PYTHON=$(hack/python.sh)
+export DECISION_GATE_MCP_PYTHON
 
 log "end-to-end tests against the local control plane"
 cargo test --features e2e --test e2e -- --test-threads 8
