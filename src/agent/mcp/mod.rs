@@ -28,7 +28,7 @@ use serde::Serialize;
 
 use self::tools::{
     GetDecision, ListDecisions, ListPlans, OwnDecisions, Plans, RequestApproval, WaitForDecision,
-    Waited, next_step, own_decisions, wait_seconds,
+    Waited, next_step, own_decisions, progress_message, sentences, wait_seconds,
 };
 use crate::agent::{self, WaitEnd};
 use crate::api::{Decision, ExecutionPlan};
@@ -255,8 +255,7 @@ impl Gate {
             }
         };
         let report = Report::of(&seen);
-        let summary = format!("{} {}", report.summary, next_step(&report));
-        answer(summary, &report)
+        answer(sentences(&report.summary, &next_step(&report)), &report)
     }
 
     #[tool(
@@ -281,7 +280,7 @@ impl Gate {
         let started = tokio::time::Instant::now();
         let (updates, mut changes) = tokio::sync::mpsc::unbounded_channel::<String>();
         let waiting = agent::wait_for_verdict(&api, &args.name, Duration::from_secs(limit), |d| {
-            let _ = updates.send(Report::of(d).summary);
+            let _ = updates.send(progress_message(d));
         });
         tokio::pin!(waiting);
         let mut heartbeat = tokio::time::interval_at(started + HEARTBEAT, HEARTBEAT);
@@ -289,9 +288,12 @@ impl Gate {
         let ended = loop {
             tokio::select! {
                 ended = &mut waiting => break ended,
-                Some(summary) = changes.recv() => {
-                    progress.send(&summary).await;
-                    last = summary;
+                Some(message) = changes.recv() => {
+                    // Each version of the Decision is seen; say only what changed.
+                    if message != last {
+                        progress.send(&message).await;
+                        last = message;
+                    }
                 }
                 _ = heartbeat.tick() => {
                     let waited = started.elapsed().as_secs();

@@ -318,3 +318,52 @@ fn a_plan_is_summarised_with_what_it_is_for_and_what_it_runs() {
         "No ExecutionPlans in namespace empty: a request there can only be a gate (no plan)."
     );
 }
+
+#[test]
+fn a_progress_message_says_what_the_wait_is_on() {
+    use crate::api::decision::{ExecutionStatus, StepPhase, StepStatus};
+    let mut d = decision("ship", Some("bot"), None);
+    d.status = None;
+    assert_eq!(
+        progress_message(&d),
+        "ship is requested; the operator has not evaluated it yet"
+    );
+    let mut d = decision("ship", Some("bot"), Some(DecisionPhase::Pending));
+    d.status.as_mut().unwrap().approval_progress = Some("1/2".to_owned());
+    assert_eq!(
+        progress_message(&d),
+        "ship is Pending: waiting for people to answer (approvals 1/2)"
+    );
+
+    let step = |name: &str, phase: StepPhase| StepStatus {
+        phase,
+        ..serde_json::from_value(json!({"name": name, "phase": "Pending"})).unwrap()
+    };
+    let mut d = decision("ship", Some("bot"), Some(DecisionPhase::Executing));
+    d.status.as_mut().unwrap().execution = Some(ExecutionStatus {
+        steps: vec![
+            step("one", StepPhase::Succeeded),
+            step("two", StepPhase::Running),
+            step("three", StepPhase::Pending),
+        ],
+        ..serde_json::from_value(json!({"mode": "Real"})).unwrap()
+    });
+    assert_eq!(
+        progress_message(&d),
+        "ship is running its plan: step 2 of 3 (two) Running"
+    );
+    let rejected = decision("ship", Some("bot"), Some(DecisionPhase::Rejected));
+    assert_eq!(progress_message(&rejected), Report::of(&rejected).summary);
+}
+
+#[test]
+fn sentences_are_joined_with_one_full_stop() {
+    assert_eq!(
+        sentences("It waits.", "Call again."),
+        "It waits. Call again."
+    );
+    assert_eq!(
+        sentences("approval is required", "Call again."),
+        "approval is required. Call again."
+    );
+}

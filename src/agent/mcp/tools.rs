@@ -9,8 +9,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::api::annotations::REQUESTED_BY;
-use crate::api::decision::{Criticality, Priority};
-use crate::api::{Decision, ExecutionPlan, duration};
+use crate::api::decision::{Criticality, Priority, StepPhase};
+use crate::api::{Decision, DecisionPhase, ExecutionPlan, duration};
 use crate::request::{REQUESTED_THROUGH, Report, Request};
 
 /// The value of the [`REQUESTED_THROUGH`] label on Decisions this server creates.
@@ -158,6 +158,83 @@ pub fn wait_seconds(asked: Option<u64>) -> u64 {
         .clamp(1, MAX_WAIT_SECONDS)
 }
 
+/// Two sentences as one text: the first ended with a full stop when it lacks one.
+pub fn sentences(first: &str, second: &str) -> String {
+    let first = first.trim_end();
+    if first.ends_with(['.', '!', '?']) {
+        format!("{first} {second}")
+    } else {
+        format!("{first}. {second}")
+    }
+}
+
+/// A progress notification's message: what changed for a Decision being waited for, in
+/// one line (who must answer, which step runs), or its summary once settled.
+pub fn progress_message(d: &Decision) -> String {
+    let name = d.metadata.name.as_deref().unwrap_or("the Decision");
+    let Some(status) = d.status.as_ref() else {
+        return format!("{name} is requested; the operator has not evaluated it yet");
+    };
+    let Some(phase) = status.phase else {
+        return format!("{name} is requested; the operator has not evaluated it yet");
+    };
+    match phase {
+        DecisionPhase::Pending | DecisionPhase::Escalated => {
+            let approvals = status
+                .approval_progress
+                .as_deref()
+                .map(|p| format!(" (approvals {p})"))
+                .unwrap_or_default();
+            let until = status
+                .expires_at
+                .map(|t| format!(" until {}", t.to_rfc3339()))
+                .unwrap_or_default();
+            format!("{name} is {phase}: waiting for people to answer{approvals}{until}")
+        }
+        DecisionPhase::Approved if d.spec.plan_ref.is_some() => {
+            format!("{name} is approved; its plan is about to run")
+        }
+        DecisionPhase::Executing | DecisionPhase::RollingBack => {
+            let execution = status.execution.as_ref();
+            let (verb, steps) = match phase {
+                DecisionPhase::RollingBack => (
+                    "rolling back",
+                    execution
+                        .and_then(|e| e.rollback.as_ref())
+                        .map(|r| r.steps.as_slice())
+                        .unwrap_or_default(),
+                ),
+                _ => (
+                    "running its plan",
+                    execution.map(|e| e.steps.as_slice()).unwrap_or_default(),
+                ),
+            };
+            let total = match phase {
+                DecisionPhase::Executing => status
+                    .plan
+                    .as_ref()
+                    .map_or(steps.len(), |p| p.steps.len().max(steps.len())),
+                _ => steps.len(),
+            };
+            let current = steps
+                .iter()
+                .enumerate()
+                .rev()
+                .find(|(_, s)| s.phase != StepPhase::Pending);
+            match current {
+                Some((i, s)) => format!(
+                    "{name} is {verb}: step {} of {total} ({}) {}",
+                    i + 1,
+                    s.name,
+                    s.phase.as_str()
+                ),
+                None => format!("{name} is {verb}"),
+            }
+        }
+        _ => Report::of(d).summary,
+    }
+}
+
 /// What the agent should do next, given where its Decision stands.
 pub fn next_step(report: &Report) -> String {
     match report.verdict {
@@ -189,7 +266,7 @@ impl Waited {
                 self.waited_seconds, self.report.summary
             )
         } else {
-            format!("{} {}", self.report.summary, next_step(&self.report))
+            sentences(&self.report.summary, &next_step(&self.report))
         }
     }
 }
