@@ -12,6 +12,7 @@ mod cluster;
 mod decisions;
 mod execution;
 mod make_run;
+mod mcp;
 mod notifications;
 mod operator;
 mod plugin;

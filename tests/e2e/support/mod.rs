@@ -28,13 +28,31 @@ pub fn tool(env: &str, component: &str, version_key: &str, binary: &str) -> Stri
     if let Ok(path) = std::env::var(env) {
         return path;
     }
+    let built = cache_dir()
+        .join("bin")
+        .join(format!("{component}-{}", pinned(version_key)))
+        .join(binary);
+    if built.exists() {
+        built.to_string_lossy().into_owned()
+    } else {
+        binary.to_owned()
+    }
+}
+
+/// A version pinned in hack/versions.env.
+pub fn pinned(version_key: &str) -> String {
     let versions =
         std::fs::read_to_string(repo_root().join("hack/versions.env")).unwrap_or_default();
-    let version = versions
+    versions
         .lines()
         .find_map(|l| l.strip_prefix(&format!("{version_key}=")))
-        .unwrap_or_default();
-    let cache = std::env::var("DECISION_GATE_CACHE")
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The cache `make` builds into, as hack/lib.sh finds it.
+pub fn cache_dir() -> PathBuf {
+    std::env::var("DECISION_GATE_CACHE")
         .map(PathBuf::from)
         .unwrap_or_else(|_| {
             std::env::var("XDG_CACHE_HOME")
@@ -43,16 +61,7 @@ pub fn tool(env: &str, component: &str, version_key: &str, binary: &str) -> Stri
                     PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache")
                 })
                 .join("decision-gate")
-        });
-    let built = cache
-        .join("bin")
-        .join(format!("{component}-{version}"))
-        .join(binary);
-    if built.exists() {
-        built.to_string_lossy().into_owned()
-    } else {
-        binary.to_owned()
-    }
+        })
 }
 
 /// The namespace the chart is installed into for the suite.
