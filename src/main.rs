@@ -53,10 +53,14 @@ struct McpArgs {
     #[arg(short, long)]
     namespace: Option<String>,
     /// Serve streamable HTTP at this address (path /mcp) instead of stdio; port 0 picks a
-    /// free one, printed on standard error. A request's `Authorization: Bearer` token is
-    /// what it acts with; a request without one acts with this server's credentials.
+    /// free one, printed on standard error. Each request acts with the Kubernetes token it
+    /// carries in `Authorization: Bearer`, so the API server records which agent asked.
     #[arg(long, value_name = "ADDR")]
     http: Option<SocketAddr>,
+    /// Let HTTP requests without a bearer token act with this server's own credentials
+    /// (a server for one user); without it they are refused.
+    #[arg(long, requires = "http")]
+    tokenless_as_server: bool,
     /// A host name HTTP clients may reach the server by, besides localhost (repeatable).
     #[arg(long = "allowed-host", value_name = "HOST")]
     allowed_hosts: Vec<String>,
@@ -211,6 +215,7 @@ async fn run() -> ExitCode {
                 namespace: args.namespace,
                 http: args.http,
                 allowed_hosts: args.allowed_hosts,
+                tokenless_as_server: args.tokenless_as_server,
             };
             match decision_gate::agent::mcp::serve(settings).await {
                 Ok(()) => ExitCode::SUCCESS,

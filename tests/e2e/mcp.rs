@@ -65,13 +65,18 @@ impl McpClient {
         )
     }
 
-    /// Talks streamable HTTP to a running server, with a bearer token.
-    fn http(url: &str, token: &str, namespace: &str) -> McpClient {
-        Self::start(namespace, &["http", url, token])
+    /// Talks streamable HTTP to a running server, with a bearer token if given.
+    fn http(url: &str, token: Option<&str>, namespace: &str) -> McpClient {
+        let mut args = vec!["http", url];
+        args.extend(token);
+        Self::start(namespace, &args)
     }
 
     fn start(namespace: &str, args: &[&str]) -> McpClient {
-        let log = repo_root().join(format!("target/e2e-logs/mcp-client-{namespace}.log"));
+        let log = repo_root().join(format!(
+            "target/e2e-logs/mcp-client-{namespace}-{}.log",
+            args[0]
+        ));
         std::fs::create_dir_all(log.parent().unwrap()).unwrap();
         let mut child = Command::new(python())
             .arg(repo_root().join("tests/e2e/mcp_client.py"))
@@ -462,7 +467,7 @@ async fn the_http_transport_acts_with_each_callers_token() {
         "{}",
         server.url
     );
-    let mut mcp = McpClient::http(&server.url, &token, n);
+    let mut mcp = McpClient::http(&server.url, Some(&token), n);
 
     assert_eq!(mcp.tools().await, TOOLS);
     let asked = mcp
@@ -490,5 +495,15 @@ async fn the_http_transport_acts_with_each_callers_token() {
         "progress reaches an HTTP client too: {waited:#}"
     );
     mcp.finish().await;
+
+    // Without a token, the server does not lend its own (admin) credentials.
+    let mut anonymous = McpClient::http(&server.url, None, n);
+    let refused = anonymous.call("list_plans", json!({})).await;
+    assert_eq!(refused["isError"], true, "{refused:#}");
+    assert!(
+        text(&refused).contains("send your token in the header Authorization: Bearer <token>"),
+        "{refused:#}"
+    );
+    anonymous.finish().await;
     drop(server.child);
 }

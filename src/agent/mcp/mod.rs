@@ -50,6 +50,8 @@ pub struct Settings {
     pub http: Option<SocketAddr>,
     /// Host names HTTP requests may name besides the loopback ones.
     pub allowed_hosts: Vec<String>,
+    /// Let HTTP requests without a bearer token act with the server's own credentials.
+    pub tokenless_as_server: bool,
 }
 
 /// Runs the server until its client goes away (stdio) or a signal stops it (HTTP).
@@ -118,6 +120,7 @@ pub struct Gate {
     config: Arc<Config>,
     client: Client,
     namespace: String,
+    tokenless_as_server: bool,
 }
 
 impl Gate {
@@ -152,29 +155,39 @@ impl Gate {
             config: Arc::new(config),
             client,
             namespace,
+            tokenless_as_server: settings.tokenless_as_server,
         })
     }
 
     /// The client a tool call acts with: over HTTP, the bearer token of the request (each
-    /// agent its own identity); otherwise, and without one, the server's own credentials.
+    /// agent its own identity), or the server's own credentials where allowed; over stdio,
+    /// the server's (which are the agent's: the agent started it).
     fn client(&self, ctx: &RequestContext<RoleServer>) -> Result<Client, String> {
-        let token = ctx
-            .extensions
-            .get::<http::request::Parts>()
-            .and_then(|parts| parts.headers.get(http::header::AUTHORIZATION))
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.split_once(' '))
-            .filter(|(scheme, token)| scheme.eq_ignore_ascii_case("bearer") && !token.is_empty())
-            .map(|(_, token)| token.trim().to_owned());
-        let Some(token) = token else {
+        let Some(parts) = ctx.extensions.get::<http::request::Parts>() else {
             return Ok(self.client.clone());
         };
-        let mut config = (*self.config).clone();
-        config.auth_info = AuthInfo {
-            token: Some(token.into()),
-            ..AuthInfo::default()
-        };
-        Client::try_from(config).map_err(|e| format!("cannot use the request's token: {e}"))
+        let token = parts
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(bearer_token);
+        match token {
+            Some(token) => {
+                let mut config = (*self.config).clone();
+                config.auth_info = AuthInfo {
+                    token: Some(token.into()),
+                    ..AuthInfo::default()
+                };
+                Client::try_from(config).map_err(|e| format!("cannot use the request's token: {e}"))
+            }
+            None if self.tokenless_as_server => Ok(self.client.clone()),
+            None => Err(
+                "this server acts with each caller's own Kubernetes credentials: \
+                 send your token in the header Authorization: Bearer <token> (for a \
+                 ServiceAccount, kubectl create token NAME)"
+                    .to_owned(),
+            ),
+        }
     }
 
     fn namespace(&self, asked: Option<&str>) -> String {
@@ -193,6 +206,13 @@ impl Gate {
         let namespace = self.namespace(namespace);
         Ok((Api::namespaced(self.client(ctx)?, &namespace), namespace))
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` header value.
+fn bearer_token(value: &str) -> Option<String> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
 }
 
 /// A tool's answer: a summary for the model to read first, then the same as JSON

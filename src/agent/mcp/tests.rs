@@ -367,3 +367,13 @@ fn sentences_are_joined_with_one_full_stop() {
         "approval is required. Call again."
     );
 }
+
+#[test]
+fn a_bearer_token_is_read_from_an_authorization_header() {
+    use super::bearer_token;
+    assert_eq!(bearer_token("Bearer abc.def"), Some("abc.def".to_owned()));
+    assert_eq!(bearer_token("bearer  abc "), Some("abc".to_owned()));
+    assert_eq!(bearer_token("Basic dXNlcg=="), None);
+    assert_eq!(bearer_token("Bearer "), None);
+    assert_eq!(bearer_token("abc"), None);
+}
