@@ -55,7 +55,7 @@ async fn request_wait_ends_with_an_exit_status_for_each_outcome() {
     apply(n, AUTO_APPROVE_SHIPPING).success();
     apply(
         n,
-        "apiVersion: decisiongate.io/v1alpha1\nkind: ExecutionPlan\nmetadata: {name: breaks}\nspec: {actionTypes: [ship], mode: Real, rollbackStrategy: None, steps: [{name: verify, template: {metadata: {annotations: {\"decisiongate.io/test-outcome\": fail}}, spec: {restartPolicy: Never, containers: [{name: main, image: busybox}]}}}]}\n",
+        "apiVersion: decisiongate.io/v1alpha1\nkind: ExecutionPlan\nmetadata: {name: breaks}\nspec: {actionTypes: [ship], mode: Real, rollbackStrategy: None, steps: [{name: verify, template: {metadata: {labels: {\"decisiongate.io/test-outcome\": fail}}, spec: {restartPolicy: Never, containers: [{name: main, image: busybox}]}}}]}\n",
     )
     .success();
     let _operator = Operator::start_allowing_real(n).await;
@@ -67,7 +67,7 @@ async fn request_wait_ends_with_an_exit_status_for_each_outcome() {
             format!("Deploy {name}"),
             "--name".to_owned(),
             name.to_owned(),
-            "--context".to_owned(),
+            "--set".to_owned(),
             "version=2.0.0".to_owned(),
             "--wait".to_owned(),
             "--timeout".to_owned(),

@@ -30,10 +30,11 @@ pub(crate) struct RequestArgs {
     /// Low, Medium, High or Urgent.
     #[arg(long, value_parser = priority)]
     priority: Option<Priority>,
-    /// A detail of the request, KEY=VALUE (repeatable); VALUE is read as JSON when it is
-    /// JSON (numbers, true, objects), else as text.
-    #[arg(long = "context", value_name = "KEY=VALUE")]
-    context: Vec<String>,
+    /// A detail of the request for spec.context, KEY=VALUE (repeatable); VALUE is read as
+    /// JSON when it is JSON (numbers, true, objects), else as text. (--context is the
+    /// kubeconfig context, as everywhere in kubectl.)
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    details: Vec<String>,
     /// The ExecutionPlan to run once approved.
     #[arg(long)]
     plan: Option<String>,
@@ -87,7 +88,7 @@ fn context(pairs: &[String]) -> Result<BTreeMap<String, serde_json::Value>, Fail
         .map(|pair| {
             let (key, value) = pair
                 .split_once('=')
-                .ok_or_else(|| Failure(format!("--context {pair}: expected KEY=VALUE")))?;
+                .ok_or_else(|| Failure(format!("--set {pair}: expected KEY=VALUE")))?;
             let value = serde_json::from_str(value)
                 .unwrap_or_else(|_| serde_json::Value::String(value.to_owned()));
             Ok((key.to_owned(), value))
@@ -113,7 +114,7 @@ impl RequestArgs {
             priority: self.priority,
             estimated_duration_minutes: self.estimated_duration_minutes,
             source: self.source.clone(),
-            context: context(&self.context)?,
+            context: context(&self.details)?,
             plan: self.plan.clone(),
             on_behalf_of: self.on_behalf_of.clone(),
             expires_after,
