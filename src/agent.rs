@@ -3,19 +3,51 @@
 //! server, the tool-call hook and `kubectl decision request` all go through here, with the
 //! caller's own credentials, so that the API server (not the caller) records who asked.
 
+pub mod hook;
 pub mod mcp;
 
+use std::path::Path;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use kube::api::PostParams;
+use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::watcher::watch_object;
-use kube::{Api, Client};
+use kube::{Api, Client, Config};
 
 use crate::api::Decision;
 use crate::plugin;
 use crate::request::{Request, Verdict};
+
+/// A client with the caller's own credentials: the kubeconfig given, else `$KUBECONFIG` or
+/// `~/.kube/config`, else the pod's ServiceAccount. Also the namespace to use by default.
+pub async fn connect(
+    kubeconfig: Option<&Path>,
+    context: Option<&str>,
+) -> Result<(Client, String), String> {
+    let options = KubeConfigOptions {
+        context: context.map(str::to_owned),
+        ..KubeConfigOptions::default()
+    };
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = Kubeconfig::read_from(path)
+                .map_err(|e| format!("cannot read the kubeconfig {}: {e}", path.display()))?;
+            Config::from_custom_kubeconfig(file, &options)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        None if context.is_some() => Config::from_kubeconfig(&options)
+            .await
+            .map_err(|e| e.to_string()),
+        None => Config::infer().await.map_err(|e| e.to_string()),
+    }
+    .map_err(|e| format!("no cluster to talk to: {e}"))?;
+    let namespace = config.default_namespace.clone();
+    let client = Client::try_from(config).map_err(|e| format!("no cluster to talk to: {e}"))?;
+    Ok((client, namespace))
+}
 
 /// Who the API server says the client is.
 pub async fn whoami(client: &Client) -> Result<String, String> {

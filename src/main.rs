@@ -38,6 +38,31 @@ enum Command {
     /// Serve the gate to AI agents over the Model Context Protocol (stdio, or streamable
     /// HTTP with --http), acting with the agent's own Kubernetes credentials.
     Mcp(McpArgs),
+    /// Answer one tool call of a coding agent before it runs (Claude Code's PreToolUse hook:
+    /// the call as JSON on standard input, the verdict as JSON on standard output). A call
+    /// that matches a rule waits for people's approval as a Decision; any failure denies.
+    Hook(HookArgs),
+}
+
+#[derive(clap::Args)]
+struct HookArgs {
+    /// The rules (YAML); default: the built-in ones, for kubectl delete and drain,
+    /// terraform apply and destroy, and git push --force (see --print-default-config).
+    #[arg(long, env = "DECISION_GATE_HOOK_CONFIG")]
+    config: Option<PathBuf>,
+    /// The kubeconfig to ask with (default: $KUBECONFIG, ~/.kube/config, or the pod's
+    /// ServiceAccount).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use.
+    #[arg(long)]
+    context: Option<String>,
+    /// The namespace to ask in (default: the configuration's, else the context's).
+    #[arg(short = 'n', long)]
+    namespace: Option<String>,
+    /// Print the built-in rules and exit.
+    #[arg(long)]
+    print_default_config: bool,
 }
 
 #[derive(clap::Args)]
@@ -196,6 +221,10 @@ async fn run() -> ExitCode {
         Command::Crd {
             output_dir: Some(dir),
         } => {
+            if let Err(e) = std::fs::create_dir_all(&dir) {
+                eprintln!("error: cannot create {}: {e}", dir.display());
+                return ExitCode::FAILURE;
+            }
             for c in crd::all() {
                 let path = dir.join(crd::file_name(&c));
                 if let Err(e) = std::fs::write(&path, crd::to_yaml(&c)) {
@@ -206,6 +235,7 @@ async fn run() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Audit(command) => audit_command(command),
+        Command::Hook(args) => hook_command(args).await,
         Command::Mcp(args) => {
             // Standard output may be the protocol's: logs go to standard error.
             telemetry::init_on_stderr();
@@ -269,6 +299,73 @@ async fn run() -> ExitCode {
             }
         }
     }
+}
+
+/// How long the hook may take in all before it denies: well inside the agent's own limit
+/// for a hook (Claude Code's is 60 seconds).
+const HOOK_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+async fn hook_command(args: HookArgs) -> ExitCode {
+    use decision_gate::agent::{self, hook};
+    use std::io::Read;
+
+    if args.print_default_config {
+        print!("{}", hook::rules::DEFAULT_CONFIG);
+        return ExitCode::SUCCESS;
+    }
+    // Fail closed even on a bug: a hook that crashes lets the agent's call through, so a
+    // panic denies (exit status 2 blocks the call, with standard error as the reason).
+    std::panic::set_hook(Box::new(|panic| {
+        let why = format!("decision-gate hook failed ({panic}); denied");
+        println!("{}", deny(why.clone()));
+        eprintln!("{why}");
+        std::process::exit(2);
+    }));
+    fn deny(why: String) -> String {
+        serde_json::to_string(&hook::Answer::deny(why)).unwrap_or_default()
+    }
+    let text = match &args.config {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the hook's rules {}: {e}", path.display())),
+        None => Ok(hook::rules::DEFAULT_CONFIG.to_owned()),
+    };
+    let rules = match text.and_then(|t| hook::rules::Rules::parse(&t)) {
+        Ok(rules) => rules,
+        Err(why) => {
+            println!(
+                "{}",
+                deny(format!(
+                    "decision-gate: the hook's rules are unusable: {why}; every call is denied until they are fixed"
+                ))
+            );
+            return ExitCode::SUCCESS;
+        }
+    };
+    let mut input = String::new();
+    if let Err(e) = std::io::stdin().read_to_string(&mut input) {
+        println!(
+            "{}",
+            deny(format!("decision-gate: cannot read the tool call: {e}"))
+        );
+        return ExitCode::SUCCESS;
+    }
+    let connect = |configured: Option<String>| async move {
+        let (client, default) =
+            agent::connect(args.kubeconfig.as_deref(), args.context.as_deref()).await?;
+        let namespace = args.namespace.or(configured).unwrap_or(default);
+        Ok(hook::Target { client, namespace })
+    };
+    match tokio::time::timeout(HOOK_LIMIT, hook::answer(&rules, &input, connect)).await {
+        Ok(None) => {}
+        Ok(Some(answer)) => println!("{}", serde_json::to_string(&answer).unwrap_or_default()),
+        Err(_) => println!(
+            "{}",
+            deny(format!(
+                "decision-gate: the approval check took longer than {HOOK_LIMIT:?}; denied"
+            ))
+        ),
+    }
+    ExitCode::SUCCESS
 }
 
 /// The files to read: each argument as given, except that a log's current file (or its

@@ -21,9 +21,15 @@ const COMMAND_SHOWN: usize = 200;
 pub fn digest(spec: &ExecutionPlanSpec) -> String {
     // serde_json's maps are sorted by key, so this text is canonical.
     let text = serde_json::to_string(spec).unwrap_or_default();
-    let hash = Sha256::digest(text.as_bytes());
-    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
+    format!("sha256:{}", sha256_hex(&text))
+}
+
+/// The SHA-256 of a text, in lower-case hex.
+pub fn sha256_hex(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The first characters of a digest, as people read and type it.

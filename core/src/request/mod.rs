@@ -220,10 +220,13 @@ impl Report {
         let verdict = Verdict::of(d);
         let name = d.metadata.name.clone().unwrap_or_default();
         let waiting = status.phase.is_none_or(DecisionPhase::is_awaiting_answer);
-        let rule = status.evaluation.as_ref().and_then(|e| match (&e.policy, &e.rule) {
-            (Some(p), Some(r)) => Some(format!("{p}/{r}")),
-            _ => None,
-        });
+        let rule = status
+            .evaluation
+            .as_ref()
+            .and_then(|e| match (&e.policy, &e.rule) {
+                (Some(p), Some(r)) => Some(format!("{p}/{r}")),
+                _ => None,
+            });
         Report {
             summary: summary(d, verdict, rule.as_deref()),
             namespace: d.metadata.namespace.clone().unwrap_or_default(),
@@ -305,7 +308,11 @@ fn summary(d: &Decision, verdict: Option<Verdict>, rule: Option<&str>) -> String
     };
     match verdict {
         Some(Verdict::Approved) => {
-            format!("{name} is approved by {}{}: go ahead.", approvers(), reasons())
+            format!(
+                "{name} is approved by {}{}: go ahead.",
+                approvers(),
+                reasons()
+            )
         }
         Some(Verdict::Succeeded) => {
             let mode = status
@@ -331,7 +338,9 @@ fn summary(d: &Decision, verdict: Option<Verdict>, rule: Option<&str>) -> String
             failed_step()
         ),
         Some(Verdict::Expired) => {
-            format!("{name} expired: nobody answered in time. Do not go ahead; ask again if it still matters.")
+            format!(
+                "{name} expired: nobody answered in time. Do not go ahead; ask again if it still matters."
+            )
         }
         None => {
             let phase = status.phase.map(|p| p.as_str()).unwrap_or("Requested");

@@ -72,11 +72,31 @@ fn a_pure_gate_is_settled_at_approved_but_a_plan_only_when_it_has_run() {
         (DecisionPhase::Approved, Some(Verdict::Approved), None),
         (DecisionPhase::Executing, None, None),
         (DecisionPhase::RollingBack, None, None),
-        (DecisionPhase::Succeeded, Some(Verdict::Succeeded), Some(Verdict::Succeeded)),
-        (DecisionPhase::Rejected, Some(Verdict::Rejected), Some(Verdict::Rejected)),
-        (DecisionPhase::Failed, Some(Verdict::Failed), Some(Verdict::Failed)),
-        (DecisionPhase::RolledBack, Some(Verdict::RolledBack), Some(Verdict::RolledBack)),
-        (DecisionPhase::Expired, Some(Verdict::Expired), Some(Verdict::Expired)),
+        (
+            DecisionPhase::Succeeded,
+            Some(Verdict::Succeeded),
+            Some(Verdict::Succeeded),
+        ),
+        (
+            DecisionPhase::Rejected,
+            Some(Verdict::Rejected),
+            Some(Verdict::Rejected),
+        ),
+        (
+            DecisionPhase::Failed,
+            Some(Verdict::Failed),
+            Some(Verdict::Failed),
+        ),
+        (
+            DecisionPhase::RolledBack,
+            Some(Verdict::RolledBack),
+            Some(Verdict::RolledBack),
+        ),
+        (
+            DecisionPhase::Expired,
+            Some(Verdict::Expired),
+            Some(Verdict::Expired),
+        ),
     ] {
         at(&mut gate, phase);
         at(&mut planned, phase);

@@ -39,7 +39,9 @@ pub(crate) async fn answer(
             "cannot {verb} {name}: it is {state}, not waiting for an answer"
         )));
     }
-    let me = decision_gate::agent::whoami(client).await.map_err(Failure)?;
+    let me = decision_gate::agent::whoami(client)
+        .await
+        .map_err(Failure)?;
     let counted_before = before.status.as_ref().is_some_and(|s| {
         s.approvals
             .iter()

@@ -3,6 +3,7 @@
 
 mod answer;
 mod operator;
+mod request;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,6 +17,7 @@ use kube::{Api, Client, Config};
 
 use self::answer::answer;
 use self::operator::{OperatorService, bearer_token};
+use self::request::{NOT_ASKED, RequestArgs, request};
 
 #[derive(Parser)]
 #[command(
@@ -73,6 +75,9 @@ enum Command {
     },
     /// Which policy and rule decide, and why each earlier rule did not.
     Explain { name: String },
+    /// Ask for a Decision as yourself (for scripts and CI); with --wait, block until it is
+    /// settled and exit 0 approved, 1 rejected or failed, 2 expired, 3 timed out.
+    Request(RequestArgs),
     /// Approvals, rejections and executions over time, from the operator's audit log: in
     /// the current namespace, or every one with -A.
     History {
@@ -128,11 +133,17 @@ async fn main() -> ExitCode {
     // left to whichever dependencies' features happen to be enabled.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
+    // A script branches on request's exit status, so its failures to ask have their own.
+    let failed = if matches!(cli.command, Command::Request(_)) {
+        ExitCode::from(NOT_ASKED)
+    } else {
+        ExitCode::FAILURE
+    };
     match run(cli).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(Failure(message)) => {
             eprintln!("error: {message}");
-            ExitCode::FAILURE
+            failed
         }
     }
 }
@@ -179,7 +190,7 @@ pub(crate) fn api_failure(e: kube::Error, what: &str, namespace: &str) -> Failur
     }
 }
 
-async fn run(cli: Cli) -> Result<(), Failure> {
+async fn run(cli: Cli) -> Result<u8, Failure> {
     let (client, namespace, config) = connect(&cli).await?;
     let decisions: Api<Decision> = if cli.all_namespaces {
         Api::all(client.clone())
@@ -353,6 +364,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             )
             .await?;
         }
+        Command::Request(args) => return request(&client, &namespace, args).await,
         Command::Reject { name, reason } => {
             answer(
                 &client,
@@ -366,7 +378,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             .await?;
         }
     }
-    Ok(())
+    Ok(0)
 }
 
 pub(crate) async fn get(client: &Client, namespace: &str, name: &str) -> Result<Decision, Failure> {

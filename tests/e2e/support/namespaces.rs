@@ -12,8 +12,8 @@ use kube::api::PostParams;
 use tokio::sync::OnceCell;
 
 use super::{
-    DEADLINE, RELEASE_NAMESPACE, TEST_HOOKS_SECRET, admin, admin_kubeconfig, apply, kubectl_admin, repo_root,
-    tool, wait_for, wait_until,
+    DEADLINE, RELEASE_NAMESPACE, TEST_HOOKS_SECRET, admin, admin_kubeconfig, apply, kubectl_admin,
+    repo_root, tool, wait_for, wait_until,
 };
 
 static INSTALLED: OnceCell<PathBuf> = OnceCell::const_new();
