@@ -20,17 +20,14 @@ use crate::api::Decision;
 use crate::plugin;
 use crate::request::{Request, Verdict};
 
-/// A client with the caller's own credentials: the kubeconfig given, else `$KUBECONFIG` or
-/// `~/.kube/config`, else the pod's ServiceAccount. Also the namespace to use by default.
-pub async fn connect(
-    kubeconfig: Option<&Path>,
-    context: Option<&str>,
-) -> Result<(Client, String), String> {
+/// The caller's own credentials: the kubeconfig given, else `$KUBECONFIG` or
+/// `~/.kube/config` (with `context`, if given), else the pod's ServiceAccount.
+pub async fn config(kubeconfig: Option<&Path>, context: Option<&str>) -> Result<Config, String> {
     let options = KubeConfigOptions {
         context: context.map(str::to_owned),
         ..KubeConfigOptions::default()
     };
-    let config = match kubeconfig {
+    match kubeconfig {
         Some(path) => {
             let file = Kubeconfig::read_from(path)
                 .map_err(|e| format!("cannot read the kubeconfig {}: {e}", path.display()))?;
@@ -43,7 +40,16 @@ pub async fn connect(
             .map_err(|e| e.to_string()),
         None => Config::infer().await.map_err(|e| e.to_string()),
     }
-    .map_err(|e| format!("no cluster to talk to: {e}"))?;
+    .map_err(|e| format!("no cluster to talk to: {e}"))
+}
+
+/// A client with the caller's own credentials (see [`config`]), and the namespace to use
+/// by default.
+pub async fn connect(
+    kubeconfig: Option<&Path>,
+    context: Option<&str>,
+) -> Result<(Client, String), String> {
+    let config = config(kubeconfig, context).await?;
     let namespace = config.default_namespace.clone();
     let client = Client::try_from(config).map_err(|e| format!("no cluster to talk to: {e}"))?;
     Ok((client, namespace))
@@ -153,14 +159,24 @@ pub fn refusal(e: &kube::Error) -> String {
                 .to_owned()
         }
         kube::Error::Api(s) if s.message.contains("denied request") => plugin::refusal(&s.message),
-        kube::Error::Api(s) if s.code == 403 => format!(
+        kube::Error::Api(s) if s.code == 403 && s.message.contains("cannot create resource \"decisions\"") => format!(
             "not allowed: {}. Ask an admin to bind the ClusterRole decision-gate-requester to this identity in the namespace",
             s.message
         ),
+        kube::Error::Api(s) if s.code == 403 => format!("not allowed: {}", s.message),
         kube::Error::Api(s) if s.code == 422 => format!("invalid: {}", s.message),
         kube::Error::Api(s) if s.code == 404 => format!("not found: {}", s.message),
         kube::Error::Api(s) if s.code == 409 => format!("already exists: {}", s.message),
         kube::Error::Api(s) => s.message.clone(),
-        other => format!("cannot reach the cluster: {other}"),
+        other => {
+            // The outer error says only what kind of failure it was; the causes say why.
+            let mut why = other.to_string();
+            let mut cause = std::error::Error::source(other);
+            while let Some(c) = cause {
+                why = format!("{why}: {c}");
+                cause = c.source();
+            }
+            format!("cannot reach the cluster: {why}")
+        }
     }
 }

@@ -342,6 +342,30 @@ fn summary(d: &Decision, verdict: Option<Verdict>, rule: Option<&str>) -> String
                 "{name} expired: nobody answered in time. Do not go ahead; ask again if it still matters."
             )
         }
+        None if !status.phase.is_some_and(DecisionPhase::is_awaiting_answer) => {
+            let running = status.execution.as_ref().and_then(|e| {
+                let at = e.steps.iter().position(|s| {
+                    s.phase != crate::api::decision::StepPhase::Succeeded
+                        && s.phase != crate::api::decision::StepPhase::WouldExecute
+                })?;
+                Some(format!(
+                    ", at step {} of {} ({})",
+                    at + 1,
+                    e.steps.len(),
+                    e.steps[at].name
+                ))
+            });
+            match status.phase {
+                Some(DecisionPhase::RollingBack) => {
+                    format!("{name} was approved, but its plan failed; it is being rolled back.")
+                }
+                _ => format!(
+                    "{name} is approved by {}; its plan runs next or is running{}.",
+                    approvers(),
+                    running.unwrap_or_default()
+                ),
+            }
+        }
         None => {
             let phase = status.phase.map(|p| p.as_str()).unwrap_or("Requested");
             let progress = status

@@ -195,3 +195,20 @@ fn a_settled_report_names_who_decided_and_why() {
     at(&mut d, DecisionPhase::Expired);
     assert!(Report::of(&d).summary.starts_with("ship expired"));
 }
+
+#[test]
+fn an_approved_plan_on_its_way_says_so_not_when_it_expires() {
+    let mut d = asked(Some("p"));
+    at(&mut d, DecisionPhase::Executing);
+    let status = d.status.as_mut().unwrap();
+    status.approvals = vec![approval("alice", None)];
+    status.expires_at = Some(Utc.with_ymd_and_hms(2026, 12, 4, 10, 0, 0).unwrap());
+    let r = Report::of(&d);
+    assert_eq!(r.expires_at, None);
+    assert_eq!(
+        r.summary,
+        "ship is approved by alice; its plan runs next or is running."
+    );
+    at(&mut d, DecisionPhase::RollingBack);
+    assert!(Report::of(&d).summary.contains("being rolled back"));
+}

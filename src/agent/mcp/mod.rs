@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kube::api::ListParams;
-use kube::config::{AuthInfo, KubeConfigOptions, Kubeconfig};
+use kube::config::AuthInfo;
 use kube::{Api, Client, Config};
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolResult, ContentBlock, ProgressNotificationParam};
@@ -127,24 +127,8 @@ impl Gate {
     /// The caller's own credentials: the kubeconfig given (or `$KUBECONFIG`, or
     /// `~/.kube/config`) with its context, else the pod's ServiceAccount.
     pub async fn connect(settings: &Settings) -> Result<Gate, String> {
-        let options = KubeConfigOptions {
-            context: settings.context.clone(),
-            ..KubeConfigOptions::default()
-        };
-        let config = match (&settings.kubeconfig, &settings.context) {
-            (Some(path), _) => {
-                let file = Kubeconfig::read_from(path)
-                    .map_err(|e| format!("cannot read the kubeconfig {}: {e}", path.display()))?;
-                Config::from_custom_kubeconfig(file, &options)
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-            (None, Some(_)) => Config::from_kubeconfig(&options)
-                .await
-                .map_err(|e| e.to_string()),
-            (None, None) => Config::infer().await.map_err(|e| e.to_string()),
-        }
-        .map_err(|e| format!("no cluster to talk to: {e}"))?;
+        let config =
+            agent::config(settings.kubeconfig.as_deref(), settings.context.as_deref()).await?;
         let namespace = settings
             .namespace
             .clone()
