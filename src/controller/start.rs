@@ -154,18 +154,28 @@ pub async fn run(settings: Settings) -> Result<()> {
         _ = stop.clone() => false,
     };
     if !filled {
-        aborts.iter().for_each(|w| w.abort());
-        health.stand_down();
-        metrics.leader.set(0);
-        return stopped(if lost.peek().is_some() && shutdown.peek().is_none() {
+        let result = if shutdown.peek().is_some() {
+            Ok(())
+        } else if lost.peek().is_some() {
             Err(Error::LostLeadership(
                 "lost the leader Lease before the caches were filled".into(),
             ))
-        } else if let Some((kind, why)) = watch_ended.peek().cloned() {
-            Err(Error::WatchEnded { kind, why })
         } else {
-            Ok(())
-        });
+            // A store gives up waiting only when its watch ended, and that task's end may
+            // not have been seen yet: wait for it briefly, so that the exit says which
+            // watch it was, and is never mistaken for a clean stop.
+            let (kind, why) = tokio::time::timeout(WATCH_END_GRACE, watch_ended.clone())
+                .await
+                .unwrap_or((
+                    "a shared watch",
+                    "its store closed before it was filled".into(),
+                ));
+            Err(Error::WatchEnded { kind, why })
+        };
+        aborts.iter().for_each(|w| w.abort());
+        health.stand_down();
+        metrics.leader.set(0);
+        return stopped(result);
     }
     health.set_caches(true);
 
@@ -268,6 +278,9 @@ pub async fn run(settings: Settings) -> Result<()> {
 }
 
 /// Resolves when the first of the tasks ends (for whatever reason): its name and why.
+/// How long a store that gave up waits for its watch task's end to be seen.
+const WATCH_END_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 async fn first_to_end(
     tasks: Vec<(&'static str, tokio::task::JoinHandle<()>)>,
 ) -> (&'static str, String) {
