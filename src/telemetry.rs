@@ -10,28 +10,23 @@ use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 /// the operator reports the same failures itself, in words, so the watcher's own lines are
 /// kept to errors unless `RUST_LOG` names kube_runtime.
 pub fn init() {
-    let registry = tracing_subscriber::registry().with(filter());
-    if std::io::stdout().is_terminal() {
-        registry.with(fmt::layer().compact()).init();
-    } else {
-        registry
-            .with(
-                fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(false),
-            )
-            .init();
-    }
+    install(std::io::stdout, std::io::stdout().is_terminal());
 }
 
 /// Like [`init`], writing to standard error: for commands whose standard output is a
 /// protocol (`decision-gate mcp` over stdio).
 pub fn init_on_stderr() {
+    install(std::io::stderr, std::io::stderr().is_terminal());
+}
+
+fn install<W>(writer: W, terminal: bool)
+where
+    W: for<'w> fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     let registry = tracing_subscriber::registry().with(filter());
-    if std::io::stderr().is_terminal() {
+    if terminal {
         registry
-            .with(fmt::layer().compact().with_writer(std::io::stderr))
+            .with(fmt::layer().compact().with_writer(writer))
             .init();
     } else {
         registry
@@ -40,7 +35,7 @@ pub fn init_on_stderr() {
                     .json()
                     .flatten_event(true)
                     .with_current_span(false)
-                    .with_writer(std::io::stderr),
+                    .with_writer(writer),
             )
             .init();
     }
