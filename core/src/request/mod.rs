@@ -368,22 +368,36 @@ fn summary(d: &Decision, verdict: Option<Verdict>, rule: Option<&str>) -> String
         }
         None => {
             let phase = status.phase.map(|p| p.as_str()).unwrap_or("Requested");
-            let progress = status
-                .approval_progress
-                .as_deref()
-                .map(|p| format!(", approvals {p}"))
-                .unwrap_or_default();
-            let until = status
-                .expires_at
-                .map(|t| format!(", expires {}", t.to_rfc3339()))
-                .unwrap_or_default();
             let why = status
                 .evaluation
                 .as_ref()
                 .map(|e| format!(" {}", e.message))
                 .unwrap_or_default();
-            format!("{name} is {phase}{progress}{until}.{why}")
+            format!("{name} is {phase}{}.{why}", standing(status))
         }
+    }
+}
+
+/// Where a Decision waiting for people stands, to follow its name: the approvals so far and
+/// until when it waits, such as ` (approvals 0/2, until 2026-12-04T10:00:00+00:00)`; empty
+/// when the status says neither.
+pub fn standing(status: &crate::api::DecisionStatus) -> String {
+    let parts: Vec<String> = [
+        status
+            .approval_progress
+            .as_deref()
+            .map(|p| format!("approvals {p}")),
+        status
+            .expires_at
+            .map(|t| format!("until {}", t.to_rfc3339())),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join(", "))
     }
 }
 

@@ -157,7 +157,7 @@ fn a_waiting_report_says_who_may_approve_and_by_when() {
     assert!(r.expires_at.is_some());
     assert_eq!(
         r.summary,
-        "ship is Pending, approvals 0/2, expires 2026-12-04T10:00:00+00:00. Two approvers from sre."
+        "ship is Pending (approvals 0/2, until 2026-12-04T10:00:00+00:00). Two approvers from sre."
     );
 }
 

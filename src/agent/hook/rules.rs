@@ -307,17 +307,9 @@ pub fn judge(asked: &[Decision], now: DateTime<Utc>, valid_for: std::time::Durat
 
 /// The denial for a call whose Decision waits for people.
 pub fn waiting(name: &str, namespace: &str, status: &crate::api::DecisionStatus) -> String {
-    let progress = status
-        .approval_progress
-        .as_deref()
-        .map(|p| format!(" (approvals {p})"))
-        .unwrap_or_default();
-    let until = status
-        .expires_at
-        .map(|t| format!(", until {}", t.to_rfc3339()))
-        .unwrap_or_default();
     format!(
-        "decision-gate: this call needs a person's approval. It waits as Decision {name} in namespace {namespace}{progress}{until}. An approver runs: kubectl decision approve {name} -n {namespace}. Once it is approved, make exactly the same call again; do not try another way around."
+        "decision-gate: this call needs a person's approval. It waits as Decision {name} in namespace {namespace}{}. An approver runs: kubectl decision approve {name} -n {namespace}. Once it is approved, make exactly the same call again; do not try another way around.",
+        crate::request::standing(status)
     )
 }
 

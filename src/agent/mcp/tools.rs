@@ -180,16 +180,10 @@ pub fn progress_message(d: &Decision) -> String {
     };
     match phase {
         DecisionPhase::Pending | DecisionPhase::Escalated => {
-            let approvals = status
-                .approval_progress
-                .as_deref()
-                .map(|p| format!(" (approvals {p})"))
-                .unwrap_or_default();
-            let until = status
-                .expires_at
-                .map(|t| format!(" until {}", t.to_rfc3339()))
-                .unwrap_or_default();
-            format!("{name} is {phase}: waiting for people to answer{approvals}{until}")
+            format!(
+                "{name} is {phase}: waiting for people to answer{}",
+                crate::request::standing(status)
+            )
         }
         DecisionPhase::Approved if d.spec.plan_ref.is_some() => {
             format!("{name} is approved; its plan is about to run")
