@@ -86,16 +86,22 @@ for policy in mutatingadmissionpolicy/decision-gate-requester mutatingadmissionp
   validatingadmissionpolicy/decision-gate-status validatingadmissionpolicybinding/decision-gate-status; do
   k get "$policy" >/dev/null || die "the chart installed no $policy"
 done
-# The mutating policy that records the requester reads the Decision schema from the API
-# server's OpenAPI every few seconds, and refuses Decisions (503 "Resource kind ... not
-# found") until it has: wait for that here, not in the user's first kubectl apply.
+# The mutating policy that records the requester comes into force a moment after helm
+# installs it, and reads the Decision schema from the API server's OpenAPI every few
+# seconds, refusing Decisions (503 "Resource kind ... not found") until it has. Wait here,
+# not in the user's first kubectl apply, until a dry-run Decision comes back with the
+# requester recorded.
 admits_decisions() {
-  k create --dry-run=server -n "$RELEASE_NAMESPACE" -f - <<'YAML'
+  local requester
+  requester=$(k create --dry-run=server -n "$RELEASE_NAMESPACE" \
+    -o 'jsonpath={.metadata.annotations.decisiongate\.io/requested-by}' -f - <<'YAML'
 apiVersion: decisiongate.io/v1alpha1
 kind: Decision
 metadata: {name: admission-probe}
 spec: {actionType: probe, description: "Is the admission chain ready?", criticality: Info}
 YAML
+  ) || return 1
+  [ -n "$requester" ] || { echo "a Decision was admitted without the decisiongate.io/requested-by annotation" >&2; return 1; }
 }
 wait_until "the API server to admit Decisions through the admission policies" 60 admits_decisions ||
   die "the API server does not admit Decisions: $(admits_decisions 2>&1)"

@@ -6,9 +6,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use decision_gate::api::Decision;
+use decision_gate::api::annotations::REQUESTED_BY;
 use k8s_openapi::api::core::v1::ServiceAccount;
-use kube::Api;
 use kube::api::PostParams;
+use kube::{Api, ResourceExt};
 use tokio::sync::OnceCell;
 
 use super::{
@@ -83,11 +84,13 @@ pub async fn ensure_installed() -> PathBuf {
 }
 
 /// Waits until the API server admits a Decision through the chart's admission policies (a
-/// server-side dry run as the admin). The mutating policy that records the requester learns
-/// a custom resource's schema from the API server's OpenAPI, which it reads every few
-/// seconds; until it has, it refuses Decisions with 503 "Resource kind ... not found". That
-/// is the case for a while after the CRDs are first installed and after the API server
-/// restarts.
+/// server-side dry run as the admin) and the mutating policy has recorded the requester.
+/// That policy comes into force a moment after helm installs it, and it learns a custom
+/// resource's schema from the API server's OpenAPI, which it reads every few seconds; until
+/// it has, it refuses Decisions with 503 "Resource kind ... not found". A probe admitted
+/// without the requester annotation only shows the policy was not in force yet, so the
+/// wait goes on until the annotation is there. This is needed after the CRDs are first
+/// installed and after the API server restarts.
 pub async fn wait_admits_decisions() {
     let api: Api<Decision> = Api::namespaced(admin().await, RELEASE_NAMESPACE);
     let probe: Decision = serde_json::from_value(serde_json::json!({
@@ -105,17 +108,16 @@ pub async fn wait_admits_decisions() {
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
         tick.tick().await;
-        match api.create(&dry_run, &probe).await {
-            Ok(_) => return,
-            Err(kube::Error::Api(status)) if status.code == 503 => {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "the API server still refuses Decisions after {DEADLINE:?}: {}",
-                    status.message
-                );
-            }
+        let waiting_for = match api.create(&dry_run, &probe).await {
+            Ok(admitted) if admitted.annotations().contains_key(REQUESTED_BY) => return,
+            Ok(_) => format!("a Decision was admitted without the {REQUESTED_BY} annotation"),
+            Err(kube::Error::Api(status)) if status.code == 503 => status.message,
             Err(e) => panic!("a dry-run Decision was refused: {e}"),
-        }
+        };
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the admission policies are still not in force after {DEADLINE:?}: {waiting_for}"
+        );
     }
 }
 
