@@ -14,6 +14,7 @@ pub use decision_gate_core::{
 
 pub mod access;
 pub mod agent;
+pub mod answer;
 pub mod audit;
 pub mod controller;
 pub mod error;

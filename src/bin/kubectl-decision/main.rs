@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use decision_gate::api::{ApprovalPolicy, Decision, DecisionPhase, ExecutionPlan, annotations};
+use decision_gate::answer::Answer;
+use decision_gate::api::{ApprovalPolicy, Decision, DecisionPhase, ExecutionPlan};
 use decision_gate::plugin;
 use kube::api::ListParams;
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -353,29 +354,18 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             reason,
             digest,
         } => {
-            answer(
-                &client,
-                &namespace,
-                name,
-                annotations::APPROVED_BY,
-                annotations::APPROVAL_REASON,
-                reason.as_deref(),
-                Some(digest.as_deref()),
-            )
-            .await?;
+            let approval = Answer::Approve {
+                reason: reason.clone(),
+                digest: digest.clone(),
+            };
+            answer(&client, &namespace, name, approval).await?;
         }
         Command::Request(args) => return request(&client, &namespace, args).await,
         Command::Reject { name, reason } => {
-            answer(
-                &client,
-                &namespace,
-                name,
-                annotations::REJECTED_BY,
-                annotations::REJECTION_REASON,
-                Some(reason),
-                None,
-            )
-            .await?;
+            let rejection = Answer::Reject {
+                reason: reason.clone(),
+            };
+            answer(&client, &namespace, name, rejection).await?;
         }
     }
     Ok(0)

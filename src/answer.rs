@@ -1,0 +1,296 @@
+//! Answering a Decision as the caller: the approval or rejection written as annotations with
+//! the caller's own credentials (so that the API server and the chart's admission policies
+//! judge it as that person), then watched until the operator has recorded what came of it.
+//! `kubectl decision approve|reject`, the review page and Slack's buttons all answer here.
+
+use std::time::Duration;
+
+use kube::api::{Patch, PatchParams};
+use kube::runtime::wait::{self, await_condition};
+use kube::{Api, Client};
+
+use crate::api::{Decision, DecisionPhase, annotations};
+
+/// How long the operator gets, by default, to record an answer before the caller stops
+/// waiting for it.
+pub const RECORD_WAIT: Duration = Duration::from_secs(30);
+
+/// An answer to give.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// Approve exactly the plan content of `digest` (the one the approver reviewed); `None`
+    /// approves the digest pinned when the answer is written.
+    Approve {
+        reason: Option<String>,
+        digest: Option<String>,
+    },
+    /// Reject, saying why.
+    Reject { reason: String },
+}
+
+impl Answer {
+    /// "approve" or "reject".
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Answer::Approve { .. } => "approve",
+            Answer::Reject { .. } => "reject",
+        }
+    }
+
+    /// "approved" or "rejected".
+    pub fn done(&self) -> &'static str {
+        match self {
+            Answer::Approve { .. } => "approved",
+            Answer::Reject { .. } => "rejected",
+        }
+    }
+
+    /// The merge patch that gives this answer as `me`: the answer and its reason, and for an
+    /// approval the confirmed digest (`pinned` when none was given) and a new stamp, which
+    /// makes it a new approval even by someone whose earlier one lapsed.
+    pub fn patch(&self, me: &str, pinned: Option<&str>, stamp: &str) -> serde_json::Value {
+        let mut patch = serde_json::json!({ "metadata": { "annotations": {} } });
+        let notes = &mut patch["metadata"]["annotations"];
+        match self {
+            Answer::Approve { reason, digest } => {
+                notes[annotations::APPROVED_BY] = me.into();
+                if let Some(reason) = reason {
+                    notes[annotations::APPROVAL_REASON] = reason.as_str().into();
+                }
+                // Without a plan there is nothing to confirm; a digest left by an earlier
+                // approver is taken away (null) so that it is not read as this one's.
+                notes[annotations::APPROVAL_DIGEST] =
+                    serde_json::json!(digest.as_deref().or(pinned));
+                notes[annotations::APPROVED_AT] = stamp.into();
+            }
+            Answer::Reject { reason } => {
+                notes[annotations::REJECTED_BY] = me.into();
+                notes[annotations::REJECTION_REASON] = reason.as_str().into();
+            }
+        }
+        patch
+    }
+}
+
+/// What came of an answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answered {
+    /// Who the API server says answered.
+    pub me: String,
+    pub outcome: Outcome,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The caller's approval already counts; nothing was written.
+    AlreadyApproved,
+    /// The operator counted it; the Decision is now in `phase`, with `progress` approvals.
+    Counted { phase: String, progress: String },
+    /// The operator recorded that it does not count, and why.
+    Ignored { answer: String, reason: String },
+    /// Written, but the operator did not record it within the wait (is it running?).
+    NotRecordedYet,
+}
+
+/// Why an answer could not be given.
+#[derive(Debug)]
+pub enum Refused {
+    /// The Decision is not waiting for an answer (it is in the phase named).
+    NotWaiting(String),
+    /// The API server or an admission policy refused the write; in its own words.
+    Denied(String),
+    /// No such Decision.
+    NotFound,
+    /// Who the caller is could not be told.
+    Identity(String),
+    /// Reading, writing or watching the Decision failed otherwise.
+    Api(kube::Error),
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::NotWaiting(state) => write!(f, "it is {state}, not waiting for an answer"),
+            Refused::Denied(message) => f.write_str(&crate::plugin::refusal(message)),
+            Refused::NotFound => f.write_str("there is no such Decision"),
+            Refused::Identity(e) => write!(f, "cannot tell who you are: {e}"),
+            Refused::Api(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+fn read_failure(e: kube::Error) -> Refused {
+    match e {
+        kube::Error::Api(s) if s.code == 404 => Refused::NotFound,
+        other => Refused::Api(other),
+    }
+}
+
+/// Gives `answer` to Decision `namespace/name` as the client's user and waits up to
+/// `record_wait` for the operator to record what came of it.
+pub async fn give(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    answer: &Answer,
+    record_wait: Duration,
+) -> Result<Answered, Refused> {
+    let approving = matches!(answer, Answer::Approve { .. });
+    let api: Api<Decision> = Api::namespaced(client.clone(), namespace);
+    let before = api.get(name).await.map_err(read_failure)?;
+    let phase = before.status.as_ref().and_then(|s| s.phase);
+    if !phase.is_some_and(DecisionPhase::is_awaiting_answer) {
+        return Err(Refused::NotWaiting(
+            phase
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "not evaluated yet".to_owned()),
+        ));
+    }
+    let me = crate::agent::whoami(client)
+        .await
+        .map_err(Refused::Identity)?;
+    let counted_before = before.status.as_ref().is_some_and(|s| {
+        s.approvals
+            .iter()
+            .any(|a| a.approver == me && a.lapsed_at.is_none())
+    });
+    if approving && counted_before {
+        return Ok(Answered {
+            me,
+            outcome: Outcome::AlreadyApproved,
+        });
+    }
+    let ignored_before = ignored_of(&before, &me);
+    let pinned = before
+        .status
+        .as_ref()
+        .and_then(|s| s.plan.as_ref())
+        .map(|p| p.digest.as_str());
+    let stamp = chrono::Utc::now().to_rfc3339();
+    let patch = answer.patch(&me, pinned, &stamp);
+    if let Err(e) = api
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        return Err(match e {
+            kube::Error::Api(s) if s.code == 403 || s.code == 422 => Refused::Denied(s.message),
+            other => read_failure(other),
+        });
+    }
+
+    let counted = |d: &Decision| {
+        d.status.as_ref().is_some_and(|status| {
+            if approving {
+                // This approval, not an earlier one of mine that lapsed.
+                status.approvals.iter().any(|a| {
+                    a.approver == me && a.lapsed_at.is_none() && a.stamp.as_deref() == Some(&stamp)
+                })
+            } else {
+                status
+                    .rejection
+                    .as_ref()
+                    .is_some_and(|r| r.rejected_by == me)
+            }
+        })
+    };
+    let recorded = |d: Option<&Decision>| {
+        d.is_none_or(|d| counted(d) || ignored_of(d, &me) > ignored_before)
+    };
+    let d = match tokio::time::timeout(record_wait, await_condition(api, name, recorded)).await {
+        Ok(Ok(Some(d))) => d,
+        Ok(Ok(None)) => return Err(Refused::NotFound),
+        Ok(Err(wait::Error::ProbeFailed(e))) => return Err(watch_failure(e)),
+        Err(_) => {
+            return Ok(Answered {
+                me,
+                outcome: Outcome::NotRecordedYet,
+            });
+        }
+    };
+    let status = d.status.clone().unwrap_or_default();
+    if ignored_of(&d, &me) > ignored_before
+        && let Some(ignored) = status.ignored_answers.iter().rev().find(|i| i.user == me)
+    {
+        return Ok(Answered {
+            me,
+            outcome: Outcome::Ignored {
+                answer: ignored.answer.clone(),
+                reason: ignored.reason.clone(),
+            },
+        });
+    }
+    Ok(Answered {
+        me,
+        outcome: Outcome::Counted {
+            phase: status.phase.map(|p| p.to_string()).unwrap_or_default(),
+            progress: status.approval_progress.unwrap_or_default(),
+        },
+    })
+}
+
+/// A failed watch, as a failed read of the Decision would be told.
+fn watch_failure(e: kube::runtime::watcher::Error) -> Refused {
+    use kube::runtime::watcher::Error;
+    match e {
+        Error::InitialListFailed(e) | Error::WatchStartFailed(e) | Error::WatchFailed(e) => {
+            read_failure(e)
+        }
+        Error::WatchError(status) => read_failure(kube::Error::Api(status)),
+        other => Refused::Api(kube::Error::Service(Box::new(other))),
+    }
+}
+
+fn ignored_of(d: &Decision, me: &str) -> usize {
+    d.status.as_ref().map_or(0, |s| {
+        s.ignored_answers.iter().filter(|i| i.user == me).count()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_approval_confirms_the_digest_reviewed_or_else_the_pinned_one() {
+        let reviewed = Answer::Approve {
+            reason: Some("looks right".into()),
+            digest: Some("sha256:aa".into()),
+        };
+        let patch = reviewed.patch("bob", Some("sha256:bb"), "2026-12-03T10:00:00Z");
+        let notes = &patch["metadata"]["annotations"];
+        assert_eq!(notes[annotations::APPROVED_BY], "bob");
+        assert_eq!(notes[annotations::APPROVAL_REASON], "looks right");
+        assert_eq!(notes[annotations::APPROVAL_DIGEST], "sha256:aa");
+        assert_eq!(notes[annotations::APPROVED_AT], "2026-12-03T10:00:00Z");
+
+        let unreviewed = Answer::Approve {
+            reason: None,
+            digest: None,
+        };
+        let patch = unreviewed.patch("bob", Some("sha256:bb"), "t");
+        assert_eq!(
+            patch["metadata"]["annotations"][annotations::APPROVAL_DIGEST],
+            "sha256:bb"
+        );
+        assert!(
+            patch["metadata"]["annotations"]
+                .get(annotations::APPROVAL_REASON)
+                .is_none()
+        );
+        // No plan: an earlier approver's digest is removed, not left to be read as bob's.
+        let patch = unreviewed.patch("bob", None, "t");
+        assert!(patch["metadata"]["annotations"][annotations::APPROVAL_DIGEST].is_null());
+    }
+
+    #[test]
+    fn a_rejection_names_the_rejecter_and_why_and_confirms_nothing() {
+        let patch = Answer::Reject {
+            reason: "not today".into(),
+        }
+        .patch("carol", Some("sha256:bb"), "t");
+        let notes = patch["metadata"]["annotations"].as_object().unwrap();
+        assert_eq!(notes[annotations::REJECTED_BY], "carol");
+        assert_eq!(notes[annotations::REJECTION_REASON], "not today");
+        assert_eq!(notes.len(), 2, "{notes:?}");
+    }
+}
