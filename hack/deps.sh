@@ -4,7 +4,7 @@
 . "$(dirname "$0")/lib.sh"
 
 missing=()
-for tool in openssl curl base64 setsid flock lua5.1 ip socat; do
+for tool in openssl curl base64 setsid flock lua5.1 ip socat chromium chromedriver; do
   command -v "$tool" >/dev/null || missing+=("$tool")
 done
 command -v go >/dev/null || die "Go is required to build the local control plane: install it from https://go.dev/dl"
@@ -21,6 +21,8 @@ for tool in "${missing[@]}"; do
     lua5.1) packages+=(lua5.1) ;; # runs the Argo CD health checks in the tests
     ip) packages+=(iproute2) ;;
     socat) packages+=(socat) ;; # relays the API server's service proxy to a test operator
+    chromium) packages+=(chromium) ;; # the browser test of the review page (kubectl decision ui)
+    chromedriver) packages+=(chromium-driver) ;;
   esac
 done
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -80,6 +80,31 @@ pub struct Answered {
     pub outcome: Outcome,
 }
 
+impl Answered {
+    /// What came of `answer` to `namespace/name`, in one line.
+    pub fn told(&self, answer: &Answer, namespace: &str, name: &str) -> String {
+        let me = &self.me;
+        match &self.outcome {
+            Outcome::AlreadyApproved => format!("{namespace}/{name} already has your approval"),
+            Outcome::NotRecordedYet => format!(
+                "{} {namespace}/{name} as {me}; the operator has not recorded it yet (is it running?)",
+                answer.done()
+            ),
+            Outcome::Ignored { answer, reason } => {
+                format!("your {answer} does not count: {reason}")
+            }
+            Outcome::Counted { phase, progress } => match answer {
+                Answer::Approve { .. } => {
+                    format!("approved {namespace}/{name} as {me} ({progress}); it is now {phase}")
+                }
+                Answer::Reject { .. } => {
+                    format!("rejected {namespace}/{name} as {me}; it is now {phase}")
+                }
+            },
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// The caller's approval already counts; nothing was written.
@@ -193,9 +218,8 @@ pub async fn give(
             }
         })
     };
-    let recorded = |d: Option<&Decision>| {
-        d.is_none_or(|d| counted(d) || ignored_of(d, &me) > ignored_before)
-    };
+    let recorded =
+        |d: Option<&Decision>| d.is_none_or(|d| counted(d) || ignored_of(d, &me) > ignored_before);
     let d = match tokio::time::timeout(record_wait, await_condition(api, name, recorded)).await {
         Ok(Ok(Some(d))) => d,
         Ok(Ok(None)) => return Err(Refused::NotFound),

@@ -24,3 +24,4 @@ pub mod metrics;
 pub mod notify;
 pub mod plugin;
 pub mod telemetry;
+pub mod ui;

@@ -12,7 +12,7 @@ use crate::api::Decision;
 use crate::api::common::to_chrono;
 
 pub use self::explain::explain;
-pub use self::show::show;
+pub use self::show::{show, step_line};
 
 /// An API server refusal, plainly: which admission policy said no, and its reason.
 pub fn refusal(message: &str) -> String {
@@ -59,6 +59,16 @@ pub fn forwardable_token(
              credentials; {advice}"
         )),
     }
+}
+
+/// The entries of an audit log body as the operator serves it (JSON lines), leaving out
+/// the notifications' own bookkeeping.
+pub fn audit_entries(body: &[u8]) -> Vec<crate::audit::Entry> {
+    String::from_utf8_lossy(body)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|e: &crate::audit::Entry| !e.event_type.starts_with("notification"))
+        .collect()
 }
 
 /// `kubectl decision history`: one line per audit entry, oldest first.

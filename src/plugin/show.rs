@@ -225,7 +225,8 @@ pub fn show(d: &Decision, plan: Option<&ExecutionPlan>, now: DateTime<Utc>) -> S
     o
 }
 
-fn step_line(s: &StepStatus) -> String {
+/// One step of an execution or rollback, in one line: phase, time, attempts, result.
+pub fn step_line(s: &StepStatus) -> String {
     let mut line = format!("{:<20} {}", s.name, s.phase);
     if let Some(d) = s.duration_seconds {
         let _ = write!(line, " in {d:.1}s");

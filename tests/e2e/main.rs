@@ -21,3 +21,4 @@ mod readme;
 mod reliability;
 mod requests;
 mod support;
+mod ui;

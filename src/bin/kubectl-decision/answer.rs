@@ -21,22 +21,10 @@ pub(crate) async fn answer(
             Refused::NotFound => Failure(format!("no Decision {name} in namespace {namespace}")),
             Refused::Api(e) => api_failure(e, name, namespace),
         })?;
-    let me = &answered.me;
-    let done = answer.done();
-    match answered.outcome {
-        Outcome::AlreadyApproved => println!("{namespace}/{name} already has your approval"),
-        Outcome::NotRecordedYet => println!(
-            "{done} {namespace}/{name} as {me}; the operator has not recorded it yet (is it running?)"
-        ),
-        Outcome::Ignored { answer, reason } => {
-            return Err(Failure(format!("your {answer} does not count: {reason}")));
-        }
-        Outcome::Counted { phase, progress } => match answer {
-            Answer::Approve { .. } => {
-                println!("approved {namespace}/{name} as {me} ({progress}); it is now {phase}")
-            }
-            Answer::Reject { .. } => println!("rejected {namespace}/{name} as {me}; it is now {phase}"),
-        },
+    let told = answered.told(&answer, namespace, name);
+    if matches!(answered.outcome, Outcome::Ignored { .. }) {
+        return Err(Failure(told));
     }
+    println!("{told}");
     Ok(())
 }

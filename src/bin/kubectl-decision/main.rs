@@ -4,6 +4,7 @@
 mod answer;
 mod operator;
 mod request;
+mod ui;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,6 +20,7 @@ use kube::{Api, Client, Config};
 use self::answer::answer;
 use self::operator::{OperatorService, bearer_token};
 use self::request::{NOT_ASKED, RequestArgs, request};
+use self::ui::{UiArgs, ui};
 
 #[derive(Parser)]
 #[command(
@@ -36,7 +38,7 @@ struct Cli {
     /// The namespace (default: the context's).
     #[arg(short = 'n', long, global = true)]
     namespace: Option<String>,
-    /// Every namespace (list only).
+    /// Every namespace (list, history and ui).
     #[arg(short = 'A', long, global = true)]
     all_namespaces: bool,
     #[command(subcommand)]
@@ -94,6 +96,9 @@ enum Command {
     /// Check or copy the operator's hash-chained audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Review and answer in the browser: a page on a loopback address that lists what
+    /// waits (live), shows each Decision in full and approves or rejects it as you.
+    Ui(UiArgs),
 }
 
 #[derive(Subcommand)]
@@ -300,11 +305,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                     &format!("/audit/entries?{}", query.join("&")),
                 )
                 .await?;
-            let entries: Vec<decision_gate::audit::Entry> = String::from_utf8_lossy(&body)
-                .lines()
-                .filter_map(|l| serde_json::from_str(l).ok())
-                .filter(|e: &decision_gate::audit::Entry| !e.event_type.starts_with("notification"))
-                .collect();
+            let entries = plugin::audit_entries(&body);
             if entries.is_empty() {
                 println!("Nothing in the audit log matches.");
             } else {
@@ -361,6 +362,10 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             answer(&client, &namespace, name, approval).await?;
         }
         Command::Request(args) => return request(&client, &namespace, args).await,
+        Command::Ui(args) => {
+            let scope = (!cli.all_namespaces).then(|| namespace.clone());
+            ui(client, &config, scope, args).await?;
+        }
         Command::Reject { name, reason } => {
             let rejection = Answer::Reject {
                 reason: reason.clone(),

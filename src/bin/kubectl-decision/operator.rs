@@ -10,7 +10,7 @@ use super::Failure;
 /// proxy (`get` on `services/proxy`), with the caller's own token passed on so that the
 /// operator asks the API server who they are and whether they may read it (`get` on
 /// `decisions/audit`).
-#[derive(clap::Args)]
+#[derive(Clone, clap::Args)]
 pub(crate) struct OperatorService {
     /// The operator's namespace.
     #[arg(

@@ -1,6 +1,7 @@
 //! The harness of the end-to-end suite: the local control plane's kubeconfigs, kubectl,
 //! throw-away namespaces, the operator as a real process, and waits with deadlines.
 
+mod browser;
 mod endpoints;
 mod kubectl;
 mod namespaces;
@@ -10,6 +11,9 @@ mod wait;
 use std::path::PathBuf;
 use std::time::Duration;
 
+// The cluster benchmark shares this harness and drives no browser.
+#[allow(unused_imports)]
+pub use self::browser::*;
 pub use self::endpoints::*;
 pub use self::kubectl::*;
 pub use self::namespaces::*;
