@@ -9,7 +9,7 @@
 pub use decision_gate_core::policy::STACK_SIZE;
 pub use decision_gate_core::{
     admission, answers, api, crd, events, execution, jobs, lifecycle, observed, pin, plan, policy,
-    request, risk,
+    reminders, request, risk,
 };
 
 pub mod access;

@@ -62,6 +62,13 @@ pub enum DecisionEvent {
     Expired {
         expires_at: DateTime<Utc>,
     },
+    /// A Decision that still waits is close to expiring: people are reminded, once per
+    /// configured reminder.
+    Reminded {
+        /// The reminder's `before`, as configured.
+        before: String,
+        expires_at: DateTime<Utc>,
+    },
     AnswerIgnored {
         user: String,
         answer: &'static str,
@@ -91,6 +98,7 @@ impl DecisionEvent {
             DecisionEvent::ApprovalGranted { .. } => "approval_granted",
             DecisionEvent::ApprovalRejected { .. } => "approval_rejected",
             DecisionEvent::Expired { .. } => "expired",
+            DecisionEvent::Reminded { .. } => "reminded",
             DecisionEvent::AnswerIgnored { .. } => "answer_ignored",
             DecisionEvent::WaitingForPlan { .. } => "waiting_for_plan",
             DecisionEvent::ApprovalLapsed { .. } => "approval_lapsed",
@@ -116,6 +124,7 @@ impl DecisionEvent {
             DecisionEvent::ApprovalGranted { .. } => "ApprovalGranted",
             DecisionEvent::ApprovalRejected { .. } => "Rejected",
             DecisionEvent::Expired { .. } => "Expired",
+            DecisionEvent::Reminded { .. } => "Reminded",
             DecisionEvent::AnswerIgnored { .. } => "AnswerIgnored",
             DecisionEvent::WaitingForPlan { .. } => "WaitingForPlan",
             DecisionEvent::ApprovalLapsed { .. } => "ApprovalLapsed",
@@ -173,6 +182,11 @@ impl DecisionEvent {
                 Some(stamp) => format!("{user}@{stamp}/{answer}/{why}"),
             },
             DecisionEvent::WaitingForPlan { message, .. } => message.clone(),
+            // One reminder per `before` and expiry: a Decision whose expiry moved (its
+            // policies changed) may be reminded again.
+            DecisionEvent::Reminded { before, expires_at } => {
+                format!("{before}@{}", expires_at.to_rfc3339())
+            }
             DecisionEvent::Execution(e) => e.discriminator(),
             _ => String::new(),
         }
@@ -261,6 +275,10 @@ impl DecisionEvent {
             DecisionEvent::Expired { expires_at } => {
                 format!("nobody answered before {}", expires_at.to_rfc3339())
             }
+            DecisionEvent::Reminded { before, expires_at } => format!(
+                "still waiting for an answer: it expires at {} (reminder {before} before)",
+                expires_at.to_rfc3339()
+            ),
             DecisionEvent::AnswerIgnored {
                 user, answer, why, ..
             } => {

@@ -29,5 +29,6 @@ pub mod observed;
 pub mod pin;
 pub mod plan;
 pub mod policy;
+pub mod reminders;
 pub mod request;
 pub mod risk;

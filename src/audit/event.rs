@@ -38,6 +38,7 @@ impl Record {
                 ..
             } => (Some(rejected_by.clone()), "rejected", Some(reason.clone())),
             DecisionEvent::Expired { .. } => (None, "expired", None),
+            DecisionEvent::Reminded { .. } => (None, "reminded", None),
             DecisionEvent::AnswerIgnored { user, why, .. } => {
                 (Some(user.clone()), "ignored", Some(why.clone()))
             }
@@ -81,6 +82,9 @@ impl Record {
             }
             DecisionEvent::Expired { expires_at } => {
                 Some(serde_json::json!({ "expires_at": expires_at }))
+            }
+            DecisionEvent::Reminded { before, expires_at } => {
+                Some(serde_json::json!({ "before": before, "expires_at": expires_at }))
             }
             _ => None,
         };

@@ -92,6 +92,16 @@ impl Context {
         }
     }
 
+    /// The reminders to send before a waiting Decision expires: none without
+    /// notifications.
+    pub fn reminders(&self) -> Vec<crate::api::Duration> {
+        self.settings
+            .notifications
+            .as_ref()
+            .map(crate::notify::Config::reminder_befores)
+            .unwrap_or_default()
+    }
+
     /// Whether people's answers are verified now.
     pub fn answers(&self) -> crate::admission::Answers {
         self.answers.borrow().clone().unwrap_or_else(|| {

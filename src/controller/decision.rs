@@ -15,9 +15,11 @@ use super::{Context, commit, drive};
 use crate::api::{ApprovalPolicy, Decision, DecisionPhase, ExecutionPlan};
 use crate::controller;
 use crate::error::Result;
+use crate::events::DecisionEvent;
 use crate::execution;
 use crate::lifecycle;
 use crate::policy::Policy;
+use crate::reminders;
 use k8s_openapi::api::batch::v1::Job;
 
 const KIND: &str = "Decision";
@@ -121,7 +123,7 @@ async fn reconcile(decision: Arc<Decision>, ctx: Arc<Context>) -> Result<Action>
         )
     });
     let now = Utc::now();
-    let advance = lifecycle::advance(&lifecycle::Input {
+    let mut advance = lifecycle::advance(&lifecycle::Input {
         decision: &decision,
         policies: &views,
         now,
@@ -130,23 +132,38 @@ async fn reconcile(decision: Arc<Decision>, ctx: Arc<Context>) -> Result<Action>
         answers: &ctx.answers(),
         expressions: &ctx.expressions,
     });
+    let announced = advance.events.iter().any(|e| {
+        matches!(
+            e,
+            DecisionEvent::ApprovalRequested { .. } | DecisionEvent::Escalated { .. }
+        )
+    });
+    let reminded = reminders::remind(&ctx.reminders(), &mut advance.status, announced, now);
+    advance.events.extend(reminded.events);
 
     let mut current = (*decision).clone();
     current.status = Some(advance.status.clone());
     commit(&ctx, &decision, &current, &advance.events, "Decide").await?;
-    let mut wake_at = advance.wake_at;
+    let mut wake_at = earliest(advance.wake_at, reminded.wake_at);
     if execution::applies(&current, &advance.status) {
         // The earlier of the two: an approval may lapse while the plan waits to start.
         let executor = controller::execution::run(&mut current, &ctx).await?;
-        wake_at = match (wake_at, executor) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        wake_at = earliest(wake_at, executor);
     }
     Ok(match wake_at {
         Some(at) => Action::requeue((at - Utc::now()).to_std().unwrap_or_default()),
         None => Action::await_change(),
     })
+}
+
+fn earliest(
+    a: Option<chrono::DateTime<Utc>>,
+    b: Option<chrono::DateTime<Utc>>,
+) -> Option<chrono::DateTime<Utc>> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,18 @@ pub struct Config {
     pub rules: Vec<Rule>,
     #[serde(default)]
     pub retry: Retry,
+    /// Reminders sent while a Decision still waits for an answer, each once, when its
+    /// expiry is within `before`.
+    #[serde(default)]
+    pub reminders: Vec<Reminder>,
+}
+
+/// A reminder before a waiting Decision expires.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reminder {
+    /// How long before `status.expiresAt`, such as `15m`.
+    pub before: crate::api::Duration,
 }
 
 // No deny_unknown_fields here: serde cannot combine it with the flattened kind.
@@ -43,6 +55,19 @@ pub enum ChannelKind {
         /// The URL from a Secret in the operator's namespace (webhook URLs are secrets).
         #[serde(default, rename = "urlFrom")]
         url_from: Option<SecretRef>,
+    },
+    /// Slack through its Web API, with a bot token: the request is posted with
+    /// `chat.postMessage`, its follow-ups go to the message's thread, and the message is
+    /// edited with `chat.update` once the Decision is decided.
+    Slack {
+        /// The conversation to post in, such as `C0123456789`.
+        channel: String,
+        /// The bot token (`xoxb-...`) from a Secret in the operator's namespace.
+        #[serde(rename = "tokenFrom")]
+        token_from: SecretRef,
+        /// The Web API's base URL.
+        #[serde(default = "default_slack_api", rename = "apiUrl")]
+        api_url: String,
     },
     /// An e-mail over SMTP.
     Email {
@@ -89,6 +114,10 @@ pub struct Smtp {
     pub password_from: Option<SecretRef>,
 }
 
+fn default_slack_api() -> String {
+    "https://slack.com/api".to_owned()
+}
+
 fn default_smtp_port() -> u16 {
     587
 }
@@ -104,10 +133,19 @@ pub enum SmtpTls {
 
 /// Which channels hear which triggers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Rule {
     pub triggers: Vec<Trigger>,
     pub channels: Vec<String>,
+    /// Whether the channels told that a Decision needs approval (this rule's
+    /// ApprovalRequired or Escalated) also hear how it goes on: its reminders and its
+    /// outcome (Reminder, Approved, Rejected). On unless the rule turns it off.
+    #[serde(default = "follow_ups_by_default")]
+    pub follow_ups: bool,
+}
+
+fn follow_ups_by_default() -> bool {
+    true
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -164,6 +202,16 @@ impl Config {
                 ));
             }
         }
+        // The Decision's status records each one sent, and holds at most 32.
+        if self.reminders.len() > 10 {
+            return Err("at most 10 reminders".into());
+        }
+        for reminder in &self.reminders {
+            reminder
+                .before
+                .parse()
+                .map_err(|e| format!("reminders[].before: {e}"))?;
+        }
         self.backoff(1)?;
         if self.retry.attempts == 0 {
             return Err("retry.attempts must be at least 1".into());
@@ -171,10 +219,19 @@ impl Config {
         Ok(())
     }
 
-    /// The channels that hear a trigger, each once.
-    pub fn channels_for(&self, trigger: Trigger) -> Vec<&Channel> {
+    /// The channels that hear a trigger about a Decision whose need for approval was
+    /// announced as `asked` (ApprovalRequired or Escalated; None when nobody was asked),
+    /// each once: the rules that name the trigger, and for a follow-up (a reminder or an
+    /// outcome) also the rules that announced the request, unless they turn follow-ups off.
+    pub fn channels_for(&self, trigger: Trigger, asked: Option<Trigger>) -> Vec<&Channel> {
+        let hears = |rule: &&Rule| {
+            rule.triggers.contains(&trigger)
+                || (trigger.is_follow_up()
+                    && rule.follow_ups
+                    && asked.is_some_and(|a| rule.triggers.contains(&a)))
+        };
         let mut names: Vec<&str> = Vec::new();
-        for rule in self.rules.iter().filter(|r| r.triggers.contains(&trigger)) {
+        for rule in self.rules.iter().filter(hears) {
             for name in &rule.channels {
                 if !names.contains(&name.as_str()) {
                     names.push(name);
@@ -185,6 +242,11 @@ impl Config {
             .into_iter()
             .filter_map(|n| self.channels.iter().find(|c| c.name == n))
             .collect()
+    }
+
+    /// The reminders' `before`s.
+    pub fn reminder_befores(&self) -> Vec<crate::api::Duration> {
+        self.reminders.iter().map(|r| r.before.clone()).collect()
     }
 
     /// The pause after a failed `attempt` (1-based): doubling from the initial backoff,
@@ -225,7 +287,7 @@ retry: {attempts: 4, initialBackoff: 500ms, maxBackoff: 3s}
         let c = config();
         c.check().unwrap();
         let names = |t| {
-            c.channels_for(t)
+            c.channels_for(t, None)
                 .iter()
                 .map(|c| c.name.clone())
                 .collect::<Vec<_>>()
@@ -239,6 +301,59 @@ retry: {attempts: 4, initialBackoff: 500ms, maxBackoff: 3s}
             names(Trigger::ExecutionCompleted).is_empty(),
             "completion is opt-in"
         );
+    }
+
+    #[test]
+    fn follow_ups_go_where_the_request_was_announced_unless_a_rule_says_otherwise() {
+        let mut c: Config = yaml_serde::from_str(
+            r#"
+channels:
+- {name: ops, type: webhook, format: slack, url: "http://127.0.0.1:9/hook"}
+- {name: leads, type: slack, channel: C123, tokenFrom: {secretKeyRef: {name: slack, key: token}}}
+- {name: audit, type: log}
+- {name: quiet, type: log}
+rules:
+- {triggers: [ApprovalRequired], channels: [ops]}
+- {triggers: [Escalated], channels: [leads]}
+- {triggers: [Escalated], channels: [quiet], followUps: false}
+- {triggers: [Rejected], channels: [audit]}
+reminders: [{before: 15m}]
+"#,
+        )
+        .unwrap();
+        c.check().unwrap();
+        let names = |c: &Config, t, asked| {
+            c.channels_for(t, asked)
+                .iter()
+                .map(|c| c.name.clone())
+                .collect::<Vec<_>>()
+        };
+        let required = Some(Trigger::ApprovalRequired);
+        let escalated = Some(Trigger::Escalated);
+        // The outcome and the reminders of a Decision follow its announcement, and
+        // only its own: the escalation's channels never heard of a plain request.
+        assert_eq!(names(&c, Trigger::Approved, required), ["ops"]);
+        assert_eq!(names(&c, Trigger::Reminder, required), ["ops"]);
+        assert_eq!(names(&c, Trigger::Approved, escalated), ["leads"]);
+        assert_eq!(names(&c, Trigger::Rejected, escalated), ["leads", "audit"]);
+        // A rule names an outcome explicitly: it hears it whoever was asked.
+        assert_eq!(names(&c, Trigger::Rejected, None), ["audit"]);
+        assert!(names(&c, Trigger::Approved, None).is_empty());
+        // Expiry and execution are not follow-ups: only rules that name them hear them.
+        assert!(names(&c, Trigger::Expired, required).is_empty());
+        assert!(names(&c, Trigger::ExecutionCompleted, escalated).is_empty());
+        // Turning follow-ups off on the announcing rule silences them.
+        c.rules[0].follow_ups = false;
+        assert!(names(&c, Trigger::Approved, required).is_empty());
+        assert_eq!(
+            c.reminder_befores(),
+            [crate::api::Duration("15m".into())],
+            "the reminders are read"
+        );
+        match &c.channels[1].kind {
+            ChannelKind::Slack { api_url, .. } => assert_eq!(api_url, "https://slack.com/api"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -258,5 +373,10 @@ retry: {attempts: 4, initialBackoff: 500ms, maxBackoff: 3s}
         assert!(c.check().unwrap_err().contains("\"pager\""));
         let err = yaml_serde::from_str::<Config>("channels: [{name: x, type: sms}]").unwrap_err();
         assert!(err.to_string().contains("sms"), "{err}");
+        let mut c = config();
+        c.reminders.push(Reminder {
+            before: crate::api::Duration("soon".into()),
+        });
+        assert!(c.check().unwrap_err().contains("reminders"));
     }
 }

@@ -145,6 +145,8 @@ mod tests {
             approvals: "0/2".into(),
             message: "escalated: waiting for 2 approval(s)".into(),
             plan: None,
+            asked: Some(trigger),
+            chat: Default::default(),
         }
     }
 

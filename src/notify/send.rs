@@ -1,14 +1,16 @@
 //! Sending: one task per channel and notification, through the log, a webhook or SMTP,
 //! with retries and an audit line for every attempt.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
 use tracing::{info, warn};
 
 use super::{
-    Channel, ChannelKind, Config, Notification, SecretKey, SecretRef, Smtp, SmtpTls, email, payload,
+    Channel, ChannelKind, ChatMessage, Config, Notification, SecretKey, SecretRef, Smtp, SmtpTls,
+    email, payload, slack,
 };
 use crate::audit::{AuditLog, Record};
 
@@ -20,6 +22,9 @@ pub(super) struct Sender {
     secrets_namespace: String,
     audit: Arc<AuditLog>,
     http: reqwest::Client,
+    /// The messages this process posted, by Decision uid and channel name: known before
+    /// the status that remembers them is read back.
+    posted: Mutex<HashMap<(String, String), ChatMessage>>,
 }
 
 impl Sender {
@@ -38,16 +43,50 @@ impl Sender {
                 .timeout(Duration::from_secs(10))
                 .build()
                 .expect("an HTTP client"),
+            posted: Mutex::new(HashMap::new()),
         }
     }
 
-    pub(super) async fn deliver(&self, channel: &Channel, n: &Notification) {
+    /// The message `channel` posted for the Decision of `n`, if one is known.
+    fn message_on(&self, channel: &Channel, n: &Notification) -> Option<ChatMessage> {
+        let posted = self.posted.lock().unwrap_or_else(|p| p.into_inner());
+        posted
+            .get(&(n.decision.uid.clone(), channel.name.clone()))
+            .or_else(|| n.chat.get(&channel.name))
+            .cloned()
+    }
+
+    /// The channels that posted a message for the Decision of `n`, with the message.
+    pub(super) fn messages_of(&self, n: &Notification) -> Vec<(Channel, ChatMessage)> {
+        self.config
+            .channels
+            .iter()
+            .filter(|c| matches!(c.kind, ChannelKind::Slack { .. }))
+            .filter_map(|c| self.message_on(c, n).map(|m| (c.clone(), m)))
+            .collect()
+    }
+
+    /// Sends `n` to `channel` or, given the message it posted, edits that message;
+    /// retrying with backoff, and auditing every attempt.
+    pub(super) async fn deliver(
+        &self,
+        channel: &Channel,
+        n: &Notification,
+        update: Option<&ChatMessage>,
+    ) {
         let attempts = self.config.retry.attempts.max(1);
+        let (done, verb) = match update {
+            None => ("notification_sent", "via"),
+            Some(_) => ("notification_updated", "updated on"),
+        };
         for attempt in 1..=attempts {
-            let outcome = self.send(channel, n).await;
+            let outcome = match update {
+                None => self.send(channel, n).await,
+                Some(message) => self.update(channel, message, n).await,
+            };
             let last = attempt == attempts;
             let (event_type, error) = match &outcome {
-                Ok(()) => ("notification_sent", None),
+                Ok(()) => (done, None),
                 Err(e) => ("notification_failed", Some(e.clone())),
             };
             let record = Record {
@@ -67,7 +106,7 @@ impl Sender {
                 ),
                 reason: error.clone(),
                 message: format!(
-                    "{} via {} (attempt {attempt} of {attempts}){}",
+                    "{} {verb} {} (attempt {attempt} of {attempts}){}",
                     n.trigger.title(),
                     channel.name,
                     error
@@ -76,7 +115,7 @@ impl Sender {
                         .unwrap_or_default()
                 ),
                 details: Some(
-                    json!({"channel": channel.name, "trigger": n.trigger, "attempt": attempt, "notification": n.id}),
+                    json!({"channel": channel.name, "trigger": n.trigger, "attempt": attempt, "notification": n.id, "update": update}),
                 ),
                 discriminator: format!("{}/{}/{attempt}", n.id, channel.name),
                 ..Default::default()
@@ -135,7 +174,106 @@ impl Sender {
                     Err(format!("the webhook answered {}", response.status()))
                 }
             }
+            ChannelKind::Slack {
+                channel: conversation,
+                token_from,
+                api_url,
+            } => {
+                // A request starts a message of its own; what follows it goes to its thread.
+                let thread = if n.trigger.asks() {
+                    None
+                } else {
+                    self.message_on(channel, n)
+                };
+                let body = slack::post_body(conversation, n, thread.as_ref());
+                let posted = self
+                    .slack(api_url, token_from, "chat.postMessage", &body)
+                    .await?;
+                if n.trigger.asks() {
+                    self.remember(channel, n, posted).await;
+                }
+                Ok(())
+            }
             ChannelKind::Email { smtp, from, to } => self.send_email(smtp, from, to, n).await,
+        }
+    }
+
+    /// Edits the message `channel` posted to show `n`.
+    async fn update(
+        &self,
+        channel: &Channel,
+        message: &ChatMessage,
+        n: &Notification,
+    ) -> Result<(), String> {
+        let ChannelKind::Slack {
+            token_from,
+            api_url,
+            ..
+        } = &channel.kind
+        else {
+            return Err("only a Slack channel edits its messages".into());
+        };
+        self.slack(
+            api_url,
+            token_from,
+            "chat.update",
+            &slack::update_body(message, n),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Calls a method of Slack's Web API with the bot token.
+    async fn slack(
+        &self,
+        api_url: &str,
+        token_from: &SecretRef,
+        method: &str,
+        body: &serde_json::Value,
+    ) -> Result<ChatMessage, String> {
+        let token = self.secret(token_from).await?;
+        let url = format!("{}/{method}", api_url.trim_end_matches('/'));
+        let response = self
+            .http
+            .post(&url)
+            .bearer_auth(token.trim())
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| format!("Slack's {method} could not be reached: {e}"))?;
+        if !response.status().is_success() {
+            return Err(format!("Slack's {method} answered {}", response.status()));
+        }
+        let answer: serde_json::Value = response
+            .json()
+            .await
+            .map_err(|e| format!("Slack's {method} answered what is not JSON: {e}"))?;
+        slack::answer(&answer)
+    }
+
+    /// Remembers the message that announced a Decision: here at once, and in the
+    /// Decision's status so that another process (after a restart, a new leader) edits it.
+    /// A status that cannot be written is logged; the message was posted all the same.
+    async fn remember(&self, channel: &Channel, n: &Notification, message: ChatMessage) {
+        self.posted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                (n.decision.uid.clone(), channel.name.clone()),
+                message.clone(),
+            );
+        let decisions: kube::Api<crate::api::Decision> =
+            kube::Api::namespaced(self.client.clone(), &n.decision.namespace);
+        let patch = slack::remember_patch(&n.decision.uid, &channel.name, &message);
+        let params = kube::api::PatchParams {
+            field_manager: Some(slack::FIELD_MANAGER.to_owned()),
+            ..Default::default()
+        };
+        if let Err(e) = decisions
+            .patch_status(&n.decision.name, &params, &kube::api::Patch::Merge(&patch))
+            .await
+        {
+            warn!(channel = %channel.name, decision = %format!("{}/{}", n.decision.namespace, n.decision.name), error = %e, "could not remember the posted message in the Decision's status");
         }
     }
 

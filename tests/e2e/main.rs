@@ -11,6 +11,7 @@ mod binding;
 mod cluster;
 mod decisions;
 mod execution;
+mod followups;
 mod hook;
 mod make_run;
 mod mcp;

@@ -298,6 +298,19 @@ pub struct DecisionStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub execution: Option<ExecutionStatus>,
 
+    /// The reminders sent while the Decision waited for an answer, one per configured
+    /// reminder (`reminders[].before` of the notification configuration): a reminder
+    /// recorded here is never sent again, across restarts of the operator.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub reminders_sent: Vec<ReminderSent>,
+
+    /// The chat messages that announced the Decision, by the name of the notification
+    /// channel that posted them: the message edited to show the outcome once it is decided.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 32))]
+    pub chat_messages: BTreeMap<String, ChatMessage>,
+
     /// Standard conditions: `Approved` and, once a plan runs, `Executed`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
@@ -414,6 +427,30 @@ pub struct PinnedStep {
     /// Whether it has a compensating action.
     #[serde(default)]
     pub rollback: bool,
+}
+
+/// A reminder sent while the Decision waited for an answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReminderSent {
+    /// The reminder's `before`: how long before `expiresAt` it was due, such as `15m`.
+    /// (Checked where it is configured; the operator alone writes it here.)
+    #[schemars(length(max = 32))]
+    pub before: String,
+    /// When it was sent.
+    pub at: DateTime<Utc>,
+}
+
+/// A chat message that announced a Decision, as the chat service identifies it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChatMessage {
+    /// The conversation it was posted in, such as a Slack channel id (`C0123456789`).
+    #[schemars(length(max = 255))]
+    pub channel: String,
+    /// The message's id in the conversation (Slack's `ts`).
+    #[schemars(length(max = 64))]
+    pub ts: String,
 }
 
 /// One approver's approval.

@@ -79,6 +79,9 @@ pub const ALL_NAMESPACES: &str = "";
 /// read it and no other).
 pub const TEST_HOOKS_SECRET: &str = "decision-gate-test-hooks";
 
+/// The Secret that holds the Slack bot token of the tests' Slack channels.
+pub const TEST_SLACK_SECRET: &str = "decision-gate-test-slack";
+
 /// The chart's metrics Service name, the one the auditor role may proxy to.
 pub const OPERATOR_SERVICE: &str = "decision-gate-metrics";
 

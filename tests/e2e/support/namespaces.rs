@@ -13,8 +13,8 @@ use kube::{Api, ResourceExt};
 use tokio::sync::OnceCell;
 
 use super::{
-    DEADLINE, RELEASE_NAMESPACE, TEST_HOOKS_SECRET, admin, admin_kubeconfig, apply, kubectl_admin,
-    repo_root, tool, wait_for, wait_until,
+    DEADLINE, RELEASE_NAMESPACE, TEST_HOOKS_SECRET, TEST_SLACK_SECRET, admin, admin_kubeconfig,
+    apply, kubectl_admin, repo_root, tool, wait_for, wait_until,
 };
 
 static INSTALLED: OnceCell<PathBuf> = OnceCell::const_new();
@@ -65,6 +65,8 @@ pub async fn ensure_installed() -> PathBuf {
                 .args([
                     "--set",
                     &format!("notifications.secretNames[0]={TEST_HOOKS_SECRET}"),
+                    "--set",
+                    &format!("notifications.secretNames[1]={TEST_SLACK_SECRET}"),
                 ])
                 .arg("--kubeconfig")
                 .arg(admin_kubeconfig())
