@@ -193,9 +193,8 @@ pub async fn give(
             }
         })
     };
-    let recorded = |d: Option<&Decision>| {
-        d.is_none_or(|d| counted(d) || ignored_of(d, &me) > ignored_before)
-    };
+    let recorded =
+        |d: Option<&Decision>| d.is_none_or(|d| counted(d) || ignored_of(d, &me) > ignored_before);
     let d = match tokio::time::timeout(record_wait, await_condition(api, name, recorded)).await {
         Ok(Ok(Some(d))) => d,
         Ok(Ok(None)) => return Err(Refused::NotFound),

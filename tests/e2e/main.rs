@@ -20,4 +20,5 @@ mod plugin;
 mod readme;
 mod reliability;
 mod requests;
+mod slack;
 mod support;

@@ -35,7 +35,9 @@ pub(crate) async fn answer(
             Answer::Approve { .. } => {
                 println!("approved {namespace}/{name} as {me} ({progress}); it is now {phase}")
             }
-            Answer::Reject { .. } => println!("rejected {namespace}/{name} as {me}; it is now {phase}"),
+            Answer::Reject { .. } => {
+                println!("rejected {namespace}/{name} as {me}; it is now {phase}")
+            }
         },
     }
     Ok(())
