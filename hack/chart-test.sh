@@ -85,6 +85,30 @@ grep -q "terminationGracePeriodSeconds: 40" <<<"$(template --set operator.shutdo
   fail "the pod's grace period does not leave room for operator.shutdownTimeout"
 grep -q -- "--stall-timeout=5m" <<<"$rendered" || fail "the stall timeout is not passed to the operator"
 
+# Slack: off by default, with no right to impersonate anyone; when on, the operator may
+# impersonate exactly the mapped users and groups, and reads its signing secret from a file.
+grep -q "impersonate" <<<"$rendered" && fail "the operator may impersonate someone while Slack is off"
+grep -q -- "--slack-address" <<<"$rendered" && fail "the Slack endpoint is served by default"
+slack=$(template --set slack.enabled=true --set slack.signingSecret.secretName=slack-app \
+  --set 'slack.users[0].slackUser=U1' --set 'slack.users[0].user=bob' --set 'slack.users[0].groups[0]=approvers' \
+  --set 'slack.users[1].slackUser=U2' --set 'slack.users[1].user=dave')
+impersonation=$(awk '/^kind: ClusterRole$/,/^---/' <<<"$slack" | awk '/name: decision-gate-slack-impersonate$/,/^---/')
+grep -q 'resourceNames: \["bob","dave"\]' <<<"$impersonation" || fail "the operator may not impersonate exactly the mapped users: $impersonation"
+grep -q 'resourceNames: \["approvers"\]' <<<"$impersonation" || fail "the operator may not impersonate exactly the mapped groups: $impersonation"
+[ "$(grep -c "verbs: \[impersonate\]" <<<"$slack")" = 2 ] || fail "the chart grants impersonation beyond the Slack mapping"
+grep -q "resourceNames: \[decision-gate-slack-users\]" <<<"$slack" || fail "the operator may not read the Slack user mapping"
+grep -q -- "--slack-address=0.0.0.0:8090" <<<"$slack" || fail "slack.enabled does not serve the Slack endpoint"
+grep -q -- "--slack-signing-secret-file=/etc/decision-gate-slack/signing-secret" <<<"$slack" || fail "the signing secret is not passed as a file"
+grep -q "secretName: slack-app" <<<"$slack" || fail "the signing secret is not mounted from its Secret"
+grep -q "name: decision-gate-slack$" <<<"$slack" || fail "slack.enabled renders no Service for the endpoint"
+if out=$(template --set slack.enabled=true 2>&1); then
+  fail "slack.enabled renders without a signing secret"
+fi
+grep -q "slack.signingSecret.secretName" <<<"$out" || fail "the refusal without a signing secret does not say what is missing: $out"
+if out=$(template --set slack.enabled=true --set slack.signingSecret.secretName=s --set 'slack.users[0].slackUser=U1' --set 'slack.users[0].user=system:admin' 2>&1); then
+  fail "the schema lets Slack users act as system:admin"
+fi
+
 # The answer policies need Kubernetes 1.36; an older cluster is told so at install.
 if out=$("$HELM" template decision-gate "$CHART" --kube-version 1.35.0 2>&1); then
   fail "the chart renders for Kubernetes 1.35, which cannot run its admission policies"

@@ -94,6 +94,11 @@ impl Health {
         *self.audit.lock().unwrap_or_else(|p| p.into_inner()) = Some(audit);
     }
 
+    /// The audit log, while this replica leads.
+    pub fn audit(&self) -> Option<Arc<AuditLog>> {
+        self.audit.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     pub fn stand_down(&self) {
         *self.audit.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.set_caches(false);

@@ -4,7 +4,7 @@
 //! Everything that decides lives in the [`decision_gate_core`] crate (re-exported here
 //! under the same module names): it has no client and no clock. This crate wires it to
 //! Kubernetes: [`controller`] holds the thin reconcilers that read, call the core, and
-//! write; [`audit`], [`notify`] and [`http`] are the operator's other edges.
+//! write; [`audit`], [`notify`], [`http`] and [`slack`] are the operator's other edges.
 
 pub use decision_gate_core::policy::STACK_SIZE;
 pub use decision_gate_core::{
@@ -23,5 +23,6 @@ pub mod liveness;
 pub mod metrics;
 pub mod notify;
 pub mod plugin;
+pub mod slack;
 pub mod telemetry;
 pub mod ui;

@@ -152,6 +152,30 @@ struct RunArgs {
     /// Anyone who may patch a Decision can then approve in anyone's name.
     #[arg(long, env = "DECISION_GATE_COUNT_UNVERIFIED_ANSWERS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     count_unverified_answers: bool,
+    /// Serve Slack's interaction endpoint (POST /slack/interactions) at this address, so
+    /// that people answer with the buttons of Slack notifications. Off when not given.
+    #[arg(
+        long,
+        env = "DECISION_GATE_SLACK_ADDR",
+        value_name = "ADDR",
+        requires = "slack_signing_secret_file"
+    )]
+    slack_address: Option<SocketAddr>,
+    /// The file that holds the Slack app's signing secret (mounted from a Secret).
+    #[arg(
+        long,
+        env = "DECISION_GATE_SLACK_SIGNING_SECRET_FILE",
+        value_name = "PATH"
+    )]
+    slack_signing_secret_file: Option<PathBuf>,
+    /// The ConfigMap, in the operator's namespace (the Lease's), that maps Slack users
+    /// to the Kubernetes users and groups the operator answers as.
+    #[arg(
+        long,
+        env = "DECISION_GATE_SLACK_USERS_CONFIGMAP",
+        default_value = "decision-gate-slack-users"
+    )]
+    slack_users_configmap: String,
 }
 
 #[derive(Subcommand)]
@@ -269,17 +293,34 @@ async fn run() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            let lease_namespace = args
+                .lease_namespace
+                .or_else(|| std::env::var("POD_NAMESPACE").ok())
+                .or(args.namespace.clone())
+                .unwrap_or_else(|| "default".to_owned());
+            let slack = match (args.slack_address, &args.slack_signing_secret_file) {
+                (Some(addr), Some(path)) => match read_signing_secret(path) {
+                    Ok(secret) => Some(decision_gate::slack::serve::Settings {
+                        addr,
+                        signing_secret: secret,
+                        users_configmap: args.slack_users_configmap.clone(),
+                        users_namespace: lease_namespace.clone(),
+                        watched_namespace: args.namespace.clone(),
+                    }),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                },
+                _ => None,
+            };
             let settings = Settings {
                 default_expiry: args.default_expiry,
                 http_addr: args.http_addr,
                 audit_log: args.audit_log,
                 audit_max_bytes: args.audit_max_bytes,
                 allow_real_execution: args.allow_real_execution,
-                lease_namespace: args
-                    .lease_namespace
-                    .or_else(|| std::env::var("POD_NAMESPACE").ok())
-                    .or(args.namespace.clone())
-                    .unwrap_or_else(|| "default".to_owned()),
+                lease_namespace,
                 lease_duration: args.lease_duration,
                 notifications,
                 namespace: args.namespace,
@@ -288,6 +329,7 @@ async fn run() -> ExitCode {
                 shutdown_timeout: args.shutdown_timeout,
                 admission_policy_prefix: args.admission_policy_prefix,
                 count_unverified_answers: args.count_unverified_answers,
+                slack,
             };
             match controller::run(settings).await {
                 Ok(()) => ExitCode::SUCCESS,
@@ -299,6 +341,28 @@ async fn run() -> ExitCode {
             }
         }
     }
+}
+
+/// The Slack signing secret from its file, without the newline a file may end with.
+fn read_signing_secret(
+    path: &std::path::Path,
+) -> Result<decision_gate::slack::serve::SigningSecret, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        format!(
+            "cannot read the Slack signing secret {}: {e}",
+            path.display()
+        )
+    })?;
+    let secret = text.trim();
+    if secret.is_empty() {
+        return Err(format!(
+            "the Slack signing secret {} is empty",
+            path.display()
+        ));
+    }
+    Ok(decision_gate::slack::serve::SigningSecret(
+        secret.as_bytes().to_vec(),
+    ))
 }
 
 /// How long the hook may take in all before it denies: well inside the agent's own limit

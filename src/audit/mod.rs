@@ -124,6 +124,7 @@ impl View {
                     | "escalated"
                     | "expired"
                     | "answer_ignored"
+                    | "slack_interaction"
             ),
             View::Executions => {
                 event_type.starts_with("execution_")

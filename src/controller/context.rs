@@ -49,6 +49,8 @@ pub struct Settings {
     /// Count people's answers even while the admission policies that verify them are
     /// not in force, marking them unverified.
     pub count_unverified_answers: bool,
+    /// Slack's interaction endpoint, when enabled.
+    pub slack: Option<crate::slack::serve::Settings>,
 }
 
 /// What every reconciler gets.

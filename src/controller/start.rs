@@ -33,11 +33,13 @@ pub async fn shutdown_signal() {
 /// replica serves its endpoints; only the holder of the leader Lease opens the audit log
 /// and runs the controllers, so there is never a second writer of Jobs or audit lines.
 pub async fn run(settings: Settings) -> Result<()> {
-    let client = Client::try_default().await.map_err(|e| {
+    let no_cluster = |e: &dyn std::fmt::Display| {
         Error::Config(format!(
             "no Kubernetes cluster to talk to ({e}); set KUBECONFIG, or run inside a cluster"
         ))
-    })?;
+    };
+    let config = kube::Config::infer().await.map_err(|e| no_cluster(&e))?;
+    let client = Client::try_from(config.clone()).map_err(|e| no_cluster(&e))?;
     check_crds(&client, settings.namespace.as_deref()).await?;
 
     let mut registry = Registry::default();
@@ -53,6 +55,17 @@ pub async fn run(settings: Settings) -> Result<()> {
         .map_err(|e| Error::Config(format!("cannot serve on {}: {e}", settings.http_addr)))?;
     info!(%addr, "serving /healthz, /readyz, /metrics and, to auditors, /audit");
     let server = tokio::spawn(server);
+    let slack = match settings.slack.clone() {
+        Some(slack) => {
+            let at = slack.addr;
+            let (addr, serve) = crate::slack::serve::bind(slack, config, health.clone())
+                .await
+                .map_err(|e| Error::Config(format!("cannot serve Slack on {at}: {e}")))?;
+            info!(%addr, path = crate::slack::serve::PATH, "serving Slack's interactions");
+            Some(tokio::spawn(serve))
+        }
+        None => None,
+    };
     health.set_crds(true);
     let watchdog = tokio::spawn(watch_dependencies(
         client.clone(),
@@ -62,6 +75,9 @@ pub async fn run(settings: Settings) -> Result<()> {
     let stopped = |result| {
         watchdog.abort();
         server.abort();
+        if let Some(slack) = &slack {
+            slack.abort();
+        }
         result
     };
 

@@ -367,6 +367,7 @@ impl Context {
             shutdown_timeout: Duration::from_secs(20),
             admission_policy_prefix: "decision-gate".into(),
             count_unverified_answers: false,
+            slack: None,
         };
         let audit = AuditLog::open(&settings.audit_log, settings.audit_max_bytes).unwrap();
         Context {

@@ -65,6 +65,19 @@ pub fn payload(format: WebhookFormat, n: &Notification) -> Value {
                     json!({"type": "section", "text": {"type": "mrkdwn", "text": plan.join("\n")}}),
                 );
             }
+            // People who may answer can do it from here: the buttons carry the Decision
+            // and the plan digest shown, and come back to the operator's Slack endpoint.
+            if matches!(n.trigger, Trigger::ApprovalRequired | Trigger::Escalated) {
+                blocks.push(
+                    crate::slack::Target {
+                        namespace: n.decision.namespace.clone(),
+                        name: n.decision.name.clone(),
+                        uid: n.decision.uid.clone(),
+                        digest: n.plan.as_ref().map(|p| p.digest.clone()),
+                    }
+                    .buttons(),
+                );
+            }
             json!({"text": n.summary(), "blocks": blocks})
         }
         WebhookFormat::Teams => json!({
@@ -168,6 +181,74 @@ mod tests {
         let (subject, body) = email(&n);
         assert!(subject.contains("ops/deploy"));
         assert!(body.contains("kubectl decision show deploy -n ops"));
+    }
+
+    #[test]
+    fn slack_messages_that_need_an_answer_carry_approve_and_reject_buttons() {
+        let mut n = notification(Trigger::ApprovalRequired);
+        n.plan = Some(crate::api::decision::PinnedPlan {
+            name: "ship".into(),
+            uid: "u".into(),
+            generation: 1,
+            digest: "sha256:45e5".into(),
+            pinned_at: chrono::Utc::now(),
+            mode: crate::api::ExecutionMode::Real,
+            action_types: vec![],
+            criticality: None,
+            steps: vec![],
+        });
+        for trigger in [Trigger::ApprovalRequired, Trigger::Escalated] {
+            n.trigger = trigger;
+            let slack = payload(WebhookFormat::Slack, &n);
+            let blocks = slack["blocks"].as_array().unwrap();
+            let actions = blocks.last().unwrap();
+            assert_eq!(actions["type"], "actions", "{trigger:?}");
+            let ids: Vec<_> = actions["elements"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| b["action_id"].as_str().unwrap())
+                .collect();
+            assert_eq!(
+                ids,
+                [
+                    crate::slack::interaction::APPROVE,
+                    crate::slack::interaction::REJECT
+                ]
+            );
+            let target =
+                crate::slack::Target::parse(actions["elements"][0]["value"].as_str().unwrap())
+                    .unwrap();
+            assert_eq!(
+                target,
+                crate::slack::Target {
+                    namespace: "ops".into(),
+                    name: "deploy".into(),
+                    uid: "u".into(),
+                    digest: Some("sha256:45e5".into()),
+                }
+            );
+            // The other formats have no buttons.
+            assert!(
+                !payload(WebhookFormat::Teams, &n)
+                    .to_string()
+                    .contains("decision-gate.approve")
+            );
+            assert!(
+                !payload(WebhookFormat::Generic, &n)
+                    .to_string()
+                    .contains("decision-gate.approve")
+            );
+        }
+        for trigger in [
+            Trigger::ExecutionFailed,
+            Trigger::Expired,
+            Trigger::ExecutionCompleted,
+        ] {
+            n.trigger = trigger;
+            let slack = payload(WebhookFormat::Slack, &n).to_string();
+            assert!(!slack.contains("\"actions\""), "{trigger:?}: {slack}");
+        }
     }
 
     #[test]

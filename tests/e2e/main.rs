@@ -21,5 +21,6 @@ mod plugin;
 mod readme;
 mod reliability;
 mod requests;
+mod slack;
 mod support;
 mod ui;
