@@ -138,11 +138,12 @@ pub fn email(n: &Notification) -> (String, String) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::audit::DecisionRef;
 
-    fn notification(trigger: Trigger) -> Notification {
+    /// A notification of `trigger` about ops/deploy, for the tests of every format.
+    pub(crate) fn notification(trigger: Trigger) -> Notification {
         Notification {
             id: "n-1".into(),
             trigger,

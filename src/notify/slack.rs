@@ -68,27 +68,12 @@ pub fn remember_patch(uid: &str, channel: &str, message: &ChatMessage) -> Value 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::DecisionRef;
     use crate::notify::Trigger;
 
     fn notification(trigger: Trigger, message: &str) -> Notification {
         Notification {
-            id: "n-1".into(),
-            trigger,
-            decision: DecisionRef {
-                namespace: "ops".into(),
-                name: "deploy".into(),
-                uid: "u-1".into(),
-            },
-            action_type: "deploy".into(),
-            description: "Deploy 2.0".into(),
-            criticality: "High".into(),
-            phase: "Approved".into(),
-            approvals: "1/1".into(),
             message: message.into(),
-            plan: None,
-            asked: Some(Trigger::ApprovalRequired),
-            chat: Default::default(),
+            ..crate::notify::message::tests::notification(trigger)
         }
     }
 

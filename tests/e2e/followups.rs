@@ -8,7 +8,7 @@ use std::time::Instant;
 use decision_gate::api::{Decision, DecisionPhase};
 use kube::Api;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use crate::support::*;
 
@@ -93,33 +93,6 @@ impl SlackApi {
             .filter(|c| c.path == path)
             .cloned()
             .collect()
-    }
-}
-
-/// Reads one HTTP request: its head and its body (by content-length).
-async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<(String, String)> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = stream.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-            let length = head
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                })
-                .unwrap_or(0);
-            if body.len() >= length {
-                return Some((head.to_owned(), body[..length].to_owned()));
-            }
-        }
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use decision_gate::api::{Decision, DecisionPhase};
 use kube::Api;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use crate::support::*;
 
@@ -33,28 +33,8 @@ impl Receiver {
                 };
                 let r = r.clone();
                 tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    let (head, body) = loop {
-                        let n = stream.read(&mut chunk).await.unwrap_or(0);
-                        if n == 0 {
-                            return;
-                        }
-                        buf.extend_from_slice(&chunk[..n]);
-                        let text = String::from_utf8_lossy(&buf).into_owned();
-                        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                            let length = head
-                                .lines()
-                                .find_map(|l| {
-                                    l.to_ascii_lowercase()
-                                        .strip_prefix("content-length:")
-                                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                                })
-                                .unwrap_or(0);
-                            if body.len() >= length {
-                                break (head.to_owned(), body[..length].to_owned());
-                            }
-                        }
+                    let Some((head, body)) = read_request(&mut stream).await else {
+                        return;
                     };
                     let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
                     let status = if path == "/flaky" {
