@@ -78,6 +78,32 @@ pub struct Answered {
     /// Who the API server says answered.
     pub me: String,
     pub outcome: Outcome,
+    /// For an approval of a Decision with a plan: what it confirmed.
+    pub confirmed: Option<Confirmed>,
+}
+
+/// The plan content an approval confirmed, beside what the Decision pins.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Confirmed {
+    pub plan: String,
+    pub steps: usize,
+    /// The digest the approval names.
+    pub digest: String,
+    /// The digest the Decision pinned when the approval was written.
+    pub pinned: String,
+}
+
+impl Confirmed {
+    /// "approving plan P (N step(s)) as of digest D; the Decision pins E".
+    pub fn told(&self) -> String {
+        format!(
+            "approving plan {} ({} step(s)) as of digest {}; the Decision pins {}",
+            self.plan,
+            self.steps,
+            crate::pin::short(&self.digest),
+            crate::pin::short(&self.pinned)
+        )
+    }
 }
 
 impl Answered {
@@ -183,6 +209,7 @@ pub async fn give(
         return Ok(Answered {
             me,
             outcome: Outcome::AlreadyApproved,
+            confirmed: None,
         });
     }
     let ignored_before = ignored_of(&before, &me);
@@ -193,6 +220,15 @@ pub async fn give(
         .map(|p| p.digest.as_str());
     let stamp = chrono::Utc::now().to_rfc3339();
     let patch = answer.patch(&me, pinned, &stamp);
+    let confirmed = match (answer, before.status.as_ref().and_then(|s| s.plan.as_ref())) {
+        (Answer::Approve { digest, .. }, Some(plan)) => Some(Confirmed {
+            plan: plan.name.clone(),
+            steps: plan.steps.len(),
+            digest: digest.clone().unwrap_or_else(|| plan.digest.clone()),
+            pinned: plan.digest.clone(),
+        }),
+        _ => None,
+    };
     if let Err(e) = api
         .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
@@ -228,6 +264,7 @@ pub async fn give(
             return Ok(Answered {
                 me,
                 outcome: Outcome::NotRecordedYet,
+                confirmed,
             });
         }
     };
@@ -241,6 +278,7 @@ pub async fn give(
                 answer: ignored.answer.clone(),
                 reason: ignored.reason.clone(),
             },
+            confirmed,
         });
     }
     Ok(Answered {
@@ -249,6 +287,7 @@ pub async fn give(
             phase: status.phase.map(|p| p.to_string()).unwrap_or_default(),
             progress: status.approval_progress.unwrap_or_default(),
         },
+        confirmed,
     })
 }
 

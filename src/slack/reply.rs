@@ -62,7 +62,7 @@ impl Reply {
         let decision = decision.to_owned();
         let user = user.to_owned();
         match given {
-            Ok(Answered { me, outcome }) => match outcome {
+            Ok(Answered { me, outcome, .. }) => match outcome {
                 Outcome::Counted { phase, progress } => Reply::Counted {
                     user: me,
                     decision,
@@ -242,6 +242,7 @@ mod tests {
                     phase: "Pending".into(),
                     progress: "1/2".into(),
                 },
+                confirmed: None,
             }),
         );
         assert_eq!(reply.outcome(), "approved");
@@ -268,6 +269,7 @@ mod tests {
                     phase: "Rejected".into(),
                     progress: "0/1".into(),
                 },
+                confirmed: None,
             }),
         );
         assert_eq!(reply.outcome(), "rejected");
@@ -365,6 +367,7 @@ mod tests {
                     answer: "approval".into(),
                     reason: "carol is not among the approvers".into(),
                 },
+                confirmed: None,
             }),
         );
         assert_eq!(ignored.outcome(), "ignored");
@@ -380,6 +383,7 @@ mod tests {
             Ok(Answered {
                 me: "bob".into(),
                 outcome: Outcome::NotRecordedYet,
+                confirmed: None,
             }),
         );
         assert_eq!(slow.outcome(), "not_recorded_yet");

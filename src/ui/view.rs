@@ -822,6 +822,7 @@ mod tests {
                 phase: "Approved".into(),
                 progress: "2/2".into(),
             },
+            confirmed: None,
         });
         assert_eq!(
             answered(&approve, "ops", "d", &counted),
@@ -836,6 +837,7 @@ mod tests {
                 answer: "approval".into(),
                 reason: "it confirms another plan".into(),
             },
+            confirmed: None,
         });
         let told = answered(&approve, "ops", "d", &ignored);
         assert!(!told.counted);

@@ -313,6 +313,20 @@ async fn approvers_review_and_answer_in_the_browser() {
     let status = web.status.unwrap();
     assert!(status.approvals.is_empty(), "{status:#?}");
     assert_eq!(status.phase, Some(DecisionPhase::Pending));
+
+    // Where dave holds no role at all, the page shows the API server's refusal instead of
+    // a list.
+    let elsewhere = TestNamespace::new("ui-no-role").await;
+    let nowhere = ReviewPage::start("dave", &elsewhere.name);
+    browser.open(&nowhere.url).await;
+    let refusal = browser
+        .wait_text("#watch", "the refusal to list Decisions", |t| {
+            t.contains("forbidden")
+        })
+        .await;
+    assert!(refusal.contains(r#"User "dave" cannot list"#), "{refusal}");
+    let list = browser.text("#decisions").await.unwrap_or_default();
+    assert_eq!(list.trim(), "", "a list was shown: {list}");
 }
 
 /// Where the screenshot of the review page goes: the README's image when

@@ -21,6 +21,9 @@ pub(crate) async fn answer(
             Refused::NotFound => Failure(format!("no Decision {name} in namespace {namespace}")),
             Refused::Api(e) => api_failure(e, name, namespace),
         })?;
+    if let Some(confirmed) = &answered.confirmed {
+        println!("{}", confirmed.told());
+    }
     let told = answered.told(&answer, namespace, name);
     if matches!(answered.outcome, Outcome::Ignored { .. }) {
         return Err(Failure(told));
