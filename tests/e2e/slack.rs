@@ -428,5 +428,41 @@ async fn a_slack_click_answers_as_the_mapped_person_and_nothing_else_answers() {
         .collect();
     assert_eq!(granted.len(), 1, "{granted:#?}");
     assert_eq!(granted[0]["approver"], "bob");
+
+    // Reject from Slack: recorded as bob's rejection, with the reason naming the click.
+    apply(
+        n,
+        &decision(
+            "hotfix",
+            "{actionType: deploy, description: Hotfix v2.0.1, criticality: High, planRef: {name: roll-out}}",
+        ),
+    )
+    .success();
+    let waiting = reaches(&api, "hotfix", DecisionPhase::Pending).await;
+    let target = json!({
+        "namespace": n,
+        "name": "hotfix",
+        "uid": waiting.metadata.uid.clone().unwrap(),
+        "digest": waiting.status.unwrap().plan.unwrap().digest,
+    });
+    let body = click("U-BOB", "decision-gate.reject", &target, &reply_url("no"));
+    let at = now();
+    let (status_code, text) = endpoint.post(&body, at, &sign(SECRET, at, &body)).await;
+    assert_eq!(status_code, 200, "{text}");
+    let reply = replies.of("no").await;
+    assert!(
+        reply.starts_with(&format!("Rejected {n}/hotfix as bob")),
+        "{reply}"
+    );
+    let rejected = reaches(&api, "hotfix", DecisionPhase::Rejected).await;
+    let rejection = rejected.status.unwrap().rejection.unwrap();
+    assert_eq!(rejection.rejected_by, "bob");
+    assert_eq!(
+        rejection.reason,
+        format!("rejected from Slack by @u-bob (U-BOB) (workspace {TEAM})")
+    );
+    let last = slack_audit(n).pop().unwrap();
+    assert_eq!(last["decision_outcome"], "rejected", "{last}");
+    assert_eq!(last["details"]["kubernetes_user"], "bob");
     drop(operator);
 }

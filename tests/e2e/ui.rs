@@ -310,6 +310,24 @@ async fn approvers_review_and_answer_in_the_browser() {
     );
     let web = api.get("deploy-web").await.unwrap();
     assert!(!web.annotations().contains_key(annotations::APPROVED_BY));
+
+    // On a phone's width the page fits without scrolling sideways, and the answer's
+    // controls are labelled and within reach.
+    browser.resize(390, 844).await;
+    let fits = browser
+        .script(
+            "const reason = document.getElementById('reason');
+             const approve = document.getElementById('approve').getBoundingClientRect();
+             return document.documentElement.scrollWidth <= window.innerWidth
+               && reason.labels.length === 1
+               && approve.left >= 0 && approve.right <= window.innerWidth;",
+        )
+        .await;
+    assert_eq!(
+        fits,
+        serde_json::json!(true),
+        "the page does not fit a phone"
+    );
     let status = web.status.unwrap();
     assert!(status.approvals.is_empty(), "{status:#?}");
     assert_eq!(status.phase, Some(DecisionPhase::Pending));

@@ -229,6 +229,16 @@ impl Browser {
         .await
     }
 
+    /// Makes the window `width` by `height` CSS pixels (a phone's, say).
+    pub async fn resize(&self, width: u32, height: u32) {
+        self.call(
+            "POST",
+            &self.at("/window/rect"),
+            Some(json!({"width": width, "height": height})),
+        )
+        .await;
+    }
+
     /// A PNG of the whole page: the window is made as tall as the page first.
     pub async fn screenshot(&self, path: &Path) {
         let height = self
