@@ -8,7 +8,6 @@ use std::time::Instant;
 use decision_gate::api::{Decision, DecisionPhase};
 use kube::Api;
 use serde_json::{Value, json};
-use tokio::io::AsyncWriteExt;
 
 use crate::support::*;
 
@@ -31,57 +30,41 @@ struct SlackApi {
 
 impl SlackApi {
     async fn start() -> (SlackApi, u16) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
         let api = SlackApi::default();
         let served = api.clone();
-        tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                let api = served.clone();
-                tokio::spawn(async move {
-                    let Some((head, body)) = read_request(&mut stream).await else {
-                        return;
-                    };
-                    let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
-                    let authorization = head
-                        .lines()
-                        .find_map(|l| {
-                            let (name, value) = l.split_once(':')?;
-                            name.eq_ignore_ascii_case("authorization")
-                                .then(|| value.trim().to_owned())
-                        })
-                        .unwrap_or_default();
-                    let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-                    let answer = {
-                        let mut calls = api.calls.lock().unwrap();
-                        calls.push(Call {
-                            path: path.clone(),
-                            authorization,
-                            body: body.clone(),
-                            at: Instant::now(),
-                        });
-                        let posts = calls.iter().filter(|c| c.path == path).count();
-                        match path.as_str() {
-                            "/api/chat.postMessage" => json!({
-                                "ok": true,
-                                "channel": body["channel"],
-                                "ts": format!("1700000000.{posts:06}"),
-                            }),
-                            "/api/chat.update" => {
-                                json!({"ok": true, "channel": body["channel"], "ts": body["ts"]})
-                            }
-                            _ => json!({"ok": true}),
-                        }
-                    };
-                    let answer = answer.to_string();
-                    let response = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
-                        answer.len()
-                    );
-                    let _ = stream.write_all(response.as_bytes()).await;
-                });
-            }
-        });
+        let port = serve_http(move |head, body| {
+            let path = request_path(head);
+            let authorization = head
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("authorization")
+                        .then(|| value.trim().to_owned())
+                })
+                .unwrap_or_default();
+            let body: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+            let mut calls = served.calls.lock().unwrap();
+            calls.push(Call {
+                path: path.clone(),
+                authorization,
+                body: body.clone(),
+                at: Instant::now(),
+            });
+            let posts = calls.iter().filter(|c| c.path == path).count();
+            let answer = match path.as_str() {
+                "/api/chat.postMessage" => json!({
+                    "ok": true,
+                    "channel": body["channel"],
+                    "ts": format!("1700000000.{posts:06}"),
+                }),
+                "/api/chat.update" => {
+                    json!({"ok": true, "channel": body["channel"], "ts": body["ts"]})
+                }
+                _ => json!({"ok": true}),
+            };
+            ("200 OK", Some(answer))
+        })
+        .await;
         (api, port)
     }
 

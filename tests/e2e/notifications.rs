@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 use decision_gate::api::{Decision, DecisionPhase};
 use kube::Api;
 use serde_json::Value;
-use tokio::io::AsyncWriteExt;
 
 use crate::support::*;
 
@@ -22,43 +21,28 @@ struct Receiver {
 
 impl Receiver {
     async fn start() -> (Receiver, u16) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
         let receiver = Receiver::default();
         let r = receiver.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let r = r.clone();
-                tokio::spawn(async move {
-                    let Some((head, body)) = read_request(&mut stream).await else {
-                        return;
-                    };
-                    let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
-                    let status = if path == "/flaky" {
-                        let mut calls = r.flaky_calls.lock().unwrap();
-                        *calls += 1;
-                        if *calls <= 2 {
-                            "500 Internal Server Error"
-                        } else {
-                            "200 OK"
-                        }
-                    } else {
-                        "200 OK"
-                    };
-                    r.seen
-                        .lock()
-                        .unwrap()
-                        .push((path, serde_json::from_str(&body).unwrap_or(Value::Null)));
-                    let response = format!(
-                        "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-                    );
-                    let _ = stream.write_all(response.as_bytes()).await;
-                });
-            }
-        });
+        let port = serve_http(move |head, body| {
+            let path = request_path(head);
+            let status = if path == "/flaky" {
+                let mut calls = r.flaky_calls.lock().unwrap();
+                *calls += 1;
+                if *calls <= 2 {
+                    "500 Internal Server Error"
+                } else {
+                    "200 OK"
+                }
+            } else {
+                "200 OK"
+            };
+            r.seen
+                .lock()
+                .unwrap()
+                .push((path, serde_json::from_str(body).unwrap_or(Value::Null)));
+            (status, None)
+        })
+        .await;
         (receiver, port)
     }
 

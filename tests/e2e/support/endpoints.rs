@@ -66,3 +66,42 @@ pub async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<(String,
         }
     }
 }
+
+/// Serves plain HTTP on a free loopback port, standing in for a webhook receiver or a chat
+/// service: each request's head and body go to `answer`, which returns the status line
+/// (such as "200 OK") and the JSON body to send back, if any. Returns the port.
+pub async fn serve_http<F>(answer: F) -> u16
+where
+    F: Fn(&str, &str) -> (&'static str, Option<serde_json::Value>) + Send + Sync + 'static,
+{
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let answer = std::sync::Arc::new(answer);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let Some((head, body)) = read_request(&mut stream).await else {
+                    return;
+                };
+                let (status, json) = answer(&head, &body);
+                let (kind, body) = match json {
+                    Some(json) => ("content-type: application/json\r\n", json.to_string()),
+                    None => ("", String::new()),
+                };
+                let response = format!(
+                    "HTTP/1.1 {status}\r\n{kind}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
+/// The path a request's head asks for.
+pub fn request_path(head: &str) -> String {
+    head.split_whitespace().nth(1).unwrap_or("/").to_owned()
+}
