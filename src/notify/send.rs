@@ -23,7 +23,7 @@ pub(super) struct Sender {
     audit: Arc<AuditLog>,
     http: reqwest::Client,
     /// The messages this process posted, by Decision uid and channel name: known before
-    /// the status that remembers them is read back.
+    /// the status that remembers them is read back (and only until then).
     posted: Mutex<HashMap<(String, String), ChatMessage>>,
 }
 
@@ -47,13 +47,18 @@ impl Sender {
         }
     }
 
-    /// The message `channel` posted for the Decision of `n`, if one is known.
+    /// The message `channel` posted for the Decision of `n`, if one is known. Once the
+    /// Decision's status remembers it, the copy kept here is no longer needed and goes.
     fn message_on(&self, channel: &Channel, n: &Notification) -> Option<ChatMessage> {
-        let posted = self.posted.lock().unwrap_or_else(|p| p.into_inner());
-        posted
-            .get(&(n.decision.uid.clone(), channel.name.clone()))
-            .or_else(|| n.chat.get(&channel.name))
-            .cloned()
+        let mut posted = self.posted.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (n.decision.uid.clone(), channel.name.clone());
+        match n.chat.get(&channel.name) {
+            Some(remembered) => {
+                posted.remove(&key);
+                Some(remembered.clone())
+            }
+            None => posted.get(&key).cloned(),
+        }
     }
 
     /// The channels that posted a message for the Decision of `n`, with the message.

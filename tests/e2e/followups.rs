@@ -111,25 +111,7 @@ async fn people_asked_in_slack_are_reminded_once_told_who_approved_and_the_messa
     let kubeconfig = ensure_installed().await;
     let (slack, port) = SlackApi::start().await;
     // The bot token is a secret, read by the operator with the chart's rights.
-    kubectl_admin(&[
-        "delete",
-        "secret",
-        TEST_SLACK_SECRET,
-        "-n",
-        RELEASE_NAMESPACE,
-        "--ignore-not-found",
-    ])
-    .success();
-    kubectl_admin(&[
-        "create",
-        "secret",
-        "generic",
-        TEST_SLACK_SECRET,
-        "-n",
-        RELEASE_NAMESPACE,
-        "--from-literal=token=xoxb-test-token",
-    ])
-    .success();
+    replace_release_secret(TEST_SLACK_SECRET, "token=xoxb-test-token");
     // The rule names only the request: the reminder and the outcome follow it by default.
     let config = format!(
         "channels:

@@ -111,25 +111,10 @@ async fn every_trigger_reaches_webhooks_and_email_and_failures_are_retried_and_a
         .port();
     // The generic hook's URL is a secret, read by the operator with the chart's rights.
     ensure_installed().await;
-    kubectl_admin(&[
-        "delete",
-        "secret",
+    replace_release_secret(
         TEST_HOOKS_SECRET,
-        "-n",
-        RELEASE_NAMESPACE,
-        "--ignore-not-found",
-    ])
-    .success();
-    kubectl_admin(&[
-        "create",
-        "secret",
-        "generic",
-        TEST_HOOKS_SECRET,
-        "-n",
-        RELEASE_NAMESPACE,
-        &format!("--from-literal=generic=http://127.0.0.1:{port}/generic"),
-    ])
-    .success();
+        &format!("generic=http://127.0.0.1:{port}/generic"),
+    );
 
     let config = format!(
         "channels:

@@ -302,3 +302,27 @@ pub async fn wait_can_read_audit(user: &str, namespace: &str) {
     })
     .await;
 }
+
+/// Puts a Secret with one key in the release namespace, in place of any earlier one: what
+/// the operator reads there with the chart's rights (a webhook's URL, a bot's token).
+pub fn replace_release_secret(name: &str, literal: &str) {
+    kubectl_admin(&[
+        "delete",
+        "secret",
+        name,
+        "-n",
+        RELEASE_NAMESPACE,
+        "--ignore-not-found",
+    ])
+    .success();
+    kubectl_admin(&[
+        "create",
+        "secret",
+        "generic",
+        name,
+        "-n",
+        RELEASE_NAMESPACE,
+        &format!("--from-literal={literal}"),
+    ])
+    .success();
+}
