@@ -47,6 +47,10 @@ pub struct Metrics {
     pub approval_to_execution: Histogram,
     pub step_duration: Family<StepLabels, Histogram>,
     pub audit_appends: Counter,
+    /// How long an append waits until its lines are on disk (fsync included).
+    pub audit_append_duration: Histogram,
+    /// How long a status write takes, by kind.
+    pub status_write_duration: Family<KindLabels, Histogram>,
     pub leader: Gauge,
     /// 1 while the admission policies that verify answers are in force.
     pub answers_verified: Gauge,
@@ -63,6 +67,14 @@ pub struct OutcomeLabels {
 /// Every phase, so that a phase with no Decision reads 0 rather than disappearing.
 const PHASES: &[DecisionPhase] = DecisionPhase::ALL;
 
+/// Buckets for work of milliseconds: a reconcile, an fsync, an API write.
+fn fast_buckets() -> impl Iterator<Item = f64> {
+    [
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    ]
+    .into_iter()
+}
+
 fn seconds_buckets() -> impl Iterator<Item = f64> {
     [
         0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0,
@@ -75,14 +87,14 @@ impl Metrics {
         let metrics = Metrics {
             reconciliations: Family::default(),
             reconcile_errors: Family::default(),
-            reconcile_duration: Family::new_with_constructor(|| {
-                Histogram::new([0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0])
-            }),
+            reconcile_duration: Family::new_with_constructor(|| Histogram::new(fast_buckets())),
             decisions: Family::default(),
             time_to_decision: Histogram::new(seconds_buckets()),
             approval_to_execution: Histogram::new(seconds_buckets()),
             step_duration: Family::new_with_constructor(|| Histogram::new(seconds_buckets())),
             audit_appends: Counter::default(),
+            audit_append_duration: Histogram::new(fast_buckets()),
+            status_write_duration: Family::new_with_constructor(|| Histogram::new(fast_buckets())),
             leader: Gauge::default(),
             answers_verified: Gauge::default(),
             unverified_answers: Family::default(),
@@ -127,6 +139,16 @@ impl Metrics {
             "audit_appends",
             "Lines appended to the audit log",
             metrics.audit_appends.clone(),
+        );
+        r.register(
+            "audit_append_duration_seconds",
+            "How long an audit append takes until its lines are on disk",
+            metrics.audit_append_duration.clone(),
+        );
+        r.register(
+            "status_write_duration_seconds",
+            "How long a status write to the API server takes, by kind",
+            metrics.status_write_duration.clone(),
         );
         r.register(
             "leader",

@@ -22,10 +22,14 @@ pub async fn audit(
         return Ok(Default::default());
     }
     let log = ctx.audit.clone();
+    let started = std::time::Instant::now();
     let written = tokio::task::spawn_blocking(move || log.append(&records, chrono::Utc::now()))
         .await
         .map_err(|e| Error::Internal(format!("the audit writer stopped: {e}")))?
         .map_err(Error::Audit)?;
+    ctx.metrics
+        .audit_append_duration
+        .observe(started.elapsed().as_secs_f64());
     ctx.metrics.audit_appends.inc_by(written.len() as u64);
     Ok(written.into_iter().map(|e| e.entry_id).collect())
 }
@@ -51,7 +55,13 @@ pub async fn commit(
             replace_status(after, &ctx.client, &status).await,
         )?;
     } else if before.status.as_ref() != Some(&status) {
-        ctx.status_write("Decision", apply_status(after, &ctx.client, &status).await)?;
+        let started = std::time::Instant::now();
+        let written = apply_status(after, &ctx.client, &status).await;
+        ctx.metrics
+            .status_write_duration
+            .get_or_create(&crate::metrics::KindLabels { kind: "Decision" })
+            .observe(started.elapsed().as_secs_f64());
+        ctx.status_write("Decision", written)?;
     }
     // The audit log is the ledger of what happened: a transition recomputed from a stale
     // cache finds its lines already there, and is not announced a second time.

@@ -98,7 +98,12 @@ impl Operator {
             })
             .args(extra_args)
             .env("KUBECONFIG", kubeconfig)
-            .env("RUST_LOG", "info,decision_gate=debug")
+            // The benchmark runs it as in production, at `info`.
+            .env(
+                "RUST_LOG",
+                std::env::var("DECISION_GATE_E2E_RUST_LOG")
+                    .unwrap_or_else(|_| "info,decision_gate=debug".to_owned()),
+            )
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
