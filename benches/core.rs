@@ -2,8 +2,11 @@
 //! `cargo bench --bench core` (part of `make bench`).
 
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use decision_gate::api::approval_policy::{ApprovalPolicySpec, PolicyRule, RuleMatch};
 use decision_gate::api::decision::{Criticality, DecisionSpec, Outcome};
 use decision_gate::audit::{AuditLog, DecisionRef, Record};
@@ -117,12 +120,14 @@ fn audit_appends(c: &mut Criterion) {
     let mut n = 0u64;
     let mut group = c.benchmark_group("audit append");
     group.sample_size(20);
+    group.throughput(Throughput::Elements(1));
     group.bench_function("one line, one fsync", |b| {
         b.iter(|| {
             n += 1;
             log.append(&[record(n)], chrono::Utc::now()).unwrap()
         })
     });
+    group.throughput(Throughput::Elements(10));
     group.bench_function("ten lines, one fsync (group commit)", |b| {
         b.iter(|| {
             let batch: Vec<Record> = (0..10)
@@ -137,5 +142,49 @@ fn audit_appends(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, policy_evaluation, audit_appends);
+/// Callers appending at the same time, as concurrent reconciles do: each of `THREADS`
+/// threads appends one line at a time; criterion counts lines. Their appends can
+/// share fsyncs.
+fn concurrent_audit_appends(c: &mut Criterion) {
+    const THREADS: u64 = 32;
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(AuditLog::open(&dir.path().join("audit.jsonl"), 1 << 30).unwrap());
+    let next = Arc::new(AtomicU64::new(0));
+    let mut group = c.benchmark_group("audit append");
+    group.sample_size(20);
+    group.throughput(Throughput::Elements(1));
+    group.bench_function(format!("{THREADS} threads, one line each"), |b| {
+        b.iter_custom(|lines| {
+            let start = Arc::new(Barrier::new(THREADS as usize + 1));
+            let workers: Vec<_> = (0..THREADS)
+                .map(|t| {
+                    let (log, next, start) = (log.clone(), next.clone(), start.clone());
+                    // The lines of this sample, spread over the threads.
+                    let share = lines / THREADS + u64::from(t < lines % THREADS);
+                    std::thread::spawn(move || {
+                        start.wait();
+                        for _ in 0..share {
+                            let n = next.fetch_add(1, Ordering::Relaxed);
+                            log.append(&[record(n)], chrono::Utc::now()).unwrap();
+                        }
+                    })
+                })
+                .collect();
+            start.wait();
+            let began = Instant::now();
+            for worker in workers {
+                worker.join().unwrap();
+            }
+            began.elapsed().max(Duration::from_nanos(1))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    policy_evaluation,
+    audit_appends,
+    concurrent_audit_appends
+);
 criterion_main!(benches);

@@ -1,11 +1,17 @@
 //! The open log: opening it where the chain left off, appending durably, taking back an
 //! append whose fsync failed, and rotating by size.
+//!
+//! Appends made at the same time share one fsync. A caller puts its records in a queue;
+//! if no other caller is writing, it becomes the leader: it takes every append queued so
+//! far, writes all their lines at once, fsyncs once, gives each caller its result and
+//! hands over. Callers that arrive meanwhile wait in the queue, and one of them leads the
+//! next batch, so the more callers append at once, the more lines each fsync carries.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
 
@@ -18,9 +24,46 @@ use super::{AuditError, Entry, GENESIS, Record};
 /// How many recent entry ids are remembered to drop duplicates.
 const RECENT_IDS: usize = 10_000;
 
-/// The open log. Appends from many tasks are serialized by its lock.
+/// The open log. Appends from many tasks are written in batches, one batch at a time.
 pub struct AuditLog {
     pub(super) inner: Mutex<Inner>,
+    queue: Mutex<Queue>,
+    /// Signalled when a leader has finished its batch.
+    handed_over: Condvar,
+}
+
+/// Appends waiting to be written, and the results of those written, until their callers
+/// take them.
+#[derive(Default)]
+struct Queue {
+    waiting: Vec<Request>,
+    /// Whether a caller is writing a batch now.
+    leading: bool,
+    next_ticket: u64,
+    done: HashMap<u64, Result<Vec<Entry>, AuditError>>,
+}
+
+/// What each caller of a batch is told, by ticket.
+type Results = Vec<(u64, Result<Vec<Entry>, AuditError>)>;
+
+/// One caller's append.
+struct Request {
+    ticket: u64,
+    /// The records with their entry ids, worked out before the caller queues.
+    records: Vec<(String, Record)>,
+    now: DateTime<Utc>,
+}
+
+/// How far the leader got with one request of its batch.
+#[derive(Default)]
+struct Progress {
+    entries: Vec<Entry>,
+    /// All of its records were written or found in the log.
+    settled: bool,
+    /// The highest `seq` it relies on from this batch: its own lines, and lines of other
+    /// requests of the batch that hold one of its records. Below the durable point, the
+    /// request is done even if a later part of the batch failed.
+    needs: Option<u64>,
 }
 
 pub(super) struct Inner {
@@ -41,8 +84,28 @@ pub(super) struct Inner {
     /// Lines past `durable` could not be cut off after a failed append; the next append
     /// tries again before it writes.
     dirty_tail: bool,
+    /// fsyncs that succeeded, rotations' included.
+    syncs: u64,
     #[cfg(test)]
     pub(super) fail_next_sync: bool,
+    #[cfg(test)]
+    pub(super) sync_gate: Option<SyncGate>,
+}
+
+/// Stops every fsync until the test says how it ends: it signals `entered`, then waits
+/// for a verdict. Without one (the test dropped its sender) the fsync goes ahead.
+#[cfg(test)]
+pub(super) struct SyncGate {
+    pub entered: std::sync::mpsc::Sender<()>,
+    pub verdict: std::sync::mpsc::Receiver<Verdict>,
+}
+
+#[cfg(test)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Verdict {
+    Proceed,
+    Fail,
+    Panic,
 }
 
 /// A point of the chain that is on disk: what a failed append goes back to.
@@ -121,35 +184,95 @@ impl AuditLog {
             recent_set: HashSet::new(),
             last_failure: None,
             dirty_tail: false,
+            syncs: 0,
             #[cfg(test)]
             fail_next_sync: false,
+            #[cfg(test)]
+            sync_gate: None,
         };
         for id in recent {
             inner.remember(id);
         }
         Ok(AuditLog {
             inner: Mutex::new(inner),
+            queue: Mutex::default(),
+            handed_over: Condvar::new(),
         })
     }
 
-    /// Appends the records in order and fsyncs once before returning (the records of one
-    /// transition are durable together); a record already in the log (same entry id) is
-    /// skipped. Returns the entries written.
+    /// Appends the records in order and returns once they are on disk (fsynced); a record
+    /// already in the log (same entry id) is skipped. Returns the entries written.
+    ///
+    /// The records of one call are written together, in order; appends made at the same
+    /// time by other callers may be written in the same batch and share its fsync. When
+    /// a write or the fsync fails, every call of the batch whose lines were not yet on
+    /// disk gets the error, and the log goes back to its last durable point: those lines
+    /// are cut off and their ids forgotten, so that a retry writes them again.
     pub fn append(&self, records: &[Record], now: DateTime<Utc>) -> Result<Vec<Entry>, AuditError> {
-        let mut inner = self
+        let records = records
+            .iter()
+            .map(|record| (entry_id(record), record.clone()))
+            .collect();
+        let mut queue = self.lock_queue();
+        let ticket = queue.next_ticket;
+        queue.next_ticket += 1;
+        queue.waiting.push(Request {
+            ticket,
+            records,
+            now,
+        });
+        loop {
+            if let Some(result) = queue.done.remove(&ticket) {
+                return result;
+            }
+            if !queue.leading {
+                queue.leading = true;
+                let batch = std::mem::take(&mut queue.waiting);
+                drop(queue);
+                self.lead(batch, ticket);
+                queue = self.lock_queue();
+                continue;
+            }
+            queue = self
+                .handed_over
+                .wait(queue)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+    }
+
+    /// Writes a batch and hands over to the next leader, even if writing panics: no
+    /// caller of the batch waits for ever.
+    fn lead(&self, batch: Vec<Request>, own: u64) {
+        let mut handover = Handover {
+            log: self,
+            tickets: batch.iter().map(|r| r.ticket).collect(),
+            own,
+            results: None,
+        };
+        let results = self
             .inner
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let result = inner.append(records, now);
-        // Only a line written proves the log writable again; an append of lines already
-        // there writes nothing.
-        match &result {
-            Err(AuditError::Io { source, .. }) => inner.last_failure = Some(source.to_string()),
-            Err(other) => inner.last_failure = Some(other.to_string()),
-            Ok(written) if !written.is_empty() => inner.last_failure = None,
-            Ok(_) => {}
-        }
-        result
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .commit(&batch);
+        handover.results = Some(results);
+    }
+
+    /// How many appends wait for the next batch.
+    #[cfg(test)]
+    pub(super) fn waiting(&self) -> usize {
+        self.lock_queue().waiting.len()
+    }
+
+    fn lock_queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// How many fsyncs the log has done since it was opened (those of rotations
+    /// included): fewer than the appends when appends share them.
+    pub fn syncs(&self) -> u64 {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).syncs
     }
 
     /// Whether the log can still be written: its file is where it was and writable.
@@ -194,43 +317,144 @@ impl AuditLog {
     }
 }
 
+/// Gives the results of a batch to its callers and lets the next leader in.
+struct Handover<'a> {
+    log: &'a AuditLog,
+    tickets: Vec<u64>,
+    /// The leader's own ticket.
+    own: u64,
+    /// Set once the batch is written; still unset when the leader panicked.
+    results: Option<Results>,
+}
+
+impl Drop for Handover<'_> {
+    fn drop(&mut self) {
+        let results = match self.results.take() {
+            Some(results) => results,
+            None => {
+                // Writing the batch panicked. What is not on disk yet is taken back; the
+                // leader's own call goes on panicking, the others get an error to retry on.
+                let why = "the audit writer stopped in the middle of an append";
+                let mut inner = self
+                    .log
+                    .inner
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                inner.forget_since_durable();
+                inner.last_failure = Some(why.to_owned());
+                self.tickets
+                    .iter()
+                    .filter(|ticket| **ticket != self.own)
+                    .map(|ticket| {
+                        let error = AuditError::Io {
+                            path: inner.path.clone(),
+                            source: std::io::Error::other(why),
+                        };
+                        (*ticket, Err(error))
+                    })
+                    .collect()
+            }
+        };
+        let mut queue = self.log.lock_queue();
+        queue.done.extend(results);
+        queue.leading = false;
+        drop(queue);
+        self.log.handed_over.notify_all();
+    }
+}
+
 impl Inner {
-    /// Writes the records and makes them durable, or, when that fails, goes back to the
-    /// last durable point: the lines are cut off and their ids forgotten, so that the
-    /// retry writes them again rather than taking lines an fsync never confirmed as done.
-    fn append(&mut self, records: &[Record], now: DateTime<Utc>) -> Result<Vec<Entry>, AuditError> {
-        if self.dirty_tail {
-            self.cut_to_durable()?;
+    /// Writes a batch of appends and makes it durable with one fsync, or, when that
+    /// fails, goes back to the last durable point: the lines are cut off and their ids
+    /// forgotten, so that the retries write them again rather than take lines an fsync
+    /// never confirmed as done. A request whose lines were all made durable before the
+    /// failure (by the fsync that precedes a rotation) still succeeds.
+    fn commit(&mut self, batch: &[Request]) -> Results {
+        let mut progress: Vec<Progress> = batch.iter().map(|_| Progress::default()).collect();
+        let failure = self.write_and_sync(batch, &mut progress).err();
+        let written = progress.iter().any(|p| !p.entries.is_empty());
+        // Only a line written proves the log writable again; a batch of lines already
+        // there writes nothing.
+        match &failure {
+            Some(error) => {
+                self.last_failure = Some(match error {
+                    AuditError::Io { source, .. } => source.to_string(),
+                    other => other.to_string(),
+                });
+                self.forget_since_durable();
+            }
+            None if written => self.last_failure = None,
+            None => {}
         }
-        let result = self.write_and_sync(records, now);
-        if result.is_err() {
-            self.forget_since_durable();
-        }
-        result
+        let durable = self.durable.next_seq;
+        batch
+            .iter()
+            .zip(progress)
+            .map(|(request, progress)| {
+                let result = match &failure {
+                    Some(error)
+                        if !progress.settled
+                            || progress.needs.is_some_and(|seq| seq >= durable) =>
+                    {
+                        Err(copy(error))
+                    }
+                    _ => Ok(progress.entries),
+                };
+                (request.ticket, result)
+            })
+            .collect()
     }
 
     fn write_and_sync(
         &mut self,
-        records: &[Record],
-        now: DateTime<Utc>,
-    ) -> Result<Vec<Entry>, AuditError> {
-        let mut written = Vec::new();
-        for record in records {
-            let id = entry_id(record);
-            if self.recent_set.contains(&id) {
-                continue;
-            }
-            let (line, entry) = seal(record, id.clone(), now, self.next_seq, &self.last_hash);
-            self.write_line(&line)?;
-            self.next_seq += 1;
-            self.last_hash = entry.hash.clone();
-            self.remember(id);
-            written.push(entry);
+        batch: &[Request],
+        progress: &mut [Progress],
+    ) -> Result<(), AuditError> {
+        if self.dirty_tail {
+            self.cut_to_durable()?;
         }
-        if !written.is_empty() {
+        // The lines go out in one write, cut where the file rotates.
+        let mut pending = Vec::new();
+        // The lines of this batch, by entry id: what a request that finds its record
+        // there relies on.
+        let mut in_batch = HashMap::new();
+        for (request, progress) in batch.iter().zip(progress.iter_mut()) {
+            for (id, record) in &request.records {
+                if self.recent_set.contains(id) {
+                    if let Some(&seq) = in_batch.get(id) {
+                        progress.needs = progress.needs.max(Some(seq));
+                    }
+                    continue;
+                }
+                let (line, entry) = seal(
+                    record,
+                    id.clone(),
+                    request.now,
+                    self.next_seq,
+                    &self.last_hash,
+                );
+                let len = line.len() as u64 + 1;
+                let size = self.size + pending.len() as u64;
+                if size > 0 && size + len > self.max_bytes {
+                    self.write_pending(&mut pending)?;
+                    self.rotate()?;
+                }
+                pending.extend_from_slice(line.as_bytes());
+                pending.push(b'\n');
+                in_batch.insert(id.clone(), entry.seq);
+                progress.needs = Some(entry.seq);
+                self.next_seq += 1;
+                self.last_hash = entry.hash.clone();
+                self.remember(id.clone());
+                progress.entries.push(entry);
+            }
+            progress.settled = true;
+        }
+        if !in_batch.is_empty() {
+            self.write_pending(&mut pending)?;
             self.sync()?;
         }
-        Ok(written)
+        Ok(())
     }
 
     fn forget_since_durable(&mut self) {
@@ -257,33 +481,39 @@ impl Inner {
         Ok(())
     }
 
-    fn write_line(&mut self, line: &str) -> Result<(), AuditError> {
-        let len = line.len() as u64 + 1;
-        if self.size > 0 && self.size + len > self.max_bytes {
-            self.rotate()?;
+    /// Writes the lines gathered so far.
+    fn write_pending(&mut self, pending: &mut Vec<u8>) -> Result<(), AuditError> {
+        if pending.is_empty() {
+            return Ok(());
         }
-        let io = |source| AuditError::Io {
-            path: self.path.clone(),
-            source,
-        };
-        let mut bytes = Vec::with_capacity(line.len() + 1);
-        bytes.extend_from_slice(line.as_bytes());
-        bytes.push(b'\n');
-        if let Err(e) = self.file.write_all(&bytes) {
-            // A full disk can take half a line: cut it off, so that the next line starts
-            // where the chain left off rather than after a torn one.
+        if let Err(source) = self.file.write_all(pending) {
+            // A full disk can take part of the lines: cut them off, so that the next line
+            // starts where the chain left off rather than after a torn one.
             let _ = self.file.set_len(self.size);
-            return Err(io(e));
+            return Err(AuditError::Io {
+                path: self.path.clone(),
+                source,
+            });
         }
-        self.size += len;
+        self.size += pending.len() as u64;
+        pending.clear();
         Ok(())
     }
 
-    /// Makes what was written durable: one fsync for all the lines of an append.
+    /// Makes what was written durable: one fsync for all the lines of a batch.
     fn sync(&mut self) -> Result<(), AuditError> {
         let path = self.path.clone();
         #[cfg(test)]
-        if std::mem::take(&mut self.fail_next_sync) {
+        let verdict = self.sync_gate.as_ref().map_or(Verdict::Proceed, |gate| {
+            let _ = gate.entered.send(());
+            gate.verdict.recv().unwrap_or(Verdict::Proceed)
+        });
+        #[cfg(test)]
+        if verdict == Verdict::Panic {
+            panic!("injected panic in the middle of an fsync");
+        }
+        #[cfg(test)]
+        if std::mem::take(&mut self.fail_next_sync) || verdict == Verdict::Fail {
             return Err(AuditError::Io {
                 path,
                 source: std::io::Error::other("injected fsync failure"),
@@ -292,6 +522,7 @@ impl Inner {
         self.file
             .sync_data()
             .map_err(|source| AuditError::Io { path, source })?;
+        self.syncs += 1;
         self.durable = Durable {
             size: self.size,
             next_seq: self.next_seq,
@@ -332,5 +563,19 @@ impl Inner {
                 self.recent_set.remove(&old);
             }
         }
+    }
+}
+
+/// The same error again, for each caller of a failed batch.
+fn copy(error: &AuditError) -> AuditError {
+    match error {
+        AuditError::Io { path, source } => AuditError::Io {
+            path: path.clone(),
+            source: std::io::Error::new(source.kind(), source.to_string()),
+        },
+        AuditError::Corrupt { path, why } => AuditError::Corrupt {
+            path: path.clone(),
+            why: why.clone(),
+        },
     }
 }

@@ -6,7 +6,8 @@
 //!   ...), `prev_hash` (the previous line's `hash`; 64 zeros for the first line) and
 //!   `hash` (SHA-256 over the canonical JSON of the line without `hash`).
 //! - An append is written and fsynced before it returns: a transition counts as done only
-//!   once its lines are on disk. The lines of one append share one fsync.
+//!   once its lines are on disk. The lines of one append share one fsync, and so do
+//!   appends made at the same time by concurrent reconciles (group commit).
 //! - `entry_id` is derived from what the entry records, so a transition written twice (a
 //!   retried reconcile, a restart between the write and the status update) is written once.
 //! - When the file would pass its size limit it is renamed `<stem>-<first seq>.jsonl` and a

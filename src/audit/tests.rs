@@ -1,13 +1,18 @@
 // The audit log end to end on a temporary directory: the chain, its checks, crash
 // recovery and rotation.
 
+use std::collections::HashSet;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::Path;
+use std::sync::mpsc;
+use std::sync::{Barrier, MutexGuard};
+use std::time::{Duration, Instant};
 
 use chrono::TimeZone;
 
 use super::files::{first_line_seq, rotated_name};
+use super::log::{Inner, SyncGate, Verdict};
 use super::*;
 
 fn now() -> DateTime<Utc> {
@@ -66,6 +71,307 @@ fn an_append_whose_fsync_fails_is_taken_back_and_written_again_on_retry() {
         log.append(&batch, now()).unwrap().is_empty(),
         "now they are there"
     );
+}
+
+fn inner(log: &AuditLog) -> MutexGuard<'_, Inner> {
+    log.inner.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Holds every fsync of the log until the test gives its verdict.
+struct Gate {
+    entered: mpsc::Receiver<()>,
+    verdict: mpsc::Sender<Verdict>,
+}
+
+impl Gate {
+    fn install(log: &AuditLog) -> Gate {
+        let (entered_tx, entered) = mpsc::channel();
+        let (verdict, verdict_rx) = mpsc::channel();
+        inner(log).sync_gate = Some(SyncGate {
+            entered: entered_tx,
+            verdict: verdict_rx,
+        });
+        Gate { entered, verdict }
+    }
+
+    /// Waits for the next fsync to start, then lets it end as told.
+    fn next(&self, verdict: Verdict) {
+        self.entered
+            .recv_timeout(Duration::from_secs(30))
+            .expect("an fsync starts");
+        self.verdict.send(verdict).unwrap();
+    }
+
+    fn remove(self, log: &AuditLog) {
+        assert!(self.entered.try_recv().is_err(), "no fsync left waiting");
+        inner(log).sync_gate = None;
+    }
+}
+
+/// Waits until `n` appends are queued behind the batch being written.
+fn until_waiting(log: &AuditLog, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while log.waiting() < n {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {n} appends queued",
+            log.waiting()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Every entry of the log's files, in order.
+fn entries(log: &AuditLog) -> Vec<Entry> {
+    read(&log.files().unwrap(), |_| true).unwrap()
+}
+
+#[test]
+fn concurrent_appends_share_fsyncs_and_keep_one_chain() {
+    const THREADS: usize = 16;
+    const APPENDS: usize = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    // Small files, so that batches also cross rotations.
+    let log = AuditLog::open(&path, 256 * 1024).unwrap();
+    let start = Barrier::new(THREADS);
+    let returned: Vec<Vec<Entry>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (log, start) = (&log, &start);
+                s.spawn(move || {
+                    start.wait();
+                    let mut mine = Vec::new();
+                    for i in 0..APPENDS {
+                        // One to three records of its own...
+                        let mut records: Vec<Record> = (0..1 + (t + i) % 3)
+                            .map(|k| record("approval_granted", (t * APPENDS + i) * 3 + k))
+                            .collect();
+                        // ... and now and then one that every thread records.
+                        if i % 10 == 0 {
+                            records.push(record("expired", i));
+                        }
+                        mine.extend(log.append(&records, now()).unwrap());
+                    }
+                    mine
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+
+    let own: usize = (0..THREADS)
+        .flat_map(|t| (0..APPENDS).map(move |i| 1 + (t + i) % 3))
+        .sum();
+    let shared = APPENDS / 10;
+    let files = log.files().unwrap();
+    assert!(files.len() > 1, "the log rotated: {files:?}");
+    assert_eq!(verify(&files).unwrap().entries, (own + shared) as u64);
+    // What the callers were told was written is what the files hold, each line once,
+    // with contiguous sequence numbers.
+    let mut returned: Vec<Entry> = returned.into_iter().flatten().collect();
+    returned.sort_by_key(|e| e.seq);
+    assert_eq!(returned, entries(&log));
+    assert!(returned.iter().map(|e| e.seq).eq(0..(own + shared) as u64));
+    let ids: HashSet<&str> = returned.iter().map(|e| e.entry_id.as_str()).collect();
+    assert_eq!(ids.len(), returned.len(), "a record was written twice");
+    assert_eq!(log.next_seq(), (own + shared) as u64);
+    let appends = (THREADS * APPENDS) as u64;
+    assert!(
+        log.syncs() < appends,
+        "{} fsyncs for {appends} appends",
+        log.syncs()
+    );
+}
+
+#[test]
+fn appends_queued_behind_an_fsync_share_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let log = AuditLog::open(&path, 1 << 20).unwrap();
+    let gate = Gate::install(&log);
+    std::thread::scope(|s| {
+        let first = s.spawn(|| log.append(&[record("decision_requested", 0)], now()));
+        gate.entered
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the first append fsyncs");
+        // While the first append's fsync runs, eight more arrive and wait.
+        let queued: Vec<_> = (1..=8)
+            .map(|n| {
+                let log = &log;
+                s.spawn(move || {
+                    let records: Vec<Record> = (0..n % 3 + 1)
+                        .map(|k| record("approval_granted", n * 10 + k))
+                        .collect();
+                    log.append(&records, now())
+                })
+            })
+            .collect();
+        until_waiting(&log, 8);
+        gate.verdict.send(Verdict::Proceed).unwrap();
+        // All eight are written together, under one fsync.
+        gate.next(Verdict::Proceed);
+        assert_eq!(first.join().unwrap().unwrap().len(), 1);
+        for (n, append) in (1..=8).zip(queued) {
+            assert_eq!(append.join().unwrap().unwrap().len(), n % 3 + 1);
+        }
+    });
+    gate.remove(&log);
+    assert_eq!(log.syncs(), 2);
+    let entries = verify(&log.files().unwrap()).unwrap().entries;
+    assert_eq!(
+        entries,
+        1 + (1..=8).map(|n| n % 3 + 1).sum::<usize>() as u64
+    );
+}
+
+#[test]
+fn a_failed_fsync_fails_every_append_of_its_batch_and_their_retries_write_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let log = AuditLog::open(&path, 1 << 20).unwrap();
+    let durable = log
+        .append(&[record("decision_requested", 0)], now())
+        .unwrap();
+    let gate = Gate::install(&log);
+    // Four appends of their own records, and two of the same record: whichever of these
+    // two comes second finds it written by the first, in the same batch.
+    let batches: Vec<Vec<Record>> = (1..=4)
+        .map(|n| {
+            (0..n % 2 + 1)
+                .map(|k| record("approval_granted", n * 10 + k))
+                .collect()
+        })
+        .chain([vec![record("expired", 5)], vec![record("expired", 5)]])
+        .collect();
+    std::thread::scope(|s| {
+        let first = s.spawn(|| log.append(&[record("decision_requested", 1)], now()));
+        gate.entered
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the first append fsyncs");
+        let queued: Vec<_> = batches
+            .iter()
+            .map(|records| {
+                let log = &log;
+                s.spawn(move || log.append(records, now()))
+            })
+            .collect();
+        until_waiting(&log, batches.len());
+        gate.verdict.send(Verdict::Proceed).unwrap();
+        gate.next(Verdict::Fail);
+        assert_eq!(first.join().unwrap().unwrap()[0].seq, 1);
+        for append in queued {
+            let failed = append.join().unwrap().unwrap_err();
+            assert!(
+                failed.to_string().contains("injected fsync failure"),
+                "{failed}"
+            );
+        }
+    });
+    gate.remove(&log);
+    assert_eq!(lines(&path).len(), 2, "the batch's lines were cut off");
+    assert_eq!(log.next_seq(), 2);
+    assert_eq!(verify(&log.files().unwrap()).unwrap().entries, 2);
+    assert!(log.check_writable().is_err());
+
+    // The retries write every record again, once.
+    let mut retried: Vec<Entry> = Vec::new();
+    for records in &batches {
+        retried.extend(log.append(records, now()).unwrap());
+    }
+    assert!(log.check_writable().is_ok());
+    assert_eq!(retried.len(), 1 + 2 + 1 + 2 + 1);
+    assert!(retried.iter().map(|e| e.seq).eq(2..9));
+    let all = entries(&log);
+    assert_eq!(verify(&log.files().unwrap()).unwrap().entries, 9);
+    assert_eq!(all[0], durable[0]);
+    assert_eq!(all[2..], retried[..]);
+}
+
+#[test]
+fn an_append_made_durable_by_a_rotation_succeeds_though_its_batch_fails_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let long = |n| Record {
+        message: "x".repeat(1000),
+        ..record("approval_granted", n)
+    };
+    // Room for two lines a file.
+    let line = {
+        let probe = AuditLog::open(&dir.path().join("probe.jsonl"), 1 << 20).unwrap();
+        probe.append(&[long(0)], now()).unwrap();
+        std::fs::metadata(dir.path().join("probe.jsonl"))
+            .unwrap()
+            .len()
+    };
+    let log = AuditLog::open(&path, line * 5 / 2).unwrap();
+    let gate = Gate::install(&log);
+    std::thread::scope(|s| {
+        let first = s.spawn(|| log.append(&[long(1)], now()));
+        gate.entered
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the first append fsyncs");
+        let second = s.spawn(|| log.append(&[long(2)], now()));
+        until_waiting(&log, 1);
+        let third = s.spawn(|| log.append(&[long(3), long(4)], now()));
+        until_waiting(&log, 2);
+        gate.verdict.send(Verdict::Proceed).unwrap();
+        // The second append fills the file; the third's first line rotates it, and the
+        // fsync before the rotation makes the second durable. Then the batch's fsync fails.
+        gate.next(Verdict::Proceed);
+        gate.next(Verdict::Fail);
+        assert_eq!(first.join().unwrap().unwrap()[0].seq, 0);
+        assert_eq!(second.join().unwrap().unwrap()[0].seq, 1);
+        assert!(third.join().unwrap().is_err());
+    });
+    gate.remove(&log);
+    assert_eq!(log.next_seq(), 2);
+    assert_eq!(verify(&log.files().unwrap()).unwrap().entries, 2);
+    let retried = log.append(&[long(3), long(4)], now()).unwrap();
+    assert_eq!(retried.iter().map(|e| e.seq).collect::<Vec<_>>(), [2, 3]);
+    let files = log.files().unwrap();
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert_eq!(verify(&files).unwrap().entries, 4);
+}
+
+#[test]
+fn a_leader_that_panics_fails_its_batch_and_hands_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let log = AuditLog::open(&path, 1 << 20).unwrap();
+    let gate = Gate::install(&log);
+    let records: Vec<Record> = (1..=3).map(|n| record("approval_granted", n)).collect();
+    std::thread::scope(|s| {
+        let first = s.spawn(|| log.append(&[record("decision_requested", 0)], now()));
+        gate.entered
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the first append fsyncs");
+        let queued: Vec<_> = records
+            .iter()
+            .map(|r| {
+                let log = &log;
+                s.spawn(move || log.append(std::slice::from_ref(r), now()))
+            })
+            .collect();
+        until_waiting(&log, records.len());
+        gate.verdict.send(Verdict::Proceed).unwrap();
+        gate.next(Verdict::Panic);
+        assert!(first.join().unwrap().is_ok());
+        // The leader's own call panics; the others of its batch are told, not left waiting.
+        let outcomes: Vec<_> = queued.into_iter().map(|a| a.join()).collect();
+        assert_eq!(outcomes.iter().filter(|o| o.is_err()).count(), 1);
+        for outcome in outcomes.into_iter().flatten() {
+            let failed = outcome.unwrap_err();
+            assert!(failed.to_string().contains("stopped"), "{failed}");
+        }
+    });
+    gate.remove(&log);
+    assert_eq!(lines(&path).len(), 1);
+    assert!(log.check_writable().is_err());
+    for r in &records {
+        assert_eq!(log.append(std::slice::from_ref(r), now()).unwrap().len(), 1);
+    }
+    assert_eq!(verify(&log.files().unwrap()).unwrap().entries, 4);
 }
 
 fn lines(path: &Path) -> Vec<String> {
