@@ -25,7 +25,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the operator against the cluster of KUBECONFIG (or the one it runs in).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print every CustomResourceDefinition as YAML, or write one file each.
     Crd {
         /// Write `<name>.yaml` files into this directory instead of printing.
@@ -152,6 +152,17 @@ struct RunArgs {
     /// Anyone who may patch a Decision can then approve in anyone's name.
     #[arg(long, env = "DECISION_GATE_COUNT_UNVERIFIED_ANSWERS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     count_unverified_answers: bool,
+    /// Kubernetes Events published per second at most, sustained (Events are a courtesy:
+    /// the status and the audit log are the record).
+    #[arg(long, env = "DECISION_GATE_EVENT_QPS", default_value_t = 25.0, value_parser = positive_rate)]
+    event_qps: f64,
+    /// Kubernetes Events published at once before `--event-qps` applies.
+    #[arg(long, env = "DECISION_GATE_EVENT_BURST", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    event_burst: u32,
+    /// Events waiting to be published at most; past it, new ones are dropped and counted
+    /// in `decision_gate_events_dropped_total`.
+    #[arg(long, env = "DECISION_GATE_EVENT_QUEUE", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    event_queue: u32,
     /// Serve Slack's interaction endpoint (POST /slack/interactions) at this address, so
     /// that people answer with the buttons of Slack notifications. Off when not given.
     #[arg(
@@ -330,6 +341,11 @@ async fn run() -> ExitCode {
                 admission_policy_prefix: args.admission_policy_prefix,
                 count_unverified_answers: args.count_unverified_answers,
                 slack,
+                events: decision_gate::controller::EventBudget {
+                    per_second: args.event_qps,
+                    burst: args.event_burst,
+                    queued: args.event_queue as usize,
+                },
             };
             match controller::run(settings).await {
                 Ok(()) => ExitCode::SUCCESS,
@@ -344,6 +360,16 @@ async fn run() -> ExitCode {
 }
 
 /// The Slack signing secret from its file, without the newline a file may end with.
+/// A rate above zero.
+fn positive_rate(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!(
+            "{value:?} is not a rate above zero, such as 25 or 0.5"
+        )),
+    }
+}
+
 fn read_signing_secret(
     path: &std::path::Path,
 ) -> Result<decision_gate::slack::serve::SigningSecret, String> {

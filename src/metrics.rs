@@ -47,6 +47,8 @@ pub struct Metrics {
     pub approval_to_execution: Histogram,
     pub step_duration: Family<StepLabels, Histogram>,
     pub audit_appends: Counter,
+    /// Events dropped because too many waited to be published.
+    pub events_dropped: Counter,
     /// How long an append waits until its lines are on disk (fsync included).
     pub audit_append_duration: Histogram,
     /// How long a status write takes, by kind.
@@ -93,6 +95,7 @@ impl Metrics {
             approval_to_execution: Histogram::new(seconds_buckets()),
             step_duration: Family::new_with_constructor(|| Histogram::new(seconds_buckets())),
             audit_appends: Counter::default(),
+            events_dropped: Counter::default(),
             audit_append_duration: Histogram::new(fast_buckets()),
             status_write_duration: Family::new_with_constructor(|| Histogram::new(fast_buckets())),
             leader: Gauge::default(),
@@ -139,6 +142,11 @@ impl Metrics {
             "audit_appends",
             "Lines appended to the audit log",
             metrics.audit_appends.clone(),
+        );
+        r.register(
+            "events_dropped",
+            "Kubernetes Events dropped because more waited to be published than the budget allows",
+            metrics.events_dropped.clone(),
         );
         r.register(
             "audit_append_duration_seconds",

@@ -51,6 +51,7 @@ pub struct Settings {
     pub count_unverified_answers: bool,
     /// Slack's interaction endpoint, when enabled.
     pub slack: Option<crate::slack::serve::Settings>,
+    pub events: publisher::EventBudget,
 }
 
 /// What every reconciler gets.

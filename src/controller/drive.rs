@@ -18,6 +18,11 @@ use tracing::warn;
 use super::Context;
 use crate::error::{Error, Result};
 
+/// How many reconciles of one kind run at once. Enough to keep the API server and the
+/// audit log's group commit busy; few enough that a new leader, which finds every object
+/// due at once, holds a bounded amount of work in memory rather than one of each.
+pub const CONCURRENCY: u16 = 32;
+
 /// Runs a configured controller until `shutdown`, with what every reconcile shares: its
 /// duration metric, a time limit, a panic caught and reported as that object's error (one
 /// object never takes the others down), and the progress the liveness probe reads.
@@ -39,6 +44,7 @@ pub async fn drive<K, Fut>(
 {
     let progress = ctx.progress.clone();
     controller
+        .with_config(kube::runtime::controller::Config::default().concurrency(CONCURRENCY))
         .graceful_shutdown_on(shutdown)
         .run(
             move |obj, ctx| {

@@ -30,7 +30,7 @@ pub use commit::{audit, commit};
 pub use context::{Context, Settings};
 pub use drive::{drive, on_error};
 pub use leader::lease_name;
-pub use publisher::{EventQueue, REPORTING_CONTROLLER};
+pub use publisher::{EventBudget, EventQueue, REPORTING_CONTROLLER};
 pub use start::{run, shutdown_signal};
 
 #[cfg(test)]

@@ -56,20 +56,92 @@ where
     }
 }
 
-/// Publishes Events from a few background lanes. The Events of one object always take
-/// the same lane, so they are created in the order they happened.
+/// How fast, and how many at once, Events are published: a token bucket shared by the
+/// lanes. Events are a courtesy to people reading `kubectl events`; the status and the
+/// audit log are the record. A burst of thousands of Decisions must not double the API
+/// server's writes, nor hold a backlog of Events in memory.
+#[derive(Clone, Copy, Debug)]
+pub struct EventBudget {
+    /// Events per second, sustained.
+    pub per_second: f64,
+    /// Events published at once before the rate applies.
+    pub burst: u32,
+    /// Events waiting to be published at most; past it, new ones are dropped and counted.
+    pub queued: usize,
+}
+
+impl Default for EventBudget {
+    fn default() -> Self {
+        EventBudget {
+            per_second: 25.0,
+            burst: 100,
+            queued: 1000,
+        }
+    }
+}
+
+/// A token bucket: `take` says how long to wait before the next Event may go.
+struct Bucket {
+    tokens: f64,
+    at: std::time::Instant,
+    budget: EventBudget,
+}
+
+impl Bucket {
+    fn new(budget: EventBudget) -> Bucket {
+        Bucket {
+            tokens: f64::from(budget.burst),
+            at: std::time::Instant::now(),
+            budget,
+        }
+    }
+
+    /// Takes a token at `now`: how long the taker must wait for it (zero when one is there).
+    fn take(&mut self, now: std::time::Instant) -> std::time::Duration {
+        let rate = self.budget.per_second.max(0.001);
+        let refilled = now.saturating_duration_since(self.at).as_secs_f64() * rate;
+        self.tokens = (self.tokens + refilled).min(f64::from(self.budget.burst.max(1)));
+        self.at = now;
+        self.tokens -= 1.0;
+        if self.tokens >= 0.0 {
+            std::time::Duration::ZERO
+        } else {
+            std::time::Duration::from_secs_f64(-self.tokens / rate)
+        }
+    }
+}
+
+/// Publishes Events from a few background lanes, within an [`EventBudget`]. The Events of
+/// one object always take the same lane, so they are created in the order they happened.
 pub struct EventQueue {
-    lanes: Vec<tokio::sync::mpsc::UnboundedSender<Event>>,
+    lanes: Vec<tokio::sync::mpsc::Sender<Event>>,
+    dropped: prometheus_client::metrics::counter::Counter,
 }
 
 impl EventQueue {
-    pub fn start(client: Client, lanes: usize) -> EventQueue {
-        let lanes = (0..lanes.max(1))
+    pub fn start(
+        client: Client,
+        lanes: usize,
+        budget: EventBudget,
+        dropped: prometheus_client::metrics::counter::Counter,
+    ) -> EventQueue {
+        let lanes = lanes.max(1);
+        let bucket = std::sync::Arc::new(std::sync::Mutex::new(Bucket::new(budget)));
+        let lanes = (0..lanes)
             .map(|_| {
-                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+                let (tx, mut rx) =
+                    tokio::sync::mpsc::channel::<Event>((budget.queued / lanes).max(1));
                 let client = client.clone();
+                let bucket = bucket.clone();
                 tokio::spawn(async move {
                     while let Some(event) = rx.recv().await {
+                        let wait = bucket
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .take(std::time::Instant::now());
+                        if !wait.is_zero() {
+                            tokio::time::sleep(wait).await;
+                        }
                         let namespace = event.metadata.namespace.clone().unwrap_or_default();
                         let api: Api<Event> = Api::namespaced(client.clone(), &namespace);
                         if let Err(e) = api.create(&kube::api::PostParams::default(), &event).await
@@ -81,11 +153,11 @@ impl EventQueue {
                 tx
             })
             .collect();
-        EventQueue { lanes }
+        EventQueue { lanes, dropped }
     }
 
-    /// Queues `event`; never waits. A failure to publish it is logged, never fatal: the
-    /// status and the audit log are the record, Events the courtesy.
+    /// Queues `event`; never waits. An Event that finds its lane full is dropped and
+    /// counted; a failure to publish one is logged, never fatal.
     pub fn send(&self, event: Event) {
         use std::hash::{Hash, Hasher};
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
@@ -95,6 +167,41 @@ impl EventQueue {
             .and_then(|r| r.uid.as_ref())
             .hash(&mut hasher);
         let lane = (hasher.finish() % self.lanes.len() as u64) as usize;
-        let _ = self.lanes[lane].send(event);
+        if let Err(tokio::sync::mpsc::error::TrySendError::Full(event)) =
+            self.lanes[lane].try_send(event)
+        {
+            self.dropped.inc();
+            tracing::debug!(
+                reason = event.reason.as_deref().unwrap_or_default(),
+                "the Event queue is full; an Event was dropped"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_burst_goes_at_once_then_the_rate_applies() {
+        let budget = EventBudget {
+            per_second: 10.0,
+            burst: 3,
+            queued: 10,
+        };
+        let mut bucket = Bucket::new(budget);
+        let now = Instant::now();
+        let waits: Vec<Duration> = (0..5).map(|_| bucket.take(now)).collect();
+        assert_eq!(&waits[..3], &[Duration::ZERO; 3]);
+        assert_eq!(waits[3].as_millis(), 100);
+        assert_eq!(waits[4].as_millis(), 200);
+        // A second later the debt is paid and eight tokens have come back, but never
+        // more than the burst.
+        let later = now + Duration::from_secs(2);
+        let waits: Vec<Duration> = (0..4).map(|_| bucket.take(later)).collect();
+        assert_eq!(&waits[..3], &[Duration::ZERO; 3]);
+        assert!(waits[3] > Duration::ZERO);
     }
 }

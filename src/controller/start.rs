@@ -206,7 +206,12 @@ pub async fn run(settings: Settings) -> Result<()> {
     let shutdown_timeout = settings.shutdown_timeout;
     let ctx = Arc::new(Context {
         health: health.clone(),
-        events: EventQueue::start(client.clone(), 4),
+        events: EventQueue::start(
+            client.clone(),
+            4,
+            settings.events,
+            metrics.events_dropped.clone(),
+        ),
         instance: identity,
         client,
         metrics,

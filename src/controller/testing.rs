@@ -368,12 +368,13 @@ impl Context {
             admission_policy_prefix: "decision-gate".into(),
             count_unverified_answers: false,
             slack: None,
+            events: Default::default(),
         };
         let audit = AuditLog::open(&settings.audit_log, settings.audit_max_bytes).unwrap();
         Context {
             health: Arc::new(Health::new(registry, progress.clone())),
             // One lane: the Events reach the scripted API server in the order they were made.
-            events: EventQueue::start(client.clone(), 1),
+            events: EventQueue::start(client.clone(), 1, Default::default(), Default::default()),
             instance: "test".into(),
             client,
             metrics,

@@ -157,6 +157,9 @@ pub struct Unreadable {
     pub status: Option<serde_json::Value>,
 }
 
+/// The annotation in which `kubectl apply` keeps the whole object as last applied.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 /// An object as read from the API server: the object, or why it could not be read (and
 /// its status as stored).
 #[derive(Clone, Debug)]
@@ -167,10 +170,18 @@ pub struct Lenient<K> {
 
 impl<K: Watched> Lenient<K> {
     /// Reads an object from its JSON: whole, with its status replaced when only that is
-    /// unreadable, or not at all. Managed fields are dropped on the way: nothing reads them.
+    /// unreadable, or not at all. What no reconciler reads is dropped on the way, so that
+    /// the caches hold only what they use: the managed fields, and the copy of the whole
+    /// object `kubectl apply` keeps in an annotation.
     pub fn read(mut value: serde_json::Value) -> Result<Lenient<K>, serde_json::Error> {
         if let Some(metadata) = value.get_mut("metadata").and_then(|m| m.as_object_mut()) {
             metadata.remove("managedFields");
+            if let Some(annotations) = metadata
+                .get_mut("annotations")
+                .and_then(|a| a.as_object_mut())
+            {
+                annotations.remove(LAST_APPLIED);
+            }
         }
         let read = match K::deserialize(&value) {
             Ok(obj) => Ok(obj),
@@ -384,6 +395,10 @@ mod tests {
             "metadata": {
                 "name": "d", "namespace": "team-a", "uid": "u-1",
                 "managedFields": [{"manager": "kubectl", "operation": "Update"}],
+                "annotations": {
+                    "kubectl.kubernetes.io/last-applied-configuration": "{\"spec\": {}}",
+                    "approved-by": "alice",
+                },
             },
             "spec": {"actionType": "deploy", "description": "x", "criticality": "High"},
             "status": status,
@@ -391,7 +406,7 @@ mod tests {
     }
 
     #[test]
-    fn a_readable_object_is_read_whole_without_managed_fields() {
+    fn a_readable_object_is_read_whole_without_what_nobody_reads() {
         let read = Lenient::<Decision>::read(decision(json!({"phase": "Pending"})))
             .unwrap()
             .into_inner()
@@ -401,6 +416,8 @@ mod tests {
             Some(crate::api::DecisionPhase::Pending)
         );
         assert!(read.metadata.managed_fields.is_none());
+        let annotations = read.metadata.annotations.as_ref().unwrap();
+        assert_eq!(annotations.keys().collect::<Vec<_>>(), ["approved-by"]);
         assert_eq!(read.status_unreadable(), None);
     }
 
