@@ -259,22 +259,28 @@ async fn metric(operator: &Operator, name: &str, labels: &str) -> f64 {
         .sum()
 }
 
-/// Waits (at most [`LONG`]) until the operator leads and is ready.
-async fn until_ready(operator: &Operator) {
-    let deadline = tokio::time::Instant::now() + LONG;
-    let mut tick = tokio::time::interval(Duration::from_millis(50));
-    loop {
-        tick.tick().await;
-        if let Ok(response) = operator.get("/readyz").await
-            && leads_and_is_ready(&response)
-        {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the operator did not become ready"
+/// The operator's time so far in a reconcile, an audit append and a status write of a
+/// Decision: (seconds, how many) of each.
+async fn stages(operator: &Operator) -> [(f64, f64); 3] {
+    let mut stages = [(0.0, 0.0); 3];
+    let histograms = [
+        (
+            "decision_gate_reconcile_duration_seconds",
+            "kind=\"Decision\"",
+        ),
+        ("decision_gate_audit_append_duration_seconds", ""),
+        (
+            "decision_gate_status_write_duration_seconds",
+            "kind=\"Decision\"",
+        ),
+    ];
+    for (stage, (name, labels)) in stages.iter_mut().zip(histograms) {
+        *stage = (
+            metric(operator, &format!("{name}_sum"), labels).await,
+            metric(operator, &format!("{name}_count"), labels).await,
         );
     }
+    stages
 }
 
 fn mib(kib: u64) -> f64 {
@@ -356,7 +362,7 @@ async fn scale(client: &Client, table: &mut Table, count: usize) {
     let started = Instant::now();
     let kubeconfig = ensure_installed().await;
     let leader = Operator::spawn(&ns.name, &kubeconfig, &[]);
-    until_ready(&leader).await;
+    leader.wait_ready_within(LONG).await;
     let ready = started.elapsed();
     let deadline = tokio::time::Instant::now() + LONG;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -480,44 +486,7 @@ async fn latency(client: &Client, table: &mut Table, count: usize) {
     };
     let alice = client_for(&user_kubeconfig("alice")).await;
     let as_alice: Api<Decision> = Api::namespaced(alice, &ns.name);
-    let before = (
-        metric(
-            &operator,
-            "decision_gate_reconcile_duration_seconds_sum",
-            "kind=\"Decision\"",
-        )
-        .await,
-        metric(
-            &operator,
-            "decision_gate_reconcile_duration_seconds_count",
-            "kind=\"Decision\"",
-        )
-        .await,
-        metric(
-            &operator,
-            "decision_gate_audit_append_duration_seconds_sum",
-            "",
-        )
-        .await,
-        metric(
-            &operator,
-            "decision_gate_audit_append_duration_seconds_count",
-            "",
-        )
-        .await,
-        metric(
-            &operator,
-            "decision_gate_status_write_duration_seconds_sum",
-            "kind=\"Decision\"",
-        )
-        .await,
-        metric(
-            &operator,
-            "decision_gate_status_write_duration_seconds_count",
-            "kind=\"Decision\"",
-        )
-        .await,
-    );
+    let before = stages(&operator).await;
     let (mut floor_ms, mut write_ms, mut to_approved, mut to_job) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
@@ -556,44 +525,7 @@ async fn latency(client: &Client, table: &mut Table, count: usize) {
         };
         to_job.push(ms(job_at - sent));
     }
-    let after = (
-        metric(
-            &operator,
-            "decision_gate_reconcile_duration_seconds_sum",
-            "kind=\"Decision\"",
-        )
-        .await,
-        metric(
-            &operator,
-            "decision_gate_reconcile_duration_seconds_count",
-            "kind=\"Decision\"",
-        )
-        .await,
-        metric(
-            &operator,
-            "decision_gate_audit_append_duration_seconds_sum",
-            "",
-        )
-        .await,
-        metric(
-            &operator,
-            "decision_gate_audit_append_duration_seconds_count",
-            "",
-        )
-        .await,
-        metric(
-            &operator,
-            "decision_gate_status_write_duration_seconds_sum",
-            "kind=\"Decision\"",
-        )
-        .await,
-        metric(
-            &operator,
-            "decision_gate_status_write_duration_seconds_count",
-            "kind=\"Decision\"",
-        )
-        .await,
-    );
+    let after = stages(&operator).await;
     approvals.abort();
     jobs.abort();
     for v in [&mut floor_ms, &mut write_ms, &mut to_approved, &mut to_job] {
@@ -628,15 +560,13 @@ async fn latency(client: &Client, table: &mut Table, count: usize) {
         format!("approval annotation -> first step's Job created ({count})"),
         row(&to_job),
     );
-    let mean = |sum: f64, n: f64| if n > 0.0 { sum * 1000.0 / n } else { 0.0 };
+    let mean = |i: usize| {
+        let (sum, n) = (after[i].0 - before[i].0, after[i].1 - before[i].1);
+        if n > 0.0 { sum * 1000.0 / n } else { 0.0 }
+    };
     table.row(
         "  in the operator: reconcile / audit append / status write (mean)",
-        format!(
-            "{:.1} / {:.1} / {:.1} ms",
-            mean(after.0 - before.0, after.1 - before.1),
-            mean(after.2 - before.2, after.3 - before.3),
-            mean(after.4 - before.4, after.5 - before.5),
-        ),
+        format!("{:.1} / {:.1} / {:.1} ms", mean(0), mean(1), mean(2),),
     );
     drop(operator);
     gone(floor_ns).await;

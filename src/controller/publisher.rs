@@ -184,6 +184,32 @@ mod tests {
     use super::*;
     use std::time::{Duration, Instant};
 
+    #[tokio::test]
+    async fn an_event_that_finds_its_queue_full_is_dropped_and_counted() {
+        use crate::controller::testing::{decision, scripted};
+        // Nothing is published before this test yields: its runtime has one thread.
+        let (client, _server) = scripted(vec![]);
+        let dropped = prometheus_client::metrics::counter::Counter::default();
+        let budget = EventBudget {
+            per_second: 1.0,
+            burst: 1,
+            queued: 2,
+        };
+        let queue = EventQueue::start(client, 1, budget, dropped.clone());
+        let d = decision("ship", "High", None);
+        for reason in ["First", "Second", "Third"] {
+            queue.send(event(
+                &d,
+                EventType::Normal,
+                reason,
+                "Decide",
+                String::new(),
+                "i",
+            ));
+        }
+        assert_eq!(dropped.get(), 1);
+    }
+
     #[test]
     fn a_burst_goes_at_once_then_the_rate_applies() {
         let budget = EventBudget {

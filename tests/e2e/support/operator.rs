@@ -135,7 +135,13 @@ impl Operator {
     /// Waits until the operator leads and is ready: its caches are filled and people's
     /// answers count. (A standby is ready too, but does nothing yet.)
     pub async fn wait_ready(&self) {
-        let deadline = tokio::time::Instant::now() + DEADLINE;
+        self.wait_ready_within(DEADLINE).await
+    }
+
+    /// [`Operator::wait_ready`], with a deadline of its own (a new leader over 100,000
+    /// Decisions takes longer than a test's).
+    pub async fn wait_ready_within(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         loop {
             tick.tick().await;
