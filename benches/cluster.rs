@@ -283,6 +283,24 @@ async fn stages(operator: &Operator) -> [(f64, f64); 3] {
     stages
 }
 
+/// When a watch saw `name`, skipping what it saw of others before.
+async fn arrival(
+    seen: &mut tokio::sync::mpsc::UnboundedReceiver<(String, Instant)>,
+    name: &str,
+    deadline: tokio::time::Instant,
+    what: &str,
+) -> Instant {
+    loop {
+        let (n, at) = tokio::time::timeout_at(deadline, seen.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{what} of {name} was not seen in time"))
+            .expect("the watch runs");
+        if n == name {
+            return at;
+        }
+    }
+}
+
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
@@ -504,25 +522,9 @@ async fn latency(client: &Client, table: &mut Table, count: usize) {
             .unwrap();
         write_ms.push(ms(sent.elapsed()));
         let deadline = tokio::time::Instant::now() + DEADLINE;
-        let approved_at = loop {
-            let (n, at) = tokio::time::timeout_at(deadline, approved_rx.recv())
-                .await
-                .expect("the approval is recorded")
-                .unwrap();
-            if n == name {
-                break at;
-            }
-        };
+        let approved_at = arrival(&mut approved_rx, &name, deadline, "the approval").await;
         to_approved.push(ms(approved_at - sent));
-        let job_at = loop {
-            let (n, at) = tokio::time::timeout_at(deadline, job_rx.recv())
-                .await
-                .expect("the first Job is created")
-                .unwrap();
-            if n == name {
-                break at;
-            }
-        };
+        let job_at = arrival(&mut job_rx, &name, deadline, "the first Job").await;
         to_job.push(ms(job_at - sent));
     }
     let after = stages(&operator).await;

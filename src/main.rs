@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use decision_gate::api::duration;
 use decision_gate::audit;
-use decision_gate::controller::{self, Settings};
+use decision_gate::controller::{self, EventBudget, Settings};
 use decision_gate::{crd, notify, telemetry};
 
 #[derive(Parser)]
@@ -154,15 +154,15 @@ struct RunArgs {
     count_unverified_answers: bool,
     /// Kubernetes Events published per second at most, sustained (Events are a courtesy:
     /// the status and the audit log are the record).
-    #[arg(long, env = "DECISION_GATE_EVENT_QPS", default_value_t = 25.0, value_parser = positive_rate)]
+    #[arg(long, env = "DECISION_GATE_EVENT_QPS", default_value_t = EventBudget::default().per_second, value_parser = positive_rate)]
     event_qps: f64,
     /// Kubernetes Events published at once before `--event-qps` applies.
-    #[arg(long, env = "DECISION_GATE_EVENT_BURST", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "DECISION_GATE_EVENT_BURST", default_value_t = EventBudget::default().burst, value_parser = clap::value_parser!(u32).range(1..))]
     event_burst: u32,
     /// Events waiting to be published at most; past it, new ones are dropped and counted
     /// in `decision_gate_events_dropped_total`.
-    #[arg(long, env = "DECISION_GATE_EVENT_QUEUE", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
-    event_queue: u32,
+    #[arg(long, env = "DECISION_GATE_EVENT_QUEUE", default_value_t = EventBudget::default().queued as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    event_queue: u64,
     /// Serve Slack's interaction endpoint (POST /slack/interactions) at this address, so
     /// that people answer with the buttons of Slack notifications. Off when not given.
     #[arg(
@@ -341,10 +341,10 @@ async fn run() -> ExitCode {
                 admission_policy_prefix: args.admission_policy_prefix,
                 count_unverified_answers: args.count_unverified_answers,
                 slack,
-                events: decision_gate::controller::EventBudget {
+                events: EventBudget {
                     per_second: args.event_qps,
                     burst: args.event_burst,
-                    queued: args.event_queue as usize,
+                    queued: usize::try_from(args.event_queue).unwrap_or(usize::MAX),
                 },
             };
             match controller::run(settings).await {

@@ -49,14 +49,15 @@ pub async fn commit(
     let records: Vec<Record> = events.iter().map(|e| Record::of(e, after)).collect();
     let ids: Vec<String> = records.iter().map(crate::audit::entry_id).collect();
     let written = audit(ctx, records).await?;
-    if before.status_unreadable().is_some() {
-        ctx.status_write(
-            "Decision",
-            replace_status(after, &ctx.client, &status).await,
-        )?;
+    let started = std::time::Instant::now();
+    let status_written = if before.status_unreadable().is_some() {
+        Some(replace_status(after, &ctx.client, &status).await)
     } else if before.status.as_ref() != Some(&status) {
-        let started = std::time::Instant::now();
-        let written = apply_status(after, &ctx.client, &status).await;
+        Some(apply_status(after, &ctx.client, &status).await)
+    } else {
+        None
+    };
+    if let Some(written) = status_written {
         ctx.metrics
             .status_write_duration
             .get_or_create(&crate::metrics::KindLabels { kind: "Decision" })
