@@ -49,6 +49,9 @@ pub struct Metrics {
     pub audit_appends: Counter,
     /// Events dropped because too many waited to be published.
     pub events_dropped: Counter,
+    /// The operator's own Decision status writes seen back on the watch and not
+    /// reconciled again.
+    pub echoes_skipped: Counter,
     /// How long an append waits until its lines are on disk (fsync included).
     pub audit_append_duration: Histogram,
     /// How long a status write takes, by kind.
@@ -96,6 +99,7 @@ impl Metrics {
             step_duration: Family::new_with_constructor(|| Histogram::new(seconds_buckets())),
             audit_appends: Counter::default(),
             events_dropped: Counter::default(),
+            echoes_skipped: Counter::default(),
             audit_append_duration: Histogram::new(fast_buckets()),
             status_write_duration: Family::new_with_constructor(|| Histogram::new(fast_buckets())),
             leader: Gauge::default(),
@@ -147,6 +151,11 @@ impl Metrics {
             "events_dropped",
             "Kubernetes Events dropped because more waited to be published than the budget allows",
             metrics.events_dropped.clone(),
+        );
+        r.register(
+            "status_echoes_skipped",
+            "The operator's own Decision status writes seen back on the watch and not reconciled again",
+            metrics.echoes_skipped.clone(),
         );
         r.register(
             "audit_append_duration_seconds",

@@ -50,10 +50,18 @@ pub async fn commit(
     let ids: Vec<String> = records.iter().map(crate::audit::entry_id).collect();
     let written = audit(ctx, records).await?;
     let started = std::time::Instant::now();
-    let status_written = if before.status_unreadable().is_some() {
-        Some(replace_status(after, &ctx.client, &status).await)
-    } else if before.status.as_ref() != Some(&status) {
-        Some(apply_status(after, &ctx.client, &status).await)
+    let replace = before.status_unreadable().is_some();
+    let status_written = if replace || before.status.as_ref() != Some(&status) {
+        ctx.echoes.expect(after);
+        let written = if replace {
+            replace_status(after, &ctx.client, &status).await
+        } else {
+            apply_status(after, &ctx.client, &status).await
+        };
+        if written.is_err() {
+            ctx.echoes.forget(after);
+        }
+        Some(written)
     } else {
         None
     };

@@ -80,6 +80,8 @@ pub struct Context {
     pub failures: super::drive::Failures,
     /// The policies' rule expressions, compiled once for every reconcile.
     pub expressions: crate::policy::Expressions,
+    /// The Decision status writes whose echo from the watch is not to be reconciled.
+    pub echoes: super::echo::Echoes<Decision>,
 }
 
 impl Context {

@@ -4,7 +4,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use chrono::Utc;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use kube::ResourceExt;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef};
@@ -41,6 +41,18 @@ pub async fn run(
     )
     .reflect(writer)
     .applied_objects()
+    // The operator's own status write coming back is not reconciled again: the store
+    // has it, and the reconcile that wrote it went on from it.
+    .try_filter_map({
+        let ctx = ctx.clone();
+        move |mut decision| {
+            let echo = ctx.echoes.is_echo(&mut decision);
+            if echo {
+                ctx.metrics.echoes_skipped.inc();
+            }
+            std::future::ready(Ok((!echo).then_some(decision)))
+        }
+    })
     .inspect(move |_| progress.queued(KIND, std::time::Instant::now()));
     let controller = Controller::for_stream(changes, decisions.clone());
     let waiting_for_plan = decisions.clone();

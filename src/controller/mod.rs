@@ -17,6 +17,7 @@ pub mod commit;
 pub mod context;
 pub mod decision;
 pub mod drive;
+pub mod echo;
 pub mod execution;
 pub mod leader;
 pub mod plan;

@@ -224,6 +224,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         answers,
         failures: Default::default(),
         expressions: Default::default(),
+        echoes: Default::default(),
     });
     info!(
         namespace = ctx.settings.namespace.as_deref().unwrap_or("(all)"),

@@ -387,6 +387,7 @@ impl Context {
             answers: tokio::sync::watch::channel(Some(Answers::Verified)).1,
             failures: Default::default(),
             expressions: Default::default(),
+            echoes: Default::default(),
         }
     }
 

@@ -26,6 +26,7 @@ use super::execution_plan::{ExecutionMode, RollbackStrategy};
     category = "decisiongate",
     namespaced,
     status = "DecisionStatus",
+    derive = "PartialEq",
     printcolumn(name = "Action", type_ = "string", json_path = ".spec.actionType"),
     printcolumn(
         name = "Criticality",
