@@ -81,7 +81,7 @@ pub struct Context {
     /// The policies' rule expressions, compiled once for every reconcile.
     pub expressions: crate::policy::Expressions,
     /// The Decision status writes whose echo from the watch is not to be reconciled.
-    pub echoes: super::echo::Echoes<Decision>,
+    pub echoes: super::echo::Echoes,
 }
 
 impl Context {

@@ -10,6 +10,7 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 
+use super::cached::CachedDecision;
 use super::watch::{self, Changes, Watched};
 use super::{Context, commit, drive};
 use crate::api::{ApprovalPolicy, Decision, DecisionPhase, ExecutionPlan};
@@ -30,7 +31,7 @@ pub async fn run(
     plan_changes: Changes<ExecutionPlan>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let (decisions, writer) = reflector::store();
+    let (decisions, writer) = reflector::store::<CachedDecision>();
     let progress = ctx.progress.clone();
     let changes = watch::watch::<Decision>(
         &ctx.client,
@@ -39,18 +40,20 @@ pub async fn run(
         // stale watch cache: a Decision answered a moment ago must not look unanswered.
         watcher::Config::default(),
     )
+    // The cache holds Decisions packed; a reconcile unpacks its own.
+    .map_ok(packed)
     .reflect(writer)
     .applied_objects()
     // The operator's own status write coming back is not reconciled again: the store
     // has it, and the reconcile that wrote it went on from it.
-    .try_filter_map({
+    .try_filter({
         let ctx = ctx.clone();
-        move |mut decision| {
-            let echo = ctx.echoes.is_echo(&mut decision);
+        move |decision| {
+            let echo = ctx.echoes.is_echo(decision);
             if echo {
                 ctx.metrics.echoes_skipped.inc();
             }
-            std::future::ready(Ok((!echo).then_some(decision)))
+            std::future::ready(!echo)
         }
     })
     .inspect(move |_| progress.queued(KIND, std::time::Instant::now()));
@@ -62,12 +65,7 @@ pub async fn run(
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
         loop {
             tick.tick().await;
-            metrics.count_phases(
-                counted
-                    .state()
-                    .iter()
-                    .map(|d| d.status.as_ref().and_then(|s| s.phase)),
-            );
+            metrics.count_phases(counted.state().iter().map(|d| d.phase));
         }
     });
     let jobs = ctx.api::<Job>().clone();
@@ -86,8 +84,7 @@ pub async fn run(
                 .state()
                 .into_iter()
                 .filter(|d| d.namespace() == namespace)
-                .filter(|d| d.spec.plan_ref.as_ref().is_some_and(|p| p.name == name))
-                .filter(|d| d.status.as_ref().is_none_or(|s| s.execution.is_none()))
+                .filter(|d| d.plan.as_deref() == Some(name.as_str()) && !d.executing)
                 .map(|d| ObjectRef::from(d.as_ref()))
                 .collect::<Vec<_>>()
         })
@@ -98,12 +95,7 @@ pub async fn run(
                 .state()
                 .into_iter()
                 .filter(|d| d.namespace() == namespace)
-                .filter(|d| {
-                    d.status
-                        .as_ref()
-                        .and_then(|s| s.phase)
-                        .is_none_or(DecisionPhase::is_awaiting_answer)
-                })
+                .filter(|d| d.phase.is_none_or(DecisionPhase::is_awaiting_answer))
                 .map(|d| ObjectRef::from(d.as_ref()))
                 .collect::<Vec<_>>()
         });
@@ -113,10 +105,11 @@ pub async fn run(
     counter.abort();
 }
 
-async fn reconcile(decision: Arc<Decision>, ctx: Arc<Context>) -> Result<Action> {
+async fn reconcile(cached: Arc<CachedDecision>, ctx: Arc<Context>) -> Result<Action> {
+    let decision = cached.unpack()?;
     if let Some(why) = decision.status_unreadable() {
         let (status, events) = execution::status_unreadable(why, Utc::now());
-        let mut failed = (*decision).clone();
+        let mut failed = decision.clone();
         failed.status = Some(status);
         commit(&ctx, &decision, &failed, &events, "Fail").await?;
         return Ok(Action::await_change());
@@ -153,7 +146,7 @@ async fn reconcile(decision: Arc<Decision>, ctx: Arc<Context>) -> Result<Action>
     let reminded = reminders::remind(&ctx.reminders(), &mut advance.status, announced, now);
     advance.events.extend(reminded.events);
 
-    let mut current = (*decision).clone();
+    let mut current = decision.clone();
     current.status = Some(advance.status.clone());
     commit(&ctx, &decision, &current, &advance.events, "Decide").await?;
     let mut wake_at = earliest(advance.wake_at, reminded.wake_at);
@@ -166,6 +159,18 @@ async fn reconcile(decision: Arc<Decision>, ctx: Arc<Context>) -> Result<Action>
         Some(at) => Action::requeue((at - Utc::now()).to_std().unwrap_or_default()),
         None => Action::await_change(),
     })
+}
+
+/// A watch event with its Decision packed for the cache.
+fn packed(event: watcher::Event<Decision>) -> watcher::Event<CachedDecision> {
+    use watcher::Event;
+    match event {
+        Event::Apply(d) => Event::Apply(CachedDecision::pack(d)),
+        Event::Delete(d) => Event::Delete(CachedDecision::pack(d)),
+        Event::InitApply(d) => Event::InitApply(CachedDecision::pack(d)),
+        Event::Init => Event::Init,
+        Event::InitDone => Event::InitDone,
+    }
 }
 
 fn earliest(

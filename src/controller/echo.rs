@@ -1,47 +1,43 @@
-//! A controller's own status writes, recognised when its watch brings them back.
+//! The operator's own status writes, recognised when the watch brings them back.
 //!
-//! Every status write comes back through the watch as a change of the object. Reconciling
-//! it again would only recompute, from the same object, the status just written: twice
-//! the work per transition for nothing. Before a write, the object as it will be stored is
-//! noted; a change that brings back exactly that object (everything equal but its
-//! resourceVersion) is recognised and not reconciled. Anything else that changed with it,
-//! or after it, is a different object: an approval, an edit, a deletion, or a status
-//! written by someone else all differ, and are reconciled as before.
+//! Every status write comes back through the watch as a change of the Decision.
+//! Reconciling it again would only recompute, from the same object, the status just
+//! written: twice the work per transition for nothing. Before a write, the Decision as it
+//! will be stored is noted (packed, as the cache holds it); a change that brings back
+//! exactly that Decision, everything equal but its resourceVersion, is recognised and not
+//! reconciled. Anything else that changed with it or after it makes a different object:
+//! an approval, an edit, a deletion, or a status written by someone else differ, and are
+//! reconciled as before.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use kube::Resource;
 
-/// At most this many writes per object are awaited; older ones are forgotten.
+use super::cached::{CachedDecision, Packed};
+use crate::api::Decision;
+
+/// At most this many writes per Decision are awaited; older ones are forgotten.
 const PER_OBJECT: usize = 8;
-/// At most this many objects have writes awaited; past it, all are forgotten (their
+/// At most this many Decisions have writes awaited; past it, all are forgotten (their
 /// echoes are then reconciled, which is only the work this saves).
 const OBJECTS: usize = 4096;
 
-/// The status writes of one kind whose echoes have not come back yet, by object uid.
-pub struct Echoes<K> {
-    awaited: Mutex<HashMap<String, VecDeque<K>>>,
+/// The status writes whose echoes have not come back yet, by Decision uid.
+#[derive(Default)]
+pub struct Echoes {
+    awaited: Mutex<HashMap<String, VecDeque<Packed>>>,
 }
 
-impl<K> Default for Echoes<K> {
-    fn default() -> Self {
-        Echoes {
-            awaited: Mutex::new(HashMap::new()),
-        }
-    }
-}
-
-impl<K: Resource + Clone + PartialEq> Echoes<K> {
-    /// Notes that `written`, the object as it will be after a write about to be sent, is
-    /// expected back from the watch. Call it before the write: the watch may bring the
-    /// change back before the write's response arrives.
-    pub fn expect(&self, written: &K) {
+impl Echoes {
+    /// Notes that `written`, the Decision as it will be after a write about to be sent,
+    /// is expected back from the watch. Call it before the write: the watch may bring
+    /// the change back before the write's response arrives.
+    pub fn expect(&self, written: &Decision) {
         let Some(uid) = written.meta().uid.clone() else {
             return;
         };
-        let mut copy = written.clone();
-        copy.meta_mut().resource_version = None;
+        let packed = CachedDecision::packed_form(written);
         let mut awaited = self.awaited.lock().unwrap_or_else(|p| p.into_inner());
         if awaited.len() >= OBJECTS && !awaited.contains_key(&uid) {
             awaited.clear();
@@ -50,17 +46,18 @@ impl<K: Resource + Clone + PartialEq> Echoes<K> {
         if queue.len() >= PER_OBJECT {
             queue.pop_front();
         }
-        queue.push_back(copy);
+        queue.push_back(packed);
     }
 
     /// The write of `written` failed: its echo will not come.
-    pub fn forget(&self, written: &K) {
+    pub fn forget(&self, written: &Decision) {
         let Some(uid) = written.meta().uid.as_deref() else {
             return;
         };
+        let packed = CachedDecision::packed_form(written);
         let mut awaited = self.awaited.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(queue) = awaited.get_mut(uid) {
-            if let Some(at) = queue.iter().rposition(|w| same_but_version(w, written)) {
+            if let Some(at) = queue.iter().rposition(|w| w == &packed) {
                 queue.remove(at);
             }
             if queue.is_empty() {
@@ -71,29 +68,26 @@ impl<K: Resource + Clone + PartialEq> Echoes<K> {
 
     /// Whether `seen`, as the watch delivered it, is only the echo of a write noted by
     /// [`Echoes::expect`]. An echo is recognised once; the writes noted before it are
-    /// forgotten with it (the watch delivers an object's changes in order).
-    pub fn is_echo(&self, seen: &mut K) -> bool {
-        let Some(uid) = seen.meta().uid.clone() else {
+    /// forgotten with it (the watch delivers a Decision's changes in order).
+    pub fn is_echo(&self, seen: &CachedDecision) -> bool {
+        let Some(uid) = seen.meta().uid.as_deref() else {
             return false;
         };
         let mut awaited = self.awaited.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(queue) = awaited.get_mut(&uid) else {
+        let Some(queue) = awaited.get_mut(uid) else {
             return false;
         };
-        let version = seen.meta_mut().resource_version.take();
-        let found = queue.iter().position(|w| w == &*seen);
-        seen.meta_mut().resource_version = version;
-        let Some(at) = found else {
+        let Some(at) = queue.iter().position(|w| w == seen.packed()) else {
             return false;
         };
         queue.drain(..=at);
         if queue.is_empty() {
-            awaited.remove(&uid);
+            awaited.remove(uid);
         }
         true
     }
 
-    /// How many objects have writes awaited.
+    /// How many Decisions have writes awaited.
     pub fn len(&self) -> usize {
         self.awaited.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
@@ -103,16 +97,10 @@ impl<K: Resource + Clone + PartialEq> Echoes<K> {
     }
 }
 
-fn same_but_version<K: Resource + Clone + PartialEq>(noted: &K, other: &K) -> bool {
-    let mut other = other.clone();
-    other.meta_mut().resource_version = None;
-    noted == &other
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{Decision, DecisionPhase, DecisionStatus};
+    use crate::api::{DecisionPhase, DecisionStatus};
 
     fn decision(version: &str, phase: Option<DecisionPhase>) -> Decision {
         let mut d: Decision = serde_json::from_value(serde_json::json!({
@@ -129,16 +117,18 @@ mod tests {
         d
     }
 
+    fn seen(version: &str, phase: Option<DecisionPhase>) -> CachedDecision {
+        CachedDecision::pack(decision(version, phase))
+    }
+
     #[test]
     fn a_write_coming_back_is_recognised_once() {
         let echoes = Echoes::default();
         echoes.expect(&decision("10", Some(DecisionPhase::Pending)));
-        let mut back = decision("11", Some(DecisionPhase::Pending));
-        assert!(echoes.is_echo(&mut back));
-        assert_eq!(back.metadata.resource_version.as_deref(), Some("11"));
+        assert!(echoes.is_echo(&seen("11", Some(DecisionPhase::Pending))));
         assert!(echoes.is_empty());
         // Seen again (a relist), it is a change like any other.
-        assert!(!echoes.is_echo(&mut decision("11", Some(DecisionPhase::Pending))));
+        assert!(!echoes.is_echo(&seen("11", Some(DecisionPhase::Pending))));
     }
 
     #[test]
@@ -151,20 +141,19 @@ mod tests {
             .metadata
             .annotations
             .get_or_insert_default()
-            .insert("decisiongate.io/approve".into(), "yes".into());
-        assert!(!echoes.is_echo(&mut approved));
+            .insert("approved-by".into(), "alice".into());
+        assert!(!echoes.is_echo(&CachedDecision::pack(approved)));
 
-        let mut forged = decision("12", Some(DecisionPhase::Approved));
-        assert!(!echoes.is_echo(&mut forged));
+        assert!(!echoes.is_echo(&seen("12", Some(DecisionPhase::Approved))));
 
         let mut edited = decision("13", Some(DecisionPhase::Pending));
         edited.metadata.generation = Some(2);
-        assert!(!echoes.is_echo(&mut edited));
+        assert!(!echoes.is_echo(&CachedDecision::pack(edited)));
 
         let mut deleting = decision("14", Some(DecisionPhase::Pending));
         deleting.metadata.deletion_timestamp =
             Some(serde_json::from_value(serde_json::json!("2026-12-03T12:00:00Z")).unwrap());
-        assert!(!echoes.is_echo(&mut deleting));
+        assert!(!echoes.is_echo(&CachedDecision::pack(deleting)));
         // Still awaited: the write's own echo may come yet.
         assert_eq!(echoes.len(), 1);
     }
@@ -175,7 +164,7 @@ mod tests {
         echoes.expect(&decision("10", Some(DecisionPhase::Approved)));
         echoes.expect(&decision("11", Some(DecisionPhase::Executing)));
         // The first echo was missed (a relist): the second one forgets it too.
-        assert!(echoes.is_echo(&mut decision("13", Some(DecisionPhase::Executing))));
+        assert!(echoes.is_echo(&seen("13", Some(DecisionPhase::Executing))));
         assert!(echoes.is_empty());
     }
 
@@ -186,7 +175,7 @@ mod tests {
         echoes.expect(&written);
         echoes.forget(&written);
         assert!(echoes.is_empty());
-        assert!(!echoes.is_echo(&mut decision("11", Some(DecisionPhase::Pending))));
+        assert!(!echoes.is_echo(&seen("11", Some(DecisionPhase::Pending))));
     }
 
     #[test]

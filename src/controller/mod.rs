@@ -12,6 +12,7 @@
 //!   what every reconcile shares (time limit, caught panics, the error policy).
 
 pub mod admission;
+pub mod cached;
 pub mod cluster;
 pub mod commit;
 pub mod context;

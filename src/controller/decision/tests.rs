@@ -11,6 +11,7 @@ use super::reconcile;
 use crate::admission::Answers;
 use crate::api::{ApprovalPolicy, Decision};
 use crate::controller::Context;
+use crate::controller::cached::CachedDecision;
 use crate::controller::testing::{self, object_path, patch, put, reasons, reconciled, scripted};
 use crate::lifecycle;
 use crate::policy::Policy;
@@ -65,7 +66,10 @@ async fn a_new_decision_is_evaluated_written_pending_and_announced() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = Context::for_tests(client, dir.path()).with_policies(vec![ask_alice()]);
     let decision = testing::decision("ship", "High", None);
-    let (action, events) = reconciled(ctx, server, |ctx| reconcile(Arc::new(decision), ctx)).await;
+    let (action, events) = reconciled(ctx, server, |ctx| {
+        reconcile(Arc::new(CachedDecision::pack(decision)), ctx)
+    })
+    .await;
     // It is looked at again when it would expire.
     assert_ne!(action.unwrap(), Action::await_change());
     assert_eq!(
@@ -126,7 +130,10 @@ async fn an_approval_given_while_answers_are_unverified_does_not_count() {
     let ctx = Context::for_tests(client, dir.path())
         .with_policies(policies)
         .with_answers(Answers::Unverified(why.into()));
-    let (action, events) = reconciled(ctx, server, |ctx| reconcile(Arc::new(decision), ctx)).await;
+    let (action, events) = reconciled(ctx, server, |ctx| {
+        reconcile(Arc::new(CachedDecision::pack(decision)), ctx)
+    })
+    .await;
     assert_ne!(action.unwrap(), Action::await_change());
     assert_eq!(reasons(&events), ["AnswerIgnored"]);
     assert_eq!(events[0].type_.as_deref(), Some("Warning"));
@@ -139,7 +146,10 @@ async fn a_decision_with_nothing_new_is_not_written_again() {
     let (client, server) = scripted(vec![]);
     let dir = tempfile::tempdir().unwrap();
     let ctx = Context::for_tests(client, dir.path()).with_policies(policies);
-    let (action, events) = reconciled(ctx, server, |ctx| reconcile(Arc::new(decision), ctx)).await;
+    let (action, events) = reconciled(ctx, server, |ctx| {
+        reconcile(Arc::new(CachedDecision::pack(decision)), ctx)
+    })
+    .await;
     action.unwrap();
     assert!(events.is_empty());
     assert!(audit_lines(dir.path()).is_empty());
@@ -161,7 +171,10 @@ async fn a_decision_whose_status_cannot_be_read_fails_and_its_status_is_replaced
     ]);
     let dir = tempfile::tempdir().unwrap();
     let ctx = Context::for_tests(client, dir.path());
-    let (action, events) = reconciled(ctx, server, |ctx| reconcile(Arc::new(decision), ctx)).await;
+    let (action, events) = reconciled(ctx, server, |ctx| {
+        reconcile(Arc::new(CachedDecision::pack(decision)), ctx)
+    })
+    .await;
     assert_eq!(action.unwrap(), Action::await_change());
     assert_eq!(reasons(&events).len(), 1, "{:?}", reasons(&events));
     assert_eq!(audit_lines(dir.path()).len(), 1);
@@ -200,7 +213,10 @@ async fn a_decision_its_policy_approves_starts_its_plan_in_the_same_reconcile() 
         .with_policies(vec![policy])
         .with_plans(vec![plan]);
     let decision = testing::decision("ship", "Normal", Some("deploy"));
-    let (action, events) = reconciled(ctx, server, |ctx| reconcile(Arc::new(decision), ctx)).await;
+    let (action, events) = reconciled(ctx, server, |ctx| {
+        reconcile(Arc::new(CachedDecision::pack(decision)), ctx)
+    })
+    .await;
     // The Job's change wakes it next.
     assert_eq!(action.unwrap(), Action::await_change());
     assert_eq!(
