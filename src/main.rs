@@ -222,6 +222,7 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 }
 
 fn main() -> ExitCode {
+    fewer_malloc_arenas();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_stack_size(decision_gate::STACK_SIZE)
@@ -239,6 +240,21 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// glibc gives each thread that meets another in malloc an arena of its own, up to eight
+/// per core, and each arena keeps what was freed in it: after a burst of Decisions the
+/// process holds far more than it uses. Two arenas are plenty for an operator whose work
+/// is mostly waiting on the API server. An explicit `MALLOC_ARENA_MAX` still decides.
+fn fewer_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets a tunable of the allocator; it is called before any
+        // thread is started.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
         }
     }
 }
