@@ -52,14 +52,14 @@ pub async fn commit(
     let started = std::time::Instant::now();
     let replace = before.status_unreadable().is_some();
     let status_written = if replace || before.status.as_ref() != Some(&status) {
-        ctx.echoes.expect(after);
+        let noted = ctx.echoes.expect(after);
         let written = if replace {
             replace_status(after, &ctx.client, &status).await
         } else {
             apply_status(after, &ctx.client, &status).await
         };
         if written.is_err() {
-            ctx.echoes.forget(after);
+            ctx.echoes.forget(noted);
         }
         Some(written)
     } else {

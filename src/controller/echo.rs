@@ -23,6 +23,9 @@ const PER_OBJECT: usize = 8;
 /// echoes are then reconciled, which is only the work this saves).
 const OBJECTS: usize = 4096;
 
+/// A write noted by [`Echoes::expect`]: what to forget should the write fail.
+pub struct Noted(Option<(String, Packed)>);
+
 /// The status writes whose echoes have not come back yet, by Decision uid.
 #[derive(Default)]
 pub struct Echoes {
@@ -33,35 +36,35 @@ impl Echoes {
     /// Notes that `written`, the Decision as it will be after a write about to be sent,
     /// is expected back from the watch. Call it before the write: the watch may bring
     /// the change back before the write's response arrives.
-    pub fn expect(&self, written: &Decision) {
+    pub fn expect(&self, written: &Decision) -> Noted {
         let Some(uid) = written.meta().uid.clone() else {
-            return;
+            return Noted(None);
         };
         let packed = CachedDecision::packed_form(written);
         let mut awaited = self.awaited.lock().unwrap_or_else(|p| p.into_inner());
         if awaited.len() >= OBJECTS && !awaited.contains_key(&uid) {
             awaited.clear();
         }
-        let queue = awaited.entry(uid).or_default();
+        let queue = awaited.entry(uid.clone()).or_default();
         if queue.len() >= PER_OBJECT {
             queue.pop_front();
         }
-        queue.push_back(packed);
+        queue.push_back(packed.clone());
+        Noted(Some((uid, packed)))
     }
 
-    /// The write of `written` failed: its echo will not come.
-    pub fn forget(&self, written: &Decision) {
-        let Some(uid) = written.meta().uid.as_deref() else {
+    /// The noted write failed: its echo will not come.
+    pub fn forget(&self, noted: Noted) {
+        let Some((uid, packed)) = noted.0 else {
             return;
         };
-        let packed = CachedDecision::packed_form(written);
         let mut awaited = self.awaited.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(queue) = awaited.get_mut(uid) {
+        if let Some(queue) = awaited.get_mut(&uid) {
             if let Some(at) = queue.iter().rposition(|w| w == &packed) {
                 queue.remove(at);
             }
             if queue.is_empty() {
-                awaited.remove(uid);
+                awaited.remove(&uid);
             }
         }
     }
@@ -171,9 +174,8 @@ mod tests {
     #[test]
     fn a_failed_write_is_not_awaited() {
         let echoes = Echoes::default();
-        let written = decision("10", Some(DecisionPhase::Pending));
-        echoes.expect(&written);
-        echoes.forget(&written);
+        let noted = echoes.expect(&decision("10", Some(DecisionPhase::Pending)));
+        echoes.forget(noted);
         assert!(echoes.is_empty());
         assert!(!echoes.is_echo(&seen("11", Some(DecisionPhase::Pending))));
     }
