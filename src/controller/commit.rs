@@ -43,7 +43,6 @@ pub async fn commit(
     before: &Decision,
     after: &Decision,
     events: &[crate::events::DecisionEvent],
-    action: &str,
 ) -> Result<()> {
     let status = after.status.clone().unwrap_or_default();
     let records: Vec<Record> = events.iter().map(|e| Record::of(e, after)).collect();
@@ -88,6 +87,11 @@ pub async fn commit(
             EventType::Warning
         } else {
             EventType::Normal
+        };
+        // The Event's action: what the operator was doing when it happened.
+        let action = match event {
+            crate::events::DecisionEvent::Execution(_) => "Execute",
+            _ => "Decide",
         };
         ctx.publish(after, type_, event.reason(), action, event.note());
     }

@@ -111,7 +111,7 @@ async fn reconcile(cached: Arc<CachedDecision>, ctx: Arc<Context>) -> Result<Act
         let (status, events) = execution::status_unreadable(why, Utc::now());
         let mut failed = decision.clone();
         failed.status = Some(status);
-        commit(&ctx, &decision, &failed, &events, "Fail").await?;
+        commit(&ctx, &decision, &failed, &events).await?;
         return Ok(Action::await_change());
     }
     let namespace = decision.namespace();
@@ -148,12 +148,19 @@ async fn reconcile(cached: Arc<CachedDecision>, ctx: Arc<Context>) -> Result<Act
 
     let mut current = decision.clone();
     current.status = Some(advance.status.clone());
-    commit(&ctx, &decision, &current, &advance.events, "Decide").await?;
     let mut wake_at = earliest(advance.wake_at, reminded.wake_at);
     if execution::applies(&current, &advance.status) {
+        // An approval and the start of its plan count together: one audit append and one
+        // status write before the first Job is created.
+        let unsaved = controller::execution::Unsaved {
+            stored: decision,
+            events: advance.events,
+        };
+        let executor = controller::execution::run(&mut current, unsaved, &ctx).await?;
         // The earlier of the two: an approval may lapse while the plan waits to start.
-        let executor = controller::execution::run(&mut current, &ctx).await?;
         wake_at = earliest(wake_at, executor);
+    } else {
+        commit(&ctx, &decision, &current, &advance.events).await?;
     }
     Ok(match wake_at {
         Some(at) => Action::requeue((at - Utc::now()).to_std().unwrap_or_default()),

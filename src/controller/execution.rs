@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
+use kube::runtime::reflector;
 use kube::{Api, ResourceExt};
 use tracing::info;
 
@@ -15,14 +16,69 @@ use super::watch::Lenient;
 use super::{Context, commit, submit_job};
 use crate::api::{Decision, DecisionStatus, ExecutionPlan};
 use crate::error::{Error, Result};
+use crate::events::DecisionEvent;
 use crate::execution::{self, JobAction, JobState, PlanView};
 use crate::observed::{self, JobOutcome};
 
 /// The most Job actions one reconcile performs before it yields to others.
 const ACTIONS_PER_RECONCILE: usize = 64;
 
+/// A transition the reconcile has computed but not yet made count: the Decision as it is
+/// stored, and the events that lead from it to the status the reconcile holds.
+pub struct Unsaved {
+    pub stored: Decision,
+    pub events: Vec<DecisionEvent>,
+}
+
+/// The plan a Decision names, as the executor reads it.
+struct Plan {
+    plan: Option<ExecutionPlan>,
+    /// Read from the API server by this reconcile, not taken from the cache.
+    fresh: bool,
+}
+
+impl Plan {
+    fn view<'a>(&'a self, name: &'a str) -> Option<PlanView<'a>> {
+        self.plan.as_ref().map(|p| PlanView {
+            name,
+            uid: p.metadata.uid.as_deref().unwrap_or_default(),
+            generation: p.metadata.generation.unwrap_or_default(),
+            spec: &p.spec,
+            check: observed::plan_check(p),
+        })
+    }
+
+    /// The plan's identity and generation: the same pair means the same spec.
+    fn version(&self) -> Option<(Option<&str>, Option<i64>)> {
+        self.plan
+            .as_ref()
+            .map(|p| (p.metadata.uid.as_deref(), p.metadata.generation))
+    }
+}
+
 /// Runs the execution of `decision` as far as it goes now; returns when to look again.
-pub async fn run(decision: &mut Decision, ctx: &Context) -> Result<Option<DateTime<Utc>>> {
+///
+/// `unsaved` is the transition the Decision's reconcile computed before (an approval,
+/// say): it is made to count together with the execution's first step, in one audit
+/// append and one status write. Whatever happens, it is made to count before this returns.
+pub async fn run(
+    decision: &mut Decision,
+    unsaved: Unsaved,
+    ctx: &Context,
+) -> Result<Option<DateTime<Utc>>> {
+    let mut unsaved = Some(unsaved);
+    let outcome = execute(decision, &mut unsaved, ctx).await;
+    if let Some(Unsaved { stored, events }) = unsaved {
+        commit(ctx, &stored, decision, &events).await?;
+    }
+    outcome
+}
+
+async fn execute(
+    decision: &mut Decision,
+    unsaved: &mut Option<Unsaved>,
+    ctx: &Context,
+) -> Result<Option<DateTime<Utc>>> {
     let namespace = decision.namespace().unwrap_or_default();
     let plan_name = decision
         .spec
@@ -30,28 +86,22 @@ pub async fn run(decision: &mut Decision, ctx: &Context) -> Result<Option<DateTi
         .as_ref()
         .map(|p| p.name.clone())
         .unwrap_or_default();
-    // Read leniently: a plan whose status is unreadable is still a plan (it counts as
-    // not yet checked), never an error that stops its Decision for good.
-    let plans: Api<Lenient<ExecutionPlan>> = Api::namespaced(ctx.client.clone(), &namespace);
-    let plan = match decision.spec.plan_ref {
-        None => None,
-        Some(_) => match plans.get_opt(&plan_name).await? {
-            None => None,
-            Some(read) => Some(read.into_inner().map_err(|bad| {
-                Error::Unreadable(format!(
-                    "the ExecutionPlan {plan_name} cannot be read: {}",
-                    bad.why
-                ))
-            })?),
+    // The cache's copy decides what to write; before any Job action the plan is read
+    // afresh, so that nothing runs from a copy the cache has not yet seen change.
+    let cached = decision.spec.plan_ref.as_ref().and_then(|_| {
+        ctx.plans
+            .get(&reflector::ObjectRef::new(&plan_name).within(&namespace))
+    });
+    let mut plan = match cached {
+        Some(cached) => Plan {
+            plan: Some((*cached).clone()),
+            fresh: false,
+        },
+        None => Plan {
+            plan: read_plan(ctx, decision, &namespace, &plan_name).await?,
+            fresh: true,
         },
     };
-    let view = plan.as_ref().map(|p| PlanView {
-        name: &plan_name,
-        uid: p.metadata.uid.as_deref().unwrap_or_default(),
-        generation: p.metadata.generation.unwrap_or_default(),
-        spec: &p.spec,
-        check: observed::plan_check(p),
-    });
 
     let status = decision.status.clone().unwrap_or_default();
     let mut jobs = observe(ctx, &namespace, &status).await?;
@@ -62,21 +112,37 @@ pub async fn run(decision: &mut Decision, ctx: &Context) -> Result<Option<DateTi
         let advance = execution::advance(&execution::Input {
             decision,
             status: &status,
-            plan: view,
+            plan: plan.view(&plan_name),
             jobs: &jobs,
             dry_runs: &dry_runs,
             now: Utc::now(),
             allow_real: ctx.settings.allow_real_execution,
             answers: &answers,
         });
-        if decision.status.as_ref() != Some(&advance.status) || !advance.events.is_empty() {
-            let before = decision.clone();
-            decision.status = Some(advance.status.clone());
-            commit(ctx, &before, decision, &advance.events, "Execute").await?;
+        let (stored, mut events) = match unsaved.take() {
+            Some(Unsaved { stored, events }) => (stored, events),
+            None => (decision.clone(), Vec::new()),
+        };
+        events.extend(advance.events);
+        decision.status = Some(advance.status);
+        if stored.status != decision.status || !events.is_empty() {
+            commit(ctx, &stored, decision, &events).await?;
         }
         let Some(action) = advance.action else {
             return Ok(advance.wake_at);
         };
+        if !plan.fresh {
+            let seen = plan.version().map(|(uid, g)| (uid.map(str::to_owned), g));
+            plan = Plan {
+                plan: read_plan(ctx, decision, &namespace, &plan_name).await?,
+                fresh: true,
+            };
+            let now = plan.version().map(|(uid, g)| (uid.map(str::to_owned), g));
+            if now != seen {
+                // The plan changed under the cache: decide again from what it is now.
+                continue;
+            }
+        }
         match action {
             JobAction::Create { name, job } => {
                 let state = create(ctx, &namespace, decision, &name, &job).await?;
@@ -99,6 +165,30 @@ pub async fn run(decision: &mut Decision, ctx: &Context) -> Result<Option<DateTi
         }
     }
     Ok(Some(Utc::now()))
+}
+
+/// Reads the plan from the API server. Leniently: a plan whose status is unreadable is
+/// still a plan (it counts as not yet checked), never an error that stops its Decision
+/// for good.
+async fn read_plan(
+    ctx: &Context,
+    decision: &Decision,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<ExecutionPlan>> {
+    if decision.spec.plan_ref.is_none() {
+        return Ok(None);
+    }
+    let plans: Api<Lenient<ExecutionPlan>> = Api::namespaced(ctx.client.clone(), namespace);
+    match plans.get_opt(name).await? {
+        None => Ok(None),
+        Some(read) => read.into_inner().map(Some).map_err(|bad| {
+            Error::Unreadable(format!(
+                "the ExecutionPlan {name} cannot be read: {}",
+                bad.why
+            ))
+        }),
+    }
 }
 
 /// Creates a step's Job. One that already exists and belongs to this Decision counts as

@@ -190,14 +190,19 @@ async fn a_decision_its_policy_approves_starts_its_plan_in_the_same_reconcile() 
         ..Default::default()
     });
     let policy = testing::policy("gate", json!([{"name": "all", "outcome": "AutoApprove"}]));
+    // The approval and the plan's start are one status write; the plan is read afresh
+    // before its Job is created.
     let (client, server) = scripted(vec![
         patch(&status_path()).body(|body| {
-            assert_eq!(body["status"]["phase"], "Approved");
+            assert_eq!(body["status"]["phase"], "Executing");
             assert_eq!(body["status"]["plan"]["name"], "deploy");
+            assert_eq!(
+                body["status"]["execution"]["steps"][0]["jobName"],
+                "ship-migrate-1"
+            );
         }),
         testing::get(&object_path("executionplans", "deploy"))
             .answer(200, serde_json::to_value(&plan).unwrap()),
-        patch(&status_path()).body(|body| assert_eq!(body["status"]["phase"], "Executing")),
         testing::post(testing::JOBS)
             .body(|job| assert_eq!(job["metadata"]["name"], "ship-migrate-1"))
             .answer(

@@ -4,7 +4,7 @@
 use chrono::Utc;
 use serde_json::{Value, json};
 
-use super::run;
+use super::{Unsaved, run};
 use crate::admission::Answers;
 use crate::api::{Decision, DecisionPhase, ExecutionPlan};
 use crate::controller::Context;
@@ -107,6 +107,18 @@ fn step(status: &Value) -> &Value {
     &status["execution"]["steps"][0]
 }
 
+/// Runs the executor for `decision` with nothing else unsaved.
+async fn run_alone(
+    decision: &mut Decision,
+    ctx: &Context,
+) -> crate::error::Result<Option<chrono::DateTime<Utc>>> {
+    let unsaved = Unsaved {
+        stored: decision.clone(),
+        events: Vec::new(),
+    };
+    run(decision, unsaved, ctx).await
+}
+
 /// Runs the executor once for `decision` against the scripted server, then verifies the
 /// script: the outcome and the Events created.
 async fn executed(
@@ -119,7 +131,12 @@ async fn executed(
 ) {
     let dir = tempfile::tempdir().unwrap();
     let ctx = Context::for_tests(client, dir.path());
-    reconciled(ctx, server, |ctx| async move { run(decision, &ctx).await }).await
+    reconciled(
+        ctx,
+        server,
+        |ctx| async move { run_alone(decision, &ctx).await },
+    )
+    .await
 }
 
 #[tokio::test]
@@ -138,7 +155,7 @@ async fn an_approved_plan_creates_its_step_job_once_and_waits_for_it() {
     let dir = tempfile::tempdir().unwrap();
     let ctx = Context::for_tests(client, dir.path());
     let (wake_at, events) = reconciled(ctx, server, |ctx| async move {
-        let wake_at = run(&mut decision, &ctx).await;
+        let wake_at = run_alone(&mut decision, &ctx).await;
         (wake_at, decision)
     })
     .await;
@@ -154,14 +171,70 @@ async fn an_approved_plan_creates_its_step_job_once_and_waits_for_it() {
         read_job().answer(200, job("ship-uid", json!({"active": 1}))),
     ]);
     let ctx = Context::for_tests(client, dir.path());
-    let (wake_at, events) = reconciled(
-        ctx,
-        server,
-        |ctx| async move { run(&mut decision, &ctx).await },
-    )
+    let (wake_at, events) = reconciled(ctx, server, |ctx| async move {
+        run_alone(&mut decision, &ctx).await
+    })
     .await;
     assert_eq!(wake_at.unwrap(), None);
     assert!(events.is_empty());
+}
+
+#[tokio::test]
+async fn a_plan_changed_where_the_cache_has_not_seen_it_runs_nothing() {
+    let plan = checked_plan("Real");
+    let mut decision = approved(&plan);
+    // What the API server holds by the time the Job would be created: a new image.
+    let mut edited = plan.clone();
+    edited.metadata.generation = Some(2);
+    edited.spec.steps[0].template["spec"]["containers"][0]["image"] = json!("evil:latest");
+    let (client, server) = scripted(vec![
+        // Decided from the cache's copy, which is what was pinned.
+        started(),
+        // Read afresh before the Job: it changed, so no Job is created.
+        read_plan(&edited),
+        write_status(|status| {
+            assert_eq!(status["phase"], "Failed");
+            assert_eq!(step(status)["phase"], "Skipped");
+            let message = status["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == "Executed")
+                .unwrap()["message"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            assert!(message.contains("changed while it ran"), "{message}");
+        }),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = Context::for_tests(client, dir.path()).with_plans(vec![plan]);
+    let (wake_at, events) = reconciled(ctx, server, |ctx| async move {
+        run_alone(&mut decision, &ctx).await
+    })
+    .await;
+    assert_eq!(wake_at.unwrap(), None);
+    assert_eq!(reasons(&events), ["ExecutionStarted", "ExecutionFailed"]);
+}
+
+#[tokio::test]
+async fn a_plan_the_cache_holds_is_read_afresh_once_and_its_job_created() {
+    let plan = checked_plan("Real");
+    let mut decision = approved(&plan);
+    let (client, server) = scripted(vec![
+        started(),
+        read_plan(&plan),
+        create_job().answer(201, job("ship-uid", json!({}))),
+        write_status(|status| assert_eq!(step(status)["phase"], "Running")),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = Context::for_tests(client, dir.path()).with_plans(vec![plan]);
+    let (wake_at, events) = reconciled(ctx, server, |ctx| async move {
+        run_alone(&mut decision, &ctx).await
+    })
+    .await;
+    assert_eq!(wake_at.unwrap(), None);
+    assert_eq!(reasons(&events), ["ExecutionStarted", "StepStarted"]);
 }
 
 #[tokio::test]
