@@ -139,6 +139,11 @@ fn expression_input(subject: &Subject<'_>) -> serde_json::Value {
     value
 }
 
+/// CEL's standard functions and macros, built once: building them is hundreds of
+/// allocations, and every evaluation would otherwise pay for it.
+static STANDARD: std::sync::LazyLock<Arc<cel::Env>> =
+    std::sync::LazyLock::new(|| Arc::new(cel::Env::stdlib()));
+
 pub(super) fn eval_expression(
     expression: &str,
     subject: &Subject<'_>,
@@ -152,7 +157,7 @@ pub(super) fn eval_expression(
                 .map_err(|e| format!("could not be given the Decision: {e}"))
         })
         .clone()?;
-    let mut context = cel::Context::default();
+    let mut context = cel::Context::with_env(STANDARD.clone());
     context.add_variable_from_value(DECISION_VARIABLE, decision);
     match program.execute(&context) {
         Ok(cel::Value::Bool(b)) => Ok(b),
