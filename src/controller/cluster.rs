@@ -25,27 +25,39 @@ where
     }
 }
 
-/// Writes `status` with server-side apply, owned by the operator's field manager.
+/// Writes `status` with server-side apply, owned by the operator's field manager. The
+/// object the API server answers with is not read: nothing uses it, and its watch event
+/// brings it anyway.
 pub async fn apply_status<K, S>(obj: &K, client: &Client, status: &S) -> Result<()>
 where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug,
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
     S: Serialize,
 {
-    let patch = serde_json::json!({
-        "apiVersion": K::api_version(&()),
-        "kind": K::kind(&()),
-        "status": status,
-    });
-    untyped_api(obj, client)
-        .patch_status(
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Applied<'a, S> {
+        api_version: &'a str,
+        kind: &'a str,
+        status: &'a S,
+    }
+    let applied = Applied {
+        api_version: &K::api_version(&()),
+        kind: &K::kind(&()),
+        status,
+    };
+    let path = K::url_path(&(), obj.meta().namespace.as_deref());
+    let request = kube::core::Request::new(path)
+        .patch_subresource(
+            "status",
             &obj.name_any(),
             &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
+            &Patch::Apply(&applied),
         )
-        .await?;
+        .map_err(kube::Error::BuildRequest)?;
+    client
+        .request::<serde::de::IgnoredAny>(request)
+        .await
+        .map(drop)?;
     Ok(())
 }
 
