@@ -70,11 +70,11 @@ fn decision(phase: Option<&str>, plan: bool, extra: Value) -> Value {
 }
 
 #[test]
-fn decisions_are_healthy_progressing_or_degraded_by_phase() {
+fn decisions_are_suspended_on_people_and_healthy_only_when_what_was_asked_happened() {
     let cases = [
         (None, false, "Progressing"),
-        (Some("Pending"), false, "Progressing"),
-        (Some("Escalated"), true, "Progressing"),
+        (Some("Pending"), false, "Suspended"),
+        (Some("Escalated"), true, "Suspended"),
         (Some("Approved"), false, "Healthy"),
         (Some("Approved"), true, "Progressing"),
         (Some("Executing"), true, "Progressing"),
@@ -84,6 +84,7 @@ fn decisions_are_healthy_progressing_or_degraded_by_phase() {
         (Some("Expired"), false, "Degraded"),
         (Some("Failed"), true, "Degraded"),
         (Some("RolledBack"), true, "Degraded"),
+        (Some("Deliberating"), true, "Unknown"),
     ];
     for (phase, plan, want) in cases {
         let (status, message) = health("decision.lua", &decision(phase, plan, json!({})));
@@ -115,9 +116,38 @@ fn decisions_are_healthy_progressing_or_degraded_by_phase() {
         json!({"execution": {"mode": "DryRun", "steps": []}}),
     );
     assert_eq!(
-        health("decision.lua", &dry).1,
-        "the plan succeeded (DryRun)"
+        health("decision.lua", &dry),
+        (
+            "Healthy".to_owned(),
+            "the plan succeeded (DryRun)".to_owned()
+        )
     );
+    // A Real plan that could only run as a dry run changed nothing: not Healthy.
+    let demoted = decision(
+        Some("Succeeded"),
+        true,
+        json!({"plan": {"name": "deploy", "mode": "Real"},
+               "execution": {"mode": "DryRun", "modeReason": "real execution is not allowed on this cluster (--allow-real-execution=false)", "steps": []}}),
+    );
+    assert_eq!(
+        health("decision.lua", &demoted),
+        (
+            "Degraded".to_owned(),
+            "the plan asked for Real but ran as DryRun, so nothing was changed: real execution is not allowed on this cluster (--allow-real-execution=false)".to_owned()
+        )
+    );
+    let real = decision(
+        Some("Succeeded"),
+        true,
+        json!({"plan": {"name": "deploy", "mode": "Real"}, "execution": {"mode": "Real", "steps": []}}),
+    );
+    assert_eq!(health("decision.lua", &real).0, "Healthy");
+    let unknown = health(
+        "decision.lua",
+        &decision(Some("Deliberating"), true, json!({})),
+    )
+    .1;
+    assert!(unknown.contains("Deliberating"), "{unknown}");
 }
 
 #[test]
@@ -147,13 +177,23 @@ fn plans_and_policies_are_healthy_when_checked_and_valid() {
             ("Degraded".to_owned(), "Invalid says why".to_owned())
         );
     }
-    // A plan whose latest change is not checked yet is not vouched for.
-    assert_eq!(
-        health(
-            "executionplan.lua",
-            &checked("ExecutionPlan", Some("Ready"), 1)
-        )
-        .0,
-        "Progressing"
-    );
+    for (script, kind) in [
+        ("executionplan.lua", "ExecutionPlan"),
+        ("approvalpolicy.lua", "ApprovalPolicy"),
+    ] {
+        // One whose latest change is not checked yet is not vouched for.
+        assert_eq!(
+            health(script, &checked(kind, Some("Ready"), 1)),
+            (
+                "Progressing".to_owned(),
+                "the latest change has not been checked yet".to_owned()
+            ),
+            "{kind}"
+        );
+        assert_eq!(
+            health(script, &checked(kind, Some("Pondering"), 2)).0,
+            "Unknown",
+            "{kind}"
+        );
+    }
 }

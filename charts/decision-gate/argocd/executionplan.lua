@@ -22,6 +22,9 @@ if obj.status.phase == "Ready" then
   hs.status = "Healthy"
 elseif obj.status.phase == "Invalid" then
   hs.status = "Degraded"
+else
+  hs.status = "Unknown"
+  message = "the phase " .. tostring(obj.status.phase) .. " is not one this health check knows"
 end
 hs.message = message
 return hs
