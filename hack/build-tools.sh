@@ -155,10 +155,14 @@ build_helm() {
   go_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm "$HELM_BIN" \
     "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
 }
+build_kubeconform() {
+  go_install kubeconform "$KUBECONFORM_VERSION" github.com/yannh/kubeconform/cmd/kubeconform "$KUBECONFORM_BIN" ""
+}
 
 case "${1:-cluster}" in
   cluster) locked etcd build_etcd; locked kwok build_kwok; locked kubernetes build_kubernetes ;;
   helm) locked helm build_helm ;;
-  all) locked etcd build_etcd; locked kwok build_kwok; locked kubernetes build_kubernetes; locked helm build_helm ;;
+  all) locked etcd build_etcd; locked kwok build_kwok; locked kubernetes build_kubernetes; locked helm build_helm
+    locked kubeconform build_kubeconform ;;
   *) die "usage: $0 [cluster|helm|all]" ;;
 esac

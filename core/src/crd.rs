@@ -14,7 +14,60 @@ pub fn all() -> Vec<CustomResourceDefinition> {
     [Decision::crd(), ApprovalPolicy::crd(), ExecutionPlan::crd()]
         .into_iter()
         .map(with_kubernetes_formats)
+        .map(with_patterns)
         .collect()
+}
+
+/// Each CEL rule that only matches a string against a regular expression is also given as
+/// the OpenAPI `pattern`, so that tools that read the schema offline (kubeconform, editors)
+/// catch what the API server would refuse. The rule stays: its message is the one people
+/// read.
+fn with_patterns(crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    fn walk(value: &mut Value) {
+        match value {
+            Value::Object(map) => {
+                let rules: Vec<String> = map
+                    .get("x-kubernetes-validations")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| v["rule"].as_str().map(str::to_owned))
+                    .collect();
+                for rule in rules {
+                    if let Some(pattern) = whole_match(&rule) {
+                        map.entry("pattern").or_insert(Value::String(pattern));
+                    } else if let Some(pattern) = every_item_matches(&rule)
+                        && let Some(Value::Object(items)) = map.get_mut("items")
+                    {
+                        items.entry("pattern").or_insert(Value::String(pattern));
+                    }
+                }
+                map.values_mut().for_each(walk);
+            }
+            Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let mut value = serde_json::to_value(&crd).expect("a CRD always serializes");
+    walk(&mut value);
+    serde_json::from_value(value).expect("adding patterns keeps a valid CRD")
+}
+
+/// The expression of `self.matches('<re>')`, when that is the whole rule.
+fn whole_match(rule: &str) -> Option<String> {
+    let re = rule.strip_prefix("self.matches('")?.strip_suffix("')")?;
+    (!re.contains('\'')).then(|| re.to_owned())
+}
+
+/// The expression of `self.all(x, x.matches('<re>'))`, when that is the whole rule.
+fn every_item_matches(rule: &str) -> Option<String> {
+    let rest = rule.strip_prefix("self.all(")?;
+    let (var, rest) = rest.split_once(", ")?;
+    let re = rest
+        .strip_prefix(var)?
+        .strip_prefix(".matches('")?
+        .strip_suffix("'))")?;
+    (!re.contains('\'')).then(|| re.to_owned())
 }
 
 /// Kubernetes knows the integer formats int32 and int64 only, and warns on every apply
@@ -87,6 +140,30 @@ mod tests {
             files,
             all().len(),
             "crds/ holds a file that no type generates"
+        );
+    }
+
+    #[test]
+    fn regex_rules_are_also_openapi_patterns() {
+        assert_eq!(
+            whole_match("self.matches('^[a-z]+$')").as_deref(),
+            Some("^[a-z]+$")
+        );
+        assert_eq!(
+            every_item_matches("self.all(s, s.matches('^[a-z]+/[a-z]+$'))").as_deref(),
+            Some("^[a-z]+/[a-z]+$")
+        );
+        assert_eq!(whole_match("!self.matches('^a$') || size(self) > 1"), None);
+        assert_eq!(every_item_matches("self.all(s, t.matches('^a$'))"), None);
+        // Every regex rule of the API made it into the schema.
+        let decision = schema_of("Decision");
+        let action = &decision["properties"]["spec"]["properties"]["actionType"];
+        assert_eq!(action["pattern"], "^[a-z0-9]([a-z0-9_.-]*[a-z0-9])?$");
+        let plan = schema_of("ExecutionPlan");
+        let types = &plan["properties"]["spec"]["properties"]["actionTypes"];
+        assert_eq!(
+            types["items"]["pattern"],
+            "^[a-z0-9]([a-z0-9_.-]*[a-z0-9])?$"
         );
     }
 
