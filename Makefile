@@ -37,7 +37,7 @@ build: ## Build the operator
 .PHONY: crds
 crds: ## Regenerate crds/ and the chart's copy from the Rust types
 	cargo run --quiet --bin decision-gate -- crd --output-dir crds
-	cargo run --quiet --bin decision-gate -- crd --output-dir charts/decision-gate/crds
+	cargo run --quiet --bin decision-gate -- crd --output-dir charts/decision-gate/files/crds
 
 .PHONY: cluster-up
 cluster-up: deps ## Start the local control plane (idempotent)

@@ -26,6 +26,9 @@ cd "$REPO_ROOT"
 
 RELEASE=decision-gate
 RELEASE_NAMESPACE=decision-gate-system
+# The operator runs here as a process; the chart's Deployment has no replica, so this image
+# is never pulled.
+LOCAL_IMAGE=localhost/decision-gate
 RUN_DIR=$LOCAL_DIR/run
 AUDIT_LOG=$LOCAL_DIR/audit/audit.jsonl
 HTTP_ADDR=${HTTP_ADDR:-127.0.0.1:8080}
@@ -77,8 +80,8 @@ k wait --for=condition=Established --timeout=60s -f crds/ >/dev/null
 # and the admission policies and people's roles present.
 log "installing the chart: release $RELEASE in $RELEASE_NAMESPACE, replicaCount=0"
 "$HELM" upgrade --install "$RELEASE" charts/decision-gate --namespace "$RELEASE_NAMESPACE" --create-namespace \
-  --reset-then-reuse-values --skip-crds \
-  --set replicaCount=0 --set audit.persistence.enabled=false \
+  --reset-then-reuse-values --set crds.install=false \
+  --set replicaCount=0 --set audit.persistence.enabled=false --set image.repository="$LOCAL_IMAGE" \
   --set admission.enabled=true --set userRoles.create=true \
   --wait --timeout 120s >/dev/null
 for policy in mutatingadmissionpolicy/decision-gate-requester mutatingadmissionpolicybinding/decision-gate-requester \

@@ -125,6 +125,7 @@ impl ChartSlackObjects {
             .args(["--kube-version", &pinned("KUBERNETES_VERSION")])
             .args(["--show-only", "templates/slack.yaml"])
             .args(["--set", "serviceAccount.name=decision-gate"])
+            .args(["--set", "image.repository=localhost/decision-gate"])
             .args(["--set", "slack.enabled=true"])
             .args(["--set", "slack.signingSecret.secretName=unused-here"])
             .args(["--set", "slack.users[0].slackUser=U-BOB"])

@@ -61,6 +61,12 @@ pub async fn ensure_installed() -> PathBuf {
                     "replicaCount=0",
                     "--set",
                     "audit.persistence.enabled=false",
+                    // The CRDs are applied above, as `make run` applies them.
+                    "--set",
+                    "crds.install=false",
+                    // The operator runs as a process here; the Deployment has no replica.
+                    "--set",
+                    "image.repository=localhost/decision-gate",
                 ])
                 .args([
                     "--set",
