@@ -158,11 +158,22 @@ build_helm() {
 build_kubeconform() {
   go_install kubeconform "$KUBECONFORM_VERSION" github.com/yannh/kubeconform/cmd/kubeconform "$KUBECONFORM_BIN" ""
 }
+# Argo CD's own health-check code, built once from the module proxy (about two minutes and
+# a few hundred MB of modules the first time).
+build_argocd_health() {
+  local dir=$REPO_ROOT/hack/argocd-health
+  [ -x "$ARGOCD_HEALTH_BIN/argocd-health" ] && return 0
+  grep -q "github.com/argoproj/argo-cd/v3 $ARGOCD_VERSION\$" "$dir/go.mod" ||
+    die "hack/argocd-health/go.mod does not require Argo CD $ARGOCD_VERSION (hack/versions.env)"
+  mkdir -p "$ARGOCD_HEALTH_BIN"
+  with_progress "building Argo CD $ARGOCD_VERSION's health checks" "$CACHE_DIR/logs/argocd-health-build.log" \
+    go build -C "$dir" -trimpath -ldflags "-s -w" -o "$ARGOCD_HEALTH_BIN/argocd-health" .
+}
 
 case "${1:-cluster}" in
   cluster) locked etcd build_etcd; locked kwok build_kwok; locked kubernetes build_kubernetes ;;
   helm) locked helm build_helm ;;
   all) locked etcd build_etcd; locked kwok build_kwok; locked kubernetes build_kubernetes; locked helm build_helm
-    locked kubeconform build_kubeconform ;;
+    locked kubeconform build_kubeconform; locked argocd-health build_argocd_health ;;
   *) die "usage: $0 [cluster|helm|all]" ;;
 esac

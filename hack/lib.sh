@@ -14,6 +14,7 @@ ETCD_BIN=$CACHE_DIR/bin/etcd-$ETCD_VERSION
 KWOK_BIN=$CACHE_DIR/bin/kwok-$KWOK_VERSION
 HELM_BIN=$CACHE_DIR/bin/helm-$HELM_VERSION
 KUBECONFORM_BIN=$CACHE_DIR/bin/kubeconform-$KUBECONFORM_VERSION
+ARGOCD_HEALTH_BIN=$CACHE_DIR/bin/argocd-health-$ARGOCD_VERSION
 
 log() { printf '\033[1m==>\033[0m %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }

@@ -1,9 +1,11 @@
-//! The Argo CD health checks shipped with the chart, run by a Lua 5.1 interpreter (as Argo
-//! CD runs them) against sample objects.
+//! The Argo CD health checks shipped with the chart, run against sample objects by Argo CD's
+//! own code (hack/argocd-health: the override argocd-cm would install, asked of
+//! gitops-engine as `argocd admin settings resource-overrides health` asks it, in Argo CD's
+//! Lua sandbox) and by a plain Lua 5.1 interpreter, which must agree.
 
 use serde_json::{Value, json};
 
-use crate::support::repo_root;
+use crate::support::{repo_root, tool};
 
 /// A JSON value as a Lua table constructor.
 fn lua(value: &Value) -> String {
@@ -26,8 +28,51 @@ fn lua(value: &Value) -> String {
     }
 }
 
-/// Runs a health script on an object: (status, message).
+/// Runs a health script on an object with Argo CD's code and with Lua 5.1: (status,
+/// message), the same from both.
 fn health(script: &str, obj: &Value) -> (String, String) {
+    let argo = argocd_health(script, obj);
+    let plain = lua_health(script, obj);
+    assert_eq!(
+        argo, plain,
+        "Argo CD and Lua 5.1 disagree on {script} for {obj}"
+    );
+    argo
+}
+
+/// What Argo CD says of the object's health with the script installed as its override.
+fn argocd_health(script: &str, obj: &Value) -> (String, String) {
+    let path = repo_root().join("charts/decision-gate/argocd").join(script);
+    let dir = tempfile::tempdir().unwrap();
+    let object = dir.path().join("object.json");
+    std::fs::write(&object, serde_json::to_vec(obj).unwrap()).unwrap();
+    let program = tool(
+        "ARGOCD_HEALTH",
+        "argocd-health",
+        "ARGOCD_VERSION",
+        "argocd-health",
+    );
+    let out = std::process::Command::new(&program)
+        .arg(&path)
+        .arg(&object)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program} (make test builds it): {e}"));
+    assert!(
+        out.status.success(),
+        "Argo CD could not run {script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let status = text.lines().find_map(|l| l.strip_prefix("STATUS: "));
+    let message = text.lines().find_map(|l| l.strip_prefix("MESSAGE: "));
+    match (status, message) {
+        (Some(status), Some(message)) => (status.to_owned(), message.to_owned()),
+        _ => panic!("argocd-health said {text:?}"),
+    }
+}
+
+/// What a plain Lua 5.1 interpreter makes of the script.
+fn lua_health(script: &str, obj: &Value) -> (String, String) {
     let path = repo_root().join("charts/decision-gate/argocd").join(script);
     let program = format!(
         "obj = {}\nlocal hs = dofile({:?})\nio.write(hs.status, \"\\t\", hs.message or \"\")\n",
