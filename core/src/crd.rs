@@ -13,44 +13,62 @@ use crate::api::{ApprovalPolicy, Decision, ExecutionPlan};
 pub fn all() -> Vec<CustomResourceDefinition> {
     [Decision::crd(), ApprovalPolicy::crd(), ExecutionPlan::crd()]
         .into_iter()
-        .map(with_kubernetes_formats)
-        .map(with_patterns)
+        .map(|crd| {
+            let mut value = serde_json::to_value(&crd).expect("a CRD always serializes");
+            each_object(&mut value, &mut |schema| {
+                kubernetes_formats(schema);
+                patterns(schema);
+            });
+            serde_json::from_value(value).expect("the rewritten schema is still a CRD")
+        })
         .collect()
+}
+
+/// Calls `f` on every JSON object inside `value`, outermost first.
+fn each_object(value: &mut Value, f: &mut impl FnMut(&mut serde_json::Map<String, Value>)) {
+    match value {
+        Value::Object(map) => {
+            f(map);
+            map.values_mut().for_each(|v| each_object(v, f));
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| each_object(v, f)),
+        _ => {}
+    }
+}
+
+/// Kubernetes knows the integer formats int32 and int64 only, and warns on every apply
+/// about the unsigned ones schemars emits; an unsigned 32-bit value always fits int64.
+fn kubernetes_formats(schema: &mut serde_json::Map<String, Value>) {
+    if let Some(Value::String(format)) = schema.get_mut("format") {
+        match format.as_str() {
+            "uint8" | "uint16" | "int8" | "int16" => *format = "int32".into(),
+            "uint32" | "uint64" | "uint" => *format = "int64".into(),
+            _ => {}
+        }
+    }
 }
 
 /// Each CEL rule that only matches a string against a regular expression is also given as
 /// the OpenAPI `pattern`, so that tools that read the schema offline (kubeconform, editors)
 /// catch what the API server would refuse. The rule stays: its message is the one people
 /// read.
-fn with_patterns(crd: CustomResourceDefinition) -> CustomResourceDefinition {
-    fn walk(value: &mut Value) {
-        match value {
-            Value::Object(map) => {
-                let rules: Vec<String> = map
-                    .get("x-kubernetes-validations")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|v| v["rule"].as_str().map(str::to_owned))
-                    .collect();
-                for rule in rules {
-                    if let Some(pattern) = whole_match(&rule) {
-                        map.entry("pattern").or_insert(Value::String(pattern));
-                    } else if let Some(pattern) = every_item_matches(&rule)
-                        && let Some(Value::Object(items)) = map.get_mut("items")
-                    {
-                        items.entry("pattern").or_insert(Value::String(pattern));
-                    }
-                }
-                map.values_mut().for_each(walk);
-            }
-            Value::Array(items) => items.iter_mut().for_each(walk),
-            _ => {}
+fn patterns(schema: &mut serde_json::Map<String, Value>) {
+    let rules: Vec<String> = schema
+        .get("x-kubernetes-validations")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v["rule"].as_str().map(str::to_owned))
+        .collect();
+    for rule in rules {
+        if let Some(pattern) = whole_match(&rule) {
+            schema.entry("pattern").or_insert(Value::String(pattern));
+        } else if let Some(pattern) = every_item_matches(&rule)
+            && let Some(Value::Object(items)) = schema.get_mut("items")
+        {
+            items.entry("pattern").or_insert(Value::String(pattern));
         }
     }
-    let mut value = serde_json::to_value(&crd).expect("a CRD always serializes");
-    walk(&mut value);
-    serde_json::from_value(value).expect("adding patterns keeps a valid CRD")
 }
 
 /// The expression of `self.matches('<re>')`, when that is the whole rule.
@@ -68,30 +86,6 @@ fn every_item_matches(rule: &str) -> Option<String> {
         .strip_prefix(".matches('")?
         .strip_suffix("'))")?;
     (!re.contains('\'')).then(|| re.to_owned())
-}
-
-/// Kubernetes knows the integer formats int32 and int64 only, and warns on every apply
-/// about the unsigned ones schemars emits; an unsigned 32-bit value always fits int64.
-fn with_kubernetes_formats(crd: CustomResourceDefinition) -> CustomResourceDefinition {
-    fn walk(value: &mut Value) {
-        match value {
-            Value::Object(map) => {
-                if let Some(Value::String(format)) = map.get_mut("format") {
-                    match format.as_str() {
-                        "uint8" | "uint16" | "int8" | "int16" => *format = "int32".into(),
-                        "uint32" | "uint64" | "uint" => *format = "int64".into(),
-                        _ => {}
-                    }
-                }
-                map.values_mut().for_each(walk);
-            }
-            Value::Array(items) => items.iter_mut().for_each(walk),
-            _ => {}
-        }
-    }
-    let mut value = serde_json::to_value(&crd).expect("a CRD always serializes");
-    walk(&mut value);
-    serde_json::from_value(value).expect("changing formats keeps a valid CRD")
 }
 
 /// The file under `crds/` that holds a CRD.

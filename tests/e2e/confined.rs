@@ -19,24 +19,19 @@ struct ConfinedOperatorRbac {
 impl ConfinedOperatorRbac {
     fn apply(watched: &str) -> ConfinedOperatorRbac {
         let release = format!("c-{watched}");
-        let helm = tool("HELM", "helm", "HELM_VERSION", "helm");
-        let out = std::process::Command::new(&helm)
-            .args(["template", &release])
-            .arg(repo_root().join("charts/decision-gate"))
-            .args(["--namespace", RELEASE_NAMESPACE])
-            .args(["--kube-version", &pinned("KUBERNETES_VERSION")])
-            .args(["--show-only", "templates/serviceaccount.yaml"])
-            .args(["--show-only", "templates/rbac.yaml"])
-            .args(["--set", "image.repository=localhost/decision-gate"])
-            .args(["--set", &format!("operator.watchNamespace={watched}")])
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {helm}: {e}"));
-        assert!(
-            out.status.success(),
-            "helm template failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+        let watch = format!("operator.watchNamespace={watched}");
+        let manifest = helm_template(
+            &release,
+            RELEASE_NAMESPACE,
+            &[
+                "--show-only",
+                "templates/serviceaccount.yaml",
+                "--show-only",
+                "templates/rbac.yaml",
+                "--set",
+                &watch,
+            ],
         );
-        let manifest = String::from_utf8(out.stdout).unwrap();
         kubectl(&admin_kubeconfig(), &["apply", "-f", "-"], Some(&manifest)).success();
         ConfinedOperatorRbac {
             manifest,

@@ -221,25 +221,8 @@ fn kubeconform(manifests: &str) -> (bool, String) {
 
 /// The chart rendered with `values` (each a `--set`).
 fn rendered(values: &[&str]) -> String {
-    let helm = tool("HELM", "helm", "HELM_VERSION", "helm");
-    let mut cmd = Command::new(&helm);
-    cmd.args(["template", "decision-gate"])
-        .arg(repo_root().join("charts/decision-gate"))
-        .args(["--namespace", "decision-gate-system"])
-        .args(["--kube-version", &pinned("KUBERNETES_VERSION")])
-        .args(["--set", "image.repository=registry.example/decision-gate"]);
-    for value in values {
-        cmd.args(["--set", value]);
-    }
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {helm}: {e}"));
-    assert!(
-        out.status.success(),
-        "helm template {values:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    let args: Vec<&str> = values.iter().flat_map(|v| ["--set", v]).collect();
+    helm_template("decision-gate", "decision-gate-system", &args)
 }
 
 #[test]

@@ -117,30 +117,30 @@ struct ChartSlackObjects {
 
 impl ChartSlackObjects {
     fn apply(release: &str) -> ChartSlackObjects {
-        let helm = tool("HELM", "helm", "HELM_VERSION", "helm");
-        let out = std::process::Command::new(&helm)
-            .args(["template", release])
-            .arg(repo_root().join("charts/decision-gate"))
-            .args(["--namespace", RELEASE_NAMESPACE])
-            .args(["--kube-version", &pinned("KUBERNETES_VERSION")])
-            .args(["--show-only", "templates/slack.yaml"])
-            .args(["--set", "serviceAccount.name=decision-gate"])
-            .args(["--set", "image.repository=localhost/decision-gate"])
-            .args(["--set", "slack.enabled=true"])
-            .args(["--set", "slack.signingSecret.secretName=unused-here"])
-            .args(["--set", "slack.users[0].slackUser=U-BOB"])
-            .args(["--set", "slack.users[0].user=bob"])
-            .args(["--set", "slack.users[0].groups[0]=approvers"])
-            .args(["--set", "slack.users[1].slackUser=U-DAVE"])
-            .args(["--set", "slack.users[1].user=dave"])
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {helm}: {e}"));
-        assert!(
-            out.status.success(),
-            "helm template failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+        let manifest = helm_template(
+            release,
+            RELEASE_NAMESPACE,
+            &[
+                "--show-only",
+                "templates/slack.yaml",
+                "--set",
+                "serviceAccount.name=decision-gate",
+                "--set",
+                "slack.enabled=true",
+                "--set",
+                "slack.signingSecret.secretName=unused-here",
+                "--set",
+                "slack.users[0].slackUser=U-BOB",
+                "--set",
+                "slack.users[0].user=bob",
+                "--set",
+                "slack.users[0].groups[0]=approvers",
+                "--set",
+                "slack.users[1].slackUser=U-DAVE",
+                "--set",
+                "slack.users[1].user=dave",
+            ],
         );
-        let manifest = String::from_utf8(out.stdout).unwrap();
         assert!(manifest.contains("verbs: [impersonate]"), "{manifest}");
         apply(RELEASE_NAMESPACE, &manifest).success();
         ChartSlackObjects {

@@ -129,8 +129,21 @@ async fn executed(
     crate::error::Result<Option<chrono::DateTime<Utc>>>,
     Vec<k8s_openapi::api::events::v1::Event>,
 ) {
+    executed_with_cache(decision, Vec::new(), client, server).await
+}
+
+/// [`executed`], with `cached` in the cache of ExecutionPlans.
+async fn executed_with_cache(
+    decision: &mut Decision,
+    cached: Vec<ExecutionPlan>,
+    client: kube::Client,
+    server: ApiServer,
+) -> (
+    crate::error::Result<Option<chrono::DateTime<Utc>>>,
+    Vec<k8s_openapi::api::events::v1::Event>,
+) {
     let dir = tempfile::tempdir().unwrap();
-    let ctx = Context::for_tests(client, dir.path());
+    let ctx = Context::for_tests(client, dir.path()).with_plans(cached);
     reconciled(
         ctx,
         server,
@@ -207,12 +220,7 @@ async fn a_plan_changed_where_the_cache_has_not_seen_it_runs_nothing() {
             assert!(message.contains("changed while it ran"), "{message}");
         }),
     ]);
-    let dir = tempfile::tempdir().unwrap();
-    let ctx = Context::for_tests(client, dir.path()).with_plans(vec![plan]);
-    let (wake_at, events) = reconciled(ctx, server, |ctx| async move {
-        run_alone(&mut decision, &ctx).await
-    })
-    .await;
+    let (wake_at, events) = executed_with_cache(&mut decision, vec![plan], client, server).await;
     assert_eq!(wake_at.unwrap(), None);
     assert_eq!(reasons(&events), ["ExecutionStarted", "ExecutionFailed"]);
 }
@@ -227,12 +235,7 @@ async fn a_plan_the_cache_holds_is_read_afresh_once_and_its_job_created() {
         create_job().answer(201, job("ship-uid", json!({}))),
         write_status(|status| assert_eq!(step(status)["phase"], "Running")),
     ]);
-    let dir = tempfile::tempdir().unwrap();
-    let ctx = Context::for_tests(client, dir.path()).with_plans(vec![plan]);
-    let (wake_at, events) = reconciled(ctx, server, |ctx| async move {
-        run_alone(&mut decision, &ctx).await
-    })
-    .await;
+    let (wake_at, events) = executed_with_cache(&mut decision, vec![plan], client, server).await;
     assert_eq!(wake_at.unwrap(), None);
     assert_eq!(reasons(&events), ["ExecutionStarted", "StepStarted"]);
 }

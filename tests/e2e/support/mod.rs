@@ -43,6 +43,28 @@ pub fn tool(env: &str, component: &str, version_key: &str, binary: &str) -> Stri
     }
 }
 
+/// The chart rendered by `helm template` as `release` in `namespace` for the pinned
+/// Kubernetes version, with more arguments (`--show-only`, `--set`). Its image is one
+/// nobody pulls: the tests run the operator as a process.
+pub fn helm_template(release: &str, namespace: &str, args: &[&str]) -> String {
+    let helm = tool("HELM", "helm", "HELM_VERSION", "helm");
+    let out = std::process::Command::new(&helm)
+        .args(["template", release])
+        .arg(repo_root().join("charts/decision-gate"))
+        .args(["--namespace", namespace])
+        .args(["--kube-version", &pinned("KUBERNETES_VERSION")])
+        .args(["--set", "image.repository=localhost/decision-gate"])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {helm}: {e}"));
+    assert!(
+        out.status.success(),
+        "helm template {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// A version pinned in hack/versions.env.
 pub fn pinned(version_key: &str) -> String {
     let versions =
