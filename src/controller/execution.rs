@@ -49,10 +49,10 @@ impl Plan {
     }
 
     /// The plan's identity and generation: the same pair means the same spec.
-    fn version(&self) -> Option<(Option<&str>, Option<i64>)> {
+    fn version(&self) -> Option<(Option<String>, Option<i64>)> {
         self.plan
             .as_ref()
-            .map(|p| (p.metadata.uid.as_deref(), p.metadata.generation))
+            .map(|p| (p.metadata.uid.clone(), p.metadata.generation))
     }
 }
 
@@ -132,13 +132,12 @@ async fn execute(
             return Ok(advance.wake_at);
         };
         if !plan.fresh {
-            let seen = plan.version().map(|(uid, g)| (uid.map(str::to_owned), g));
+            let seen = plan.version();
             plan = Plan {
                 plan: read_plan(ctx, decision, &namespace, &plan_name).await?,
                 fresh: true,
             };
-            let now = plan.version().map(|(uid, g)| (uid.map(str::to_owned), g));
-            if now != seen {
+            if plan.version() != seen {
                 // The plan changed under the cache: decide again from what it is now.
                 continue;
             }

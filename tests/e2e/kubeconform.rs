@@ -148,7 +148,6 @@ fn collect_refs(value: &mut Value, todo: &mut Vec<String>) {
 fn strict(value: &mut Value) {
     let Value::Object(map) = value else { return };
     if map.remove("x-kubernetes-int-or-string") == Some(Value::Bool(true)) {
-        map.remove("type");
         map.insert("type".into(), json!(["string", "integer", "null"]));
     }
     let preserves = map.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
@@ -157,14 +156,6 @@ fn strict(value: &mut Value) {
     }
     if let Some(Value::String(t)) = map.get("type").cloned() {
         map.insert("type".into(), json!([t, "null"]));
-    }
-    // A format kubeconform's validator does not know would be ignored, or refused.
-    if matches!(
-        map.get("format").and_then(Value::as_str),
-        Some("int-or-string")
-    ) {
-        map.remove("format");
-        map.insert("type".into(), json!(["string", "integer", "null"]));
     }
     for (key, child) in map.iter_mut() {
         match key.as_str() {

@@ -47,11 +47,6 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 {{- end -}}
 
-{{/* The namespaces the operator acts in: the watched one, or every namespace (empty). */}}
-{{- define "decision-gate.clusterWide" -}}
-{{- if .Values.operator.watchNamespace -}}{{- else -}}true{{- end -}}
-{{- end -}}
-
 {{/* The labels of `helm test`'s pod: apart from the operator's, so no Service selects it. */}}
 {{- define "decision-gate.testLabels" -}}
 app.kubernetes.io/name: {{ include "decision-gate.name" . }}-test
