@@ -209,27 +209,52 @@ impl AuditLog {
     /// disk gets the error, and the log goes back to its last durable point: those lines
     /// are cut off and their ids forgotten, so that a retry writes them again.
     pub fn append(&self, records: &[Record], now: DateTime<Utc>) -> Result<Vec<Entry>, AuditError> {
-        let records = records
-            .iter()
-            .map(|record| (entry_id(record), record.clone()))
+        let mut results = self.append_all(vec![(records.to_vec(), now)]);
+        results.pop().unwrap_or_else(|| Ok(Vec::new()))
+    }
+
+    /// Makes several appends at once, as if each were its own call to [`AuditLog::append`]
+    /// made at the same moment: they go into one batch, in order, and each gets its own
+    /// result. This is how one writer appends for many callers.
+    pub fn append_all(
+        &self,
+        calls: Vec<(Vec<Record>, DateTime<Utc>)>,
+    ) -> Vec<Result<Vec<Entry>, AuditError>> {
+        let calls: Vec<_> = calls
+            .into_iter()
+            .map(|(records, now)| {
+                let records = records
+                    .into_iter()
+                    .map(|record| (entry_id(&record), record))
+                    .collect();
+                (records, now)
+            })
             .collect();
         let mut queue = self.lock_queue();
-        let ticket = queue.next_ticket;
-        queue.next_ticket += 1;
-        queue.waiting.push(Request {
-            ticket,
-            records,
-            now,
-        });
+        let mut tickets = Vec::with_capacity(calls.len());
+        for (records, now) in calls {
+            let ticket = queue.next_ticket;
+            queue.next_ticket += 1;
+            queue.waiting.push(Request {
+                ticket,
+                records,
+                now,
+            });
+            tickets.push(ticket);
+        }
         loop {
-            if let Some(result) = queue.done.remove(&ticket) {
-                return result;
+            // The calls were queued together, so one batch takes them all.
+            if tickets.iter().all(|t| queue.done.contains_key(t)) {
+                return tickets
+                    .iter()
+                    .filter_map(|t| queue.done.remove(t))
+                    .collect();
             }
             if !queue.leading {
                 queue.leading = true;
                 let batch = std::mem::take(&mut queue.waiting);
                 drop(queue);
-                self.lead(batch, ticket);
+                self.lead(batch, &tickets);
                 queue = self.lock_queue();
                 continue;
             }
@@ -242,7 +267,7 @@ impl AuditLog {
 
     /// Writes a batch and hands over to the next leader, even if writing panics: no
     /// caller of the batch waits for ever.
-    fn lead(&self, batch: Vec<Request>, own: u64) {
+    fn lead(&self, batch: Vec<Request>, own: &[u64]) {
         let mut handover = Handover {
             log: self,
             tickets: batch.iter().map(|r| r.ticket).collect(),
@@ -299,6 +324,15 @@ impl AuditLog {
         Ok(())
     }
 
+    /// The file the log appends to.
+    pub fn path(&self) -> PathBuf {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .path
+            .clone()
+    }
+
     /// The sequence number the next entry will get.
     pub fn next_seq(&self) -> u64 {
         self.inner
@@ -321,8 +355,8 @@ impl AuditLog {
 struct Handover<'a> {
     log: &'a AuditLog,
     tickets: Vec<u64>,
-    /// The leader's own ticket.
-    own: u64,
+    /// The leader's own tickets.
+    own: &'a [u64],
     /// Set once the batch is written; still unset when the leader panicked.
     results: Option<Results>,
 }
@@ -333,7 +367,7 @@ impl Drop for Handover<'_> {
             Some(results) => results,
             None => {
                 // Writing the batch panicked. What is not on disk yet is taken back; the
-                // leader's own call goes on panicking, the others get an error to retry on.
+                // leader's own calls go on panicking, the others get an error to retry on.
                 let why = "the audit writer stopped in the middle of an append";
                 let mut inner = self
                     .log
@@ -344,7 +378,7 @@ impl Drop for Handover<'_> {
                 inner.last_failure = Some(why.to_owned());
                 self.tickets
                     .iter()
-                    .filter(|ticket| **ticket != self.own)
+                    .filter(|ticket| !self.own.contains(ticket))
                     .map(|ticket| {
                         let error = AuditError::Io {
                             path: inner.path.clone(),

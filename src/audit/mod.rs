@@ -20,6 +20,7 @@ mod files;
 mod log;
 mod seal;
 mod verify;
+mod writer;
 
 use std::path::PathBuf;
 
@@ -31,6 +32,7 @@ pub use self::files::log_files;
 pub use self::log::AuditLog;
 pub use self::seal::{canonical, entry_id};
 pub use self::verify::{Verified, VerifyError, read, verify};
+pub use self::writer::Writer;
 
 /// The `prev_hash` of the very first line.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";

@@ -552,3 +552,60 @@ fn views_filter_the_one_log() {
     assert!(!View::Executions.includes("approval_granted"));
     assert!(View::All.includes("notification_sent"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_sent_to_the_writer_while_it_fsyncs_share_the_next_fsync() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let log = std::sync::Arc::new(AuditLog::open(&path, 1 << 20).unwrap());
+    let gate = Gate::install(&log);
+    let writer = Writer::start(log.clone()).unwrap();
+    let mut first = std::pin::pin!(writer.append(vec![record("decision_requested", 0)], now()));
+    assert!(futures::poll!(first.as_mut()).is_pending());
+    gate.entered
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the first append fsyncs");
+    // While that fsync runs, eight tasks send their appends (a first poll sends).
+    let mut queued: Vec<_> = (1..=8)
+        .map(|n| {
+            let records = (0..n % 3 + 1).map(|i| record("approval_granted", n * 10 + i));
+            Box::pin(writer.append(records.collect(), now()))
+        })
+        .collect();
+    for append in &mut queued {
+        assert!(futures::poll!(append.as_mut()).is_pending());
+    }
+    gate.verdict.send(Verdict::Proceed).unwrap();
+    gate.next(Verdict::Proceed);
+    assert_eq!(first.await.unwrap().len(), 1);
+    for (n, append) in (1..=8).zip(queued) {
+        assert_eq!(append.await.unwrap().len(), n % 3 + 1);
+    }
+    gate.remove(&log);
+    assert_eq!(log.syncs(), 2, "the eight queued appends shared one fsync");
+    assert_eq!(verify(&log.files().unwrap()).unwrap().entries, 18);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_that_panics_fails_that_batch_and_writes_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let log = std::sync::Arc::new(AuditLog::open(&path, 1 << 20).unwrap());
+    let gate = Gate::install(&log);
+    let writer = Writer::start(log.clone()).unwrap();
+    let records = vec![
+        record("approval_granted", 1),
+        record("decision_approved", 1),
+    ];
+    let mut failing = std::pin::pin!(writer.append(records.clone(), now()));
+    assert!(futures::poll!(failing.as_mut()).is_pending());
+    gate.next(Verdict::Panic);
+    let failed = failing.await.unwrap_err();
+    assert!(failed.to_string().contains("stopped"), "{failed}");
+    gate.remove(&log);
+    assert!(lines(&path).is_empty(), "nothing unconfirmed stays");
+    // The same thread writes the retry.
+    let written = writer.append(records, now()).await.unwrap();
+    assert_eq!(written.iter().map(|e| e.seq).collect::<Vec<_>>(), [0, 1]);
+    assert_eq!(verify(&log.files().unwrap()).unwrap().entries, 2);
+}

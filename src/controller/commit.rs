@@ -12,7 +12,7 @@ use crate::api::Decision;
 use crate::audit::Record;
 use crate::error::{Error, Result};
 
-/// Appends records to the audit log, durably, off the async threads.
+/// Appends records to the audit log, durably, off the async threads (by the log's writer).
 /// Returns the ids of the entries written: a record the log already held is not among them.
 pub async fn audit(
     ctx: &Context,
@@ -21,11 +21,11 @@ pub async fn audit(
     if records.is_empty() {
         return Ok(Default::default());
     }
-    let log = ctx.audit.clone();
     let started = std::time::Instant::now();
-    let written = tokio::task::spawn_blocking(move || log.append(&records, chrono::Utc::now()))
+    let written = ctx
+        .audit
+        .append(records, chrono::Utc::now())
         .await
-        .map_err(|e| Error::Internal(format!("the audit writer stopped: {e}")))?
         .map_err(Error::Audit)?;
     ctx.metrics
         .audit_append_duration
@@ -81,8 +81,13 @@ pub async fn commit(
         .collect();
     ctx.metrics
         .observe(after, &status, &fresh, chrono::Utc::now());
+    // One log line per transition; each event's own words are in the audit log and its
+    // Event.
+    if let Some(last) = fresh.last() {
+        let events: Vec<&str> = fresh.iter().map(|e| e.event_type()).collect();
+        info!(name = %after.name_any(), namespace = after.namespace().unwrap_or_default(), events = %events.join(","), phase = status.phase.map(|p| format!("{p:?}")).unwrap_or_default(), note = %last.note(), "decision changed");
+    }
     for event in &fresh {
-        info!(name = %after.name_any(), namespace = after.namespace().unwrap_or_default(), event = event.event_type(), note = %event.note(), "decision event");
         let type_ = if event.is_warning() {
             EventType::Warning
         } else {

@@ -11,7 +11,6 @@ use super::admission;
 use super::cluster::{ApiFailure, scoped_api};
 use super::publisher::{self, EventQueue};
 use crate::api::{ApprovalPolicy, Decision, ExecutionPlan};
-use crate::audit::AuditLog;
 use crate::error::{Error, Result};
 use crate::http::Health;
 use crate::liveness::Progress;
@@ -65,7 +64,8 @@ pub struct Context {
     pub instance: String,
     pub metrics: Metrics,
     pub settings: Settings,
-    pub audit: Arc<AuditLog>,
+    /// Appends to the audit log for every reconcile, from a thread of its own.
+    pub audit: crate::audit::Writer,
     /// Every ApprovalPolicy the operator watches, complete before any controller starts.
     pub policies: Store<ApprovalPolicy>,
     /// Every ExecutionPlan the operator watches: what a new Decision is pinned to.

@@ -195,7 +195,7 @@ mod tests {
         let ctx = Context::for_tests(client, dir.path());
         let health = ctx.health.clone();
         health.set_crds(true);
-        health.lead(ctx.audit.clone());
+        health.lead(ctx.audit.log().clone());
         health.set_caches(true);
         let (action, events) =
             reconciled(ctx, server, |ctx| reconcile(Arc::new(policy), ctx)).await;

@@ -107,6 +107,16 @@ pub async fn run(settings: Settings) -> Result<()> {
             return stopped(Err(Error::AuditUnusable(e)));
         }
     };
+    let writer = match crate::audit::Writer::start(audit.clone()) {
+        Ok(writer) => writer,
+        Err(source) => {
+            let path = settings.audit_log.clone();
+            return stopped(Err(Error::AuditUnusable(crate::audit::AuditError::Io {
+                path,
+                source,
+            })));
+        }
+    };
     info!(path = %settings.audit_log.display(), next_seq = audit.next_seq(), "audit log open");
     health.lead(audit.clone());
     metrics.leader.set(1);
@@ -216,7 +226,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         client,
         metrics,
         settings,
-        audit,
+        audit: writer,
         policies: policies.store.clone(),
         plans: plans.store.clone(),
         notifier,

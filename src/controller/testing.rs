@@ -379,7 +379,7 @@ impl Context {
             client,
             metrics,
             settings,
-            audit: Arc::new(audit),
+            audit: crate::audit::Writer::start(Arc::new(audit)).unwrap(),
             policies: store(Vec::new()),
             plans: store(Vec::new()),
             notifier: None,
