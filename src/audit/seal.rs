@@ -61,44 +61,61 @@ pub(super) fn seal(
 
 /// SHA-256 (hex) of the canonical JSON of an object.
 pub(super) fn hash_of(object: &Map<String, Value>) -> String {
-    let digest = Sha256::digest(canonical(&Value::Object(object.clone())).as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    let mut json = Vec::with_capacity(1024);
+    write_object(object, &mut json);
+    let digest = Sha256::digest(&json);
+    let mut hex = String::with_capacity(64);
+    for byte in digest {
+        use std::fmt::Write;
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
 }
 
 /// JSON with object keys sorted at every level and no insignificant whitespace.
 pub fn canonical(value: &Value) -> String {
-    fn write(value: &Value, out: &mut String) {
-        match value {
-            Value::Object(map) => {
-                let mut keys: Vec<&String> = map.keys().collect();
-                keys.sort();
-                out.push('{');
-                for (i, key) in keys.into_iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    out.push_str(&serde_json::to_string(key).expect("a string serializes"));
-                    out.push(':');
-                    write(&map[key], out);
+    let mut json = Vec::with_capacity(1024);
+    write_value(value, &mut json);
+    // Only JSON was written, and JSON is UTF-8.
+    String::from_utf8(json).unwrap_or_default()
+}
+
+fn write_value(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Object(map) => write_object(map, out),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
                 }
-                out.push('}');
+                write_value(item, out);
             }
-            Value::Array(items) => {
-                out.push('[');
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    write(item, out);
-                }
-                out.push(']');
-            }
-            other => out.push_str(&serde_json::to_string(other).expect("a scalar serializes")),
+            out.push(b']');
+        }
+        // Strings, numbers, booleans and null as serde_json writes them; writing to
+        // memory cannot fail.
+        scalar => {
+            let _ = serde_json::to_writer(&mut *out, scalar);
         }
     }
-    let mut out = String::new();
-    write(value, &mut out);
-    out
+}
+
+fn write_object(map: &Map<String, Value>, out: &mut Vec<u8>) {
+    let mut keys: Vec<&String> = map.keys().collect();
+    // Already in order when serde_json keeps maps sorted; sorted here so that the hash
+    // never depends on how it keeps them.
+    keys.sort_unstable();
+    out.push(b'{');
+    for (i, key) in keys.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let _ = serde_json::to_writer(&mut *out, key);
+        out.push(b':');
+        write_value(&map[key], out);
+    }
+    out.push(b'}');
 }
 
 pub(super) fn parse_entry(line: &str) -> Result<Entry, String> {

@@ -609,3 +609,22 @@ async fn a_writer_that_panics_fails_that_batch_and_writes_the_next() {
     assert_eq!(written.iter().map(|e| e.seq).collect::<Vec<_>>(), [0, 1]);
     assert_eq!(verify(&log.files().unwrap()).unwrap().entries, 2);
 }
+
+/// A line as the log has always sealed it: logs written by earlier versions must verify.
+#[test]
+fn a_line_is_sealed_byte_for_byte_as_the_log_has_always_sealed_it() {
+    let mut sealed = record("approval_granted", 7);
+    sealed.details = Some(serde_json::json!({
+        "z": [1, "é\"\n\u{1}", null, -2.5e-3],
+        "a": {"b": true, "a": 1.5, "": {}},
+    }));
+    let (line, entry) = super::seal::seal(&sealed, entry_id(&sealed), now(), 41, GENESIS);
+    assert_eq!(
+        line,
+        r#"{"actor":"alice","approver":"alice","decision":{"name":"d7","namespace":"ops","uid":"uid-7"},"decision_outcome":"approved","details":{"a":{"":{},"a":1.5,"b":true},"z":[1,"é\"\n\u0001",null,-0.0025]},"entry_id":"7466a3fd-e13e-5714-8151-87d18bc71d4a","event_type":"approval_granted","hash":"0e78ba39211ccddeb82a8c6033d302d6d1ca81b1aa960e5597498a29001de717","message":"entry 7","prev_hash":"0000000000000000000000000000000000000000000000000000000000000000","seq":41,"timestamp":"2027-01-15T08:00:00.123456Z"}"#
+    );
+    assert_eq!(
+        entry.hash,
+        "0e78ba39211ccddeb82a8c6033d302d6d1ca81b1aa960e5597498a29001de717"
+    );
+}
