@@ -164,7 +164,14 @@ const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 /// its status as stored).
 #[derive(Clone, Debug)]
 pub struct Lenient<K> {
-    read: Result<K, (String, Option<serde_json::Value>)>,
+    read: Result<K, Broken>,
+}
+
+/// What is known of an object that could not be read.
+#[derive(Clone, Debug)]
+struct Broken {
+    why: String,
+    status: Option<serde_json::Value>,
     metadata: ObjectMeta,
 }
 
@@ -197,28 +204,39 @@ impl<K: Watched> Lenient<K> {
                 }
             }
         };
-        let metadata = match &read {
-            Ok(obj) => obj.meta().clone(),
-            Err(_) => {
-                ObjectMeta::deserialize(value.get("metadata").unwrap_or(&serde_json::Value::Null))?
+        let read = match read {
+            Ok(obj) => Ok(obj),
+            Err((why, status)) => {
+                let metadata = ObjectMeta::deserialize(
+                    value.get("metadata").unwrap_or(&serde_json::Value::Null),
+                )?;
+                Err(Broken {
+                    why,
+                    status,
+                    metadata,
+                })
             }
         };
-        Ok(Lenient { read, metadata })
+        Ok(Lenient { read })
     }
 
     /// The object, or which it was and why it could not be read.
     pub fn into_inner(self) -> Result<K, Unreadable> {
-        self.read.map_err(|(why, status)| Unreadable {
-            namespace: self.metadata.namespace.unwrap_or_default(),
-            name: self.metadata.name.unwrap_or_default(),
-            why,
-            status,
+        self.read.map_err(|broken| Unreadable {
+            namespace: broken.metadata.namespace.unwrap_or_default(),
+            name: broken.metadata.name.unwrap_or_default(),
+            why: broken.why,
+            status: broken.status,
         })
     }
 }
 
 impl<'de, K: Watched> Deserialize<'de> for Lenient<K> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Read as a JSON tree first, whatever the deserializer: a watch line reads its
+        // object in place, but a list's items come already buffered by serde (the list
+        // has flattened fields), and an object that does not fit its type must still
+        // give its name and status.
         let value = serde_json::Value::deserialize(deserializer)?;
         Lenient::read(value).map_err(serde::de::Error::custom)
     }
@@ -241,10 +259,16 @@ impl<K: Watched> Resource for Lenient<K> {
         K::plural(&())
     }
     fn meta(&self) -> &ObjectMeta {
-        &self.metadata
+        match &self.read {
+            Ok(obj) => obj.meta(),
+            Err(broken) => &broken.metadata,
+        }
     }
     fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
+        match &mut self.read {
+            Ok(obj) => obj.meta_mut(),
+            Err(broken) => &mut broken.metadata,
+        }
     }
 }
 
@@ -271,24 +295,16 @@ fn readable<K: Watched>(
     use watcher::Event;
     // An unreadable object: its placeholder, and whether it stays in the store.
     let stand_in = |obj: Lenient<K>| -> Result<K, Option<(K, bool)>> {
-        let metadata = obj.metadata.clone();
-        obj.into_inner().map_err(
-            |Unreadable {
-                 namespace,
-                 name,
-                 why,
-                 status,
-             }| {
-                warn!(
-                    kind = %<K as Resource>::kind(&()),
-                    namespace,
-                    name,
-                    %why,
-                    "an object cannot be read; fix or delete it"
-                );
-                K::placeholder(metadata, status, &why)
-            },
-        )
+        obj.read.map_err(|broken| {
+            warn!(
+                kind = %<K as Resource>::kind(&()),
+                namespace = broken.metadata.namespace.as_deref().unwrap_or_default(),
+                name = broken.metadata.name.as_deref().unwrap_or_default(),
+                why = %broken.why,
+                "an object cannot be read; fix or delete it"
+            );
+            K::placeholder(broken.metadata, broken.status, &broken.why)
+        })
     };
     Some(match event {
         Err(e) => Err(e),
@@ -419,6 +435,55 @@ mod tests {
         let annotations = read.metadata.annotations.as_ref().unwrap();
         assert_eq!(annotations.keys().collect::<Vec<_>>(), ["approved-by"]);
         assert_eq!(read.status_unreadable(), None);
+    }
+
+    #[test]
+    fn objects_are_read_alike_from_watch_lines_in_either_order_and_from_list_pages() {
+        let unreadable_status = json!({
+            "phase": "Executing",
+            "execution": {"mode": "Real", "startedAt": "not a time", "steps": []},
+        });
+        for value in [
+            decision(json!({"phase": "Pending"})),
+            decision(unreadable_status),
+        ] {
+            let object = value.to_string();
+            let lines = [
+                format!(r#"{{"type":"MODIFIED","object":{object}}}"#),
+                format!(r#"{{"object":{object},"type":"MODIFIED"}}"#),
+            ];
+            let mut read: Vec<Lenient<Decision>> = lines
+                .iter()
+                .map(|line| match serde_json::from_str(line).unwrap() {
+                    kube::core::WatchEvent::Modified(obj) => obj,
+                    other => panic!("a MODIFIED event, not {other:?}"),
+                })
+                .collect();
+            let list = format!(
+                r#"{{"apiVersion":"decisiongate.io/v1alpha1","kind":"DecisionList","metadata":{{"resourceVersion":"9"}},"items":[{object}]}}"#
+            );
+            let list: kube::core::ObjectList<Lenient<Decision>> =
+                serde_json::from_str(&list).unwrap();
+            read.extend(list.items);
+            let careful = Lenient::<Decision>::read(value).unwrap();
+            for read in read {
+                assert_eq!(read.meta(), careful.meta());
+                let read = read.into_inner().unwrap();
+                assert_eq!(read, careful.clone().into_inner().unwrap());
+                assert!(read.metadata.managed_fields.is_none());
+                let annotations = read.metadata.annotations.unwrap();
+                assert!(!annotations.contains_key(LAST_APPLIED));
+            }
+        }
+        let mut broken = decision(json!({}));
+        broken["spec"]["criticality"] = json!("Catastrophic");
+        let line = json!({"type": "ADDED", "object": broken}).to_string();
+        let event: kube::core::WatchEvent<Lenient<Decision>> = serde_json::from_str(&line).unwrap();
+        let kube::core::WatchEvent::Added(read) = event else {
+            panic!("an ADDED event");
+        };
+        assert_eq!(read.meta().name.as_deref(), Some("d"));
+        assert!(read.into_inner().unwrap_err().why.contains("Catastrophic"));
     }
 
     #[test]
