@@ -181,10 +181,58 @@ fn concurrent_audit_appends(c: &mut Criterion) {
     group.finish();
 }
 
+/// Reconciles appending as the operator has them: `TASKS` async tasks on two runtime
+/// threads, each sending one line at a time to the log's writer thread and awaiting it.
+fn writer_appends(c: &mut Criterion) {
+    const TASKS: u64 = 32;
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(AuditLog::open(&dir.path().join("audit.jsonl"), 1 << 30).unwrap());
+    let writer = decision_gate::audit::Writer::start(log).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let next = Arc::new(AtomicU64::new(0));
+    let mut group = c.benchmark_group("audit append");
+    group.sample_size(20);
+    group.throughput(Throughput::Elements(1));
+    group.bench_function(
+        format!("{TASKS} tasks through the writer, one line each"),
+        |b| {
+            b.iter_custom(|lines| {
+                runtime.block_on(async {
+                    let began = Instant::now();
+                    let tasks: Vec<_> = (0..TASKS)
+                        .map(|t| {
+                            let (writer, next) = (writer.clone(), next.clone());
+                            let share = lines / TASKS + u64::from(t < lines % TASKS);
+                            tokio::spawn(async move {
+                                for _ in 0..share {
+                                    let n = next.fetch_add(1, Ordering::Relaxed);
+                                    writer
+                                        .append(vec![record(n)], chrono::Utc::now())
+                                        .await
+                                        .unwrap();
+                                }
+                            })
+                        })
+                        .collect();
+                    for task in tasks {
+                        task.await.unwrap();
+                    }
+                    began.elapsed().max(Duration::from_nanos(1))
+                })
+            })
+        },
+    );
+    group.finish();
+}
+
 criterion_group!(
     benches,
     policy_evaluation,
     audit_appends,
-    concurrent_audit_appends
+    concurrent_audit_appends,
+    writer_appends
 );
 criterion_main!(benches);
