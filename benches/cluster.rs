@@ -376,6 +376,32 @@ async fn arrival(
     }
 }
 
+/// Watches `api` and sends, for every object it delivers that `key` names, that name and
+/// the moment it arrived.
+fn arrivals<K>(
+    api: Api<K>,
+    key: impl Fn(K) -> Option<String> + Send + 'static,
+) -> (
+    tokio::task::JoinHandle<()>,
+    tokio::sync::mpsc::UnboundedReceiver<(String, Instant)>,
+)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let watching = tokio::spawn(async move {
+        let mut events = watcher(api, watcher::Config::default())
+            .applied_objects()
+            .boxed();
+        while let Some(Ok(object)) = events.next().await {
+            if let Some(name) = key(object) {
+                let _ = tx.send((name, Instant::now()));
+            }
+        }
+    });
+    (watching, rx)
+}
+
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
@@ -563,53 +589,24 @@ async fn latency(client: &Client, table: &mut Table, count: usize) {
     .await;
 
     // Every Decision approved, and every first Job, as the benchmark's watches see them.
-    let (approved_tx, mut approved_rx) = tokio::sync::mpsc::unbounded_channel();
-    let approvals = {
-        let api = api.clone();
-        tokio::spawn(async move {
-            let mut events = watcher(api, watcher::Config::default())
-                .applied_objects()
-                .boxed();
-            while let Some(Ok(d)) = events.next().await {
-                if d.status.as_ref().is_some_and(|s| !s.approvals.is_empty()) {
-                    let _ = approved_tx.send((d.metadata.name.unwrap(), Instant::now()));
-                }
-            }
-        })
-    };
-    let (job_tx, mut job_rx) = tokio::sync::mpsc::unbounded_channel();
-    let jobs = {
-        let jobs: Api<Job> = Api::namespaced(client.clone(), &ns.name);
-        tokio::spawn(async move {
-            let mut events = watcher(jobs, watcher::Config::default())
-                .applied_objects()
-                .boxed();
-            while let Some(Ok(job)) = events.next().await {
-                let labels = job.metadata.labels.unwrap_or_default();
-                if let Some(d) = labels.get("decisiongate.io/decision") {
-                    let _ = job_tx.send((d.clone(), Instant::now()));
-                }
-            }
-        })
-    };
+    let (approvals, mut approved_rx) = arrivals(api.clone(), |d: Decision| {
+        d.status
+            .as_ref()
+            .is_some_and(|s| !s.approvals.is_empty())
+            .then(|| d.metadata.name.unwrap())
+    });
+    let (jobs, mut job_rx) = arrivals(Api::<Job>::namespaced(client.clone(), &ns.name), |job| {
+        job.metadata
+            .labels
+            .unwrap_or_default()
+            .remove("decisiongate.io/decision")
+    });
     // The floor's patches as a watch sees them, by resourceVersion: the delivery that
     // the approval's path pays twice (to the operator, and back to whoever waits).
-    let (floor_tx, mut floor_rx) = tokio::sync::mpsc::unbounded_channel();
-    let floor_seen = {
-        let api = floor_api.clone();
-        tokio::spawn(async move {
-            let mut events = watcher(api, watcher::Config::default())
-                .applied_objects()
-                .boxed();
-            while let Some(Ok(d)) = events.next().await {
-                let version = d.metadata.resource_version.unwrap_or_default();
-                let _ = floor_tx.send((
-                    format!("{}@{version}", d.metadata.name.unwrap()),
-                    Instant::now(),
-                ));
-            }
-        })
-    };
+    let (floor_seen, mut floor_rx) = arrivals(floor_api.clone(), |d: Decision| {
+        let version = d.metadata.resource_version.unwrap_or_default();
+        Some(format!("{}@{version}", d.metadata.name.unwrap()))
+    });
     let alice = client_for(&user_kubeconfig("alice")).await;
     let as_alice: Api<Decision> = Api::namespaced(alice, &ns.name);
     let before = stages(&operator).await;
