@@ -553,9 +553,21 @@ async fn settle(pid: u32) -> u64 {
     last
 }
 
+/// How approvals follow each other in [`latency`].
+#[derive(Clone, Copy, PartialEq)]
+enum Pace {
+    /// Each approval once the plan of the one before has run to its end: the API server
+    /// does nothing else meanwhile.
+    Alone,
+    /// Each approval once the Job of the one before exists: the plans of the twenty or so
+    /// before it are still running (Pods scheduled, Jobs finishing, their Decisions
+    /// written), and the floor's patches and the approvals share the API server with them.
+    Busy,
+}
+
 /// Approval latency, one approval at a time, each beside a status patch of the floor
 /// made just before it: what the operator adds to the API server's own round trip.
-async fn latency(client: &Client, table: &mut Table, count: usize) {
+async fn latency(client: &Client, table: &mut Table, count: usize, pace: Pace) {
     let ns = TestNamespace::new("bench-latency").await;
     grant_answering(&ns.name);
     apply(&ns.name, "apiVersion: decisiongate.io/v1alpha1\nkind: ApprovalPolicy\nmetadata: {name: gate}\nspec: {rules: [{name: ask, outcome: RequireApproval}]}\n").success();
@@ -593,6 +605,10 @@ async fn latency(client: &Client, table: &mut Table, count: usize) {
         d.status
             .as_ref()
             .is_some_and(|s| !s.approvals.is_empty())
+            .then(|| d.metadata.name.unwrap())
+    });
+    let (settled, mut settled_rx) = arrivals(api.clone(), |d: Decision| {
+        (d.status.as_ref().and_then(|s| s.phase) == Some(DecisionPhase::Succeeded))
             .then(|| d.metadata.name.unwrap())
     });
     let (jobs, mut job_rx) = arrivals(Api::<Job>::namespaced(client.clone(), &ns.name), |job| {
@@ -657,7 +673,11 @@ async fn latency(client: &Client, table: &mut Table, count: usize) {
         after_write.push(ms(approved_at.saturating_duration_since(answered)));
         let job_at = arrival(&mut job_rx, &name, deadline, "the first Job").await;
         to_job.push(ms(job_at - sent));
+        if pace == Pace::Alone {
+            arrival(&mut settled_rx, &name, deadline, "the end of the plan").await;
+        }
     }
+    settled.abort();
     let after = stages(&operator).await;
     approvals.abort();
     jobs.abort();
@@ -683,7 +703,18 @@ async fn latency(client: &Client, table: &mut Table, count: usize) {
         )
     };
     table.row(
-        format!("floor: one operator-sized status patch ({count}, one at a time)"),
+        match pace {
+            Pace::Alone => {
+                format!("{count} approvals, each alone (after the last one's plan ended)")
+            }
+            Pace::Busy => {
+                format!("{count} approvals, each after the last one's Job (plans running)")
+            }
+        },
+        "",
+    );
+    table.row(
+        "floor: one operator-sized status patch, made before each",
         format!(
             "p50 {floor_p50:.1} ms, p95 {:.1} ms",
             percentile(&floor_ms, 0.95)
@@ -698,7 +729,7 @@ async fn latency(client: &Client, table: &mut Table, count: usize) {
         row(&write_ms),
     );
     table.row(
-        format!("approval annotation -> Approved in status ({count})"),
+        "approval annotation -> Approved in status",
         row(&to_approved),
     );
     table.row(
@@ -706,7 +737,7 @@ async fn latency(client: &Client, table: &mut Table, count: usize) {
         row(&after_write),
     );
     table.row(
-        format!("approval annotation -> first step's Job created ({count})"),
+        "approval annotation -> first step's Job created",
         row(&to_job),
     );
     let mean = |i: usize| {
@@ -790,7 +821,8 @@ fn main() {
                 }
             }
             if parts.iter().any(|p| p == "latency") {
-                latency(&client, &mut table, 200).await;
+                latency(&client, &mut table, 200, Pace::Alone).await;
+                latency(&client, &mut table, 200, Pace::Busy).await;
             }
             if parts.iter().any(|p| p == "execution") {
                 execution(&client, &mut table, 100).await;
