@@ -607,9 +607,12 @@ async fn latency(client: &Client, table: &mut Table, count: usize, pace: Pace) {
             .is_some_and(|s| !s.approvals.is_empty())
             .then(|| d.metadata.name.unwrap())
     });
-    let (settled, mut settled_rx) = arrivals(api.clone(), |d: Decision| {
-        (d.status.as_ref().and_then(|s| s.phase) == Some(DecisionPhase::Succeeded))
-            .then(|| d.metadata.name.unwrap())
+    // At the alone pace, each plan's end, awaited before the next approval.
+    let mut settled = (pace == Pace::Alone).then(|| {
+        arrivals(api.clone(), |d: Decision| {
+            (d.status.as_ref().and_then(|s| s.phase) == Some(DecisionPhase::Succeeded))
+                .then(|| d.metadata.name.unwrap())
+        })
     });
     let (jobs, mut job_rx) = arrivals(Api::<Job>::namespaced(client.clone(), &ns.name), |job| {
         job.metadata
@@ -626,21 +629,12 @@ async fn latency(client: &Client, table: &mut Table, count: usize, pace: Pace) {
     let alice = client_for(&user_kubeconfig("alice")).await;
     let as_alice: Api<Decision> = Api::namespaced(alice, &ns.name);
     let before = stages(&operator).await;
-    let (
-        mut floor_ms,
-        mut floor_seen_ms,
-        mut write_ms,
-        mut after_write,
-        mut to_approved,
-        mut to_job,
-    ) = (
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-    );
+    let mut floor_ms = Vec::new();
+    let mut floor_seen_ms = Vec::new();
+    let mut write_ms = Vec::new();
+    let mut after_write = Vec::new();
+    let mut to_approved = Vec::new();
+    let mut to_job = Vec::new();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     for i in 0..count {
         let name = format!("d-{i}");
@@ -673,15 +667,17 @@ async fn latency(client: &Client, table: &mut Table, count: usize, pace: Pace) {
         after_write.push(ms(approved_at.saturating_duration_since(answered)));
         let job_at = arrival(&mut job_rx, &name, deadline, "the first Job").await;
         to_job.push(ms(job_at - sent));
-        if pace == Pace::Alone {
-            arrival(&mut settled_rx, &name, deadline, "the end of the plan").await;
+        if let Some((_, ended)) = settled.as_mut() {
+            arrival(ended, &name, deadline, "the end of the plan").await;
         }
     }
-    settled.abort();
     let after = stages(&operator).await;
     approvals.abort();
     jobs.abort();
     floor_seen.abort();
+    if let Some((watching, _)) = settled {
+        watching.abort();
+    }
     for v in [
         &mut floor_ms,
         &mut floor_seen_ms,
@@ -725,7 +721,7 @@ async fn latency(client: &Client, table: &mut Table, count: usize, pace: Pace) {
         row(&floor_seen_ms),
     );
     table.row(
-        "  the approval's own write (part of the next two)",
+        "  the approval's own write (part of both approval rows below)",
         row(&write_ms),
     );
     table.row(
