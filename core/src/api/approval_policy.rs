@@ -164,8 +164,10 @@ pub struct RuleMatch {
 
     /// A CEL expression over `decision` (its spec: `decision.actionType`,
     /// `decision.context.amount`, ...) that must be true, such as
-    /// `decision.context.amount < 1000`. A policy whose expression does not compile is
-    /// marked Invalid and not applied.
+    /// `decision.context.amount < 1000`. It may iterate over a list with `all`, `exists`,
+    /// `exists_one` and `filter` (`decision.context.paths.all(p, p.startsWith('/tmp/'))`),
+    /// but not inside another iteration, and not with `map`. A policy whose expression
+    /// does not compile is marked Invalid and not applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 4096))]
     pub expression: Option<String>,

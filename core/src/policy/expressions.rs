@@ -106,12 +106,16 @@ pub(super) fn compile(expression: &str) -> Result<cel::Program, String> {
     }
     let program = cel::Program::compile(expression)
         .map_err(|e| format!("the expression {expression:?} does not compile: {e}"))?;
-    let unknown: Vec<String> = program
-        .references()
-        .variables()
-        .into_iter()
+    let mut reads = Reads::default();
+    reads.scan(program.expression(), &mut Vec::new(), None);
+    if let Some(problem) = reads.problem {
+        return Err(format!("the expression {expression:?} {problem}"));
+    }
+    let unknown: Vec<&str> = reads
+        .free
+        .iter()
+        .map(String::as_str)
         .filter(|v| *v != DECISION_VARIABLE)
-        .map(str::to_owned)
         .collect();
     if !unknown.is_empty() {
         return Err(format!(
@@ -120,6 +124,132 @@ pub(super) fn compile(expression: &str) -> Result<cel::Program, String> {
         ));
     }
     Ok(program)
+}
+
+/// What an expression reads, found by walking it with its macros expanded: the variables
+/// that none of its iterations (`all`, `exists`, `exists_one`, `filter`, `map`) bind, and
+/// the first iteration it may not hold.
+///
+/// Iterations are linear in what they iterate over, which a requester chooses (a
+/// Decision's context is as large as the API server lets it be), so two kinds are refused:
+/// an iteration inside another one's body, which multiplies, and `map`, whose result grows
+/// with whatever it computes per element. A rule is a yes or no; `exists`, `all`,
+/// `exists_one` and `filter` say it.
+#[derive(Default)]
+struct Reads {
+    free: std::collections::BTreeSet<String>,
+    problem: Option<String>,
+}
+
+impl Reads {
+    /// `bound` holds the names the enclosing iterations bind; `looping` is the variable of
+    /// the iteration whose body this is, if any.
+    fn scan(&mut self, expr: &cel::IdedExpr, bound: &mut Vec<String>, looping: Option<&str>) {
+        use cel::common::ast::{EntryExpr, Expr};
+        match &expr.expr {
+            Expr::Unspecified | Expr::Literal(_) => {}
+            // The names a macro's expansion makes up start with '@'.
+            Expr::Ident(name) => {
+                if !name.starts_with('@') && !bound.contains(name) {
+                    self.free.insert(name.clone());
+                }
+            }
+            Expr::Select(select) => self.scan(&select.operand, bound, looping),
+            Expr::Call(call) => {
+                if let Some(target) = &call.target {
+                    self.scan(target, bound, looping);
+                }
+                for arg in &call.args {
+                    self.scan(arg, bound, looping);
+                }
+            }
+            Expr::List(list) => {
+                for element in &list.elements {
+                    self.scan(element, bound, looping);
+                }
+            }
+            Expr::Map(cel::common::ast::MapExpr { entries })
+            | Expr::Struct(cel::common::ast::StructExpr { entries, .. }) => {
+                for entry in entries {
+                    match &entry.expr {
+                        EntryExpr::StructField(field) => self.scan(&field.value, bound, looping),
+                        EntryExpr::MapEntry(entry) => {
+                            self.scan(&entry.key, bound, looping);
+                            self.scan(&entry.value, bound, looping);
+                        }
+                    }
+                }
+            }
+            Expr::Comprehension(iteration) => {
+                if let Some(outer) = looping {
+                    self.refuse(format!(
+                        "iterates inside the iteration over `{outer}` (an all, exists, exists_one, filter or map within another's condition): that takes time that grows with the product of the two lists; iterate once per rule"
+                    ));
+                }
+                if collects_computed(iteration) {
+                    self.refuse(format!(
+                        "uses map (over `{}`): its result grows with what it computes per element; a rule says yes or no, which all, exists, exists_one and filter do",
+                        iteration.iter_var
+                    ));
+                }
+                // The list iterated over and the accumulator's start are read outside the
+                // iteration; its condition and step see its variables and accumulator; its
+                // result sees the accumulator alone.
+                self.scan(&iteration.iter_range, bound, looping);
+                self.scan(&iteration.accu_init, bound, looping);
+                let outside = bound.len();
+                bound.push(iteration.accu_var.clone());
+                bound.push(iteration.iter_var.clone());
+                bound.extend(iteration.iter_var2.clone());
+                let inside = Some(iteration.iter_var.as_str());
+                self.scan(&iteration.loop_cond, bound, inside);
+                self.scan(&iteration.loop_step, bound, inside);
+                bound.truncate(outside + 1);
+                self.scan(&iteration.result, bound, looping);
+                bound.truncate(outside);
+            }
+        }
+    }
+
+    fn refuse(&mut self, problem: String) {
+        self.problem.get_or_insert(problem);
+    }
+}
+
+/// Whether an iteration builds a list of values it computes (`map`), rather than of the
+/// elements it visits (`filter`): its step appends to the accumulator something other than
+/// the iteration's own variable.
+fn collects_computed(iteration: &cel::common::ast::ComprehensionExpr) -> bool {
+    use cel::common::ast::Expr;
+    fn appends_computed(expr: &cel::IdedExpr, accumulator: &str, variable: &str) -> bool {
+        let Expr::Call(call) = &expr.expr else {
+            return false;
+        };
+        let appended = match call.args.as_slice() {
+            [first, second] if call.func_name == cel::common::ast::operators::ADD => {
+                match (&first.expr, &second.expr) {
+                    (Expr::Ident(accu), Expr::List(list)) if accu == accumulator => Some(list),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        match appended {
+            Some(list) => list
+                .elements
+                .iter()
+                .any(|e| !matches!(&e.expr, Expr::Ident(name) if name == variable)),
+            None => call
+                .args
+                .iter()
+                .any(|arg| appends_computed(arg, accumulator, variable)),
+        }
+    }
+    appends_computed(
+        &iteration.loop_step,
+        &iteration.accu_var,
+        &iteration.iter_var,
+    )
 }
 
 /// The value a rule's expression sees as `decision`: the spec, its name and namespace, and

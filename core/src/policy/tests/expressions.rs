@@ -120,3 +120,153 @@ fn an_expression_too_deep_for_the_stack_is_refused_and_one_at_the_limit_runs() {
         }
     }
 }
+
+/// The names an iteration binds are its own: a rule may ask whether any or every element of
+/// a list in the context qualifies, and the answer decides.
+#[test]
+fn an_expression_iterates_over_a_list_in_the_context() {
+    let with_tags = |tags: serde_json::Value| {
+        let mut spec = request("deploy", Criticality::Normal);
+        spec.context = Some([("tags".to_owned(), tags)].into());
+        spec
+    };
+    let asks = [
+        (
+            "decision.context.tags.exists(t, t == 'prod')",
+            serde_json::json!(["prod", "eu"]),
+            serde_json::json!(["dev", "eu"]),
+        ),
+        (
+            "decision.context.tags.all(t, t.startsWith('e'))",
+            serde_json::json!(["eu", "emea"]),
+            serde_json::json!(["eu", "us"]),
+        ),
+        (
+            "decision.context.tags.exists_one(t, t == 'eu')",
+            serde_json::json!(["eu", "x"]),
+            serde_json::json!(["eu", "eu"]),
+        ),
+        (
+            "decision.context.tags.filter(t, t.endsWith('u')).size() == 1",
+            serde_json::json!(["eu", "x"]),
+            serde_json::json!(["eu", "mu"]),
+        ),
+        // The list iterated over may be an iteration itself: it runs once, not per element.
+        (
+            "decision.context.tags.filter(t, t != 'x').exists(u, u == 'eu')",
+            serde_json::json!(["eu", "x"]),
+            serde_json::json!(["x", "y"]),
+        ),
+        // Beside has(), with a list literal in the body.
+        (
+            "has(decision.context.tags) && decision.context.tags.exists(t, t in ['prod'])",
+            serde_json::json!(["prod", "a"]),
+            serde_json::json!(["a", "b"]),
+        ),
+        // An iteration's name may shadow `decision` within its body.
+        (
+            "decision.context.tags.exists(decision, decision == 'eu')",
+            serde_json::json!(["eu", "a"]),
+            serde_json::json!(["a", "b"]),
+        ),
+        // Elements that are maps, read through the iteration's variable.
+        (
+            "decision.context.tags.exists(t, t.env == 'prod' && t.replicas > 2)",
+            serde_json::json!([{"env": "dev", "replicas": 9}, {"env": "prod", "replicas": 3}]),
+            serde_json::json!([{"env": "dev", "replicas": 9}, {"env": "prod", "replicas": 1}]),
+        ),
+    ];
+    for (expression, yes, no) in asks {
+        assert_eq!(compile(expression).err(), None, "{expression}");
+        let policy = ApprovalPolicy::new("p", spec(vec![rule("tags", Some(expression))]));
+        let v = decide(&with_tags(yes.clone()), &[&policy]);
+        assert_eq!(
+            decided_by(&v),
+            (Some("tags"), Outcome::AutoApprove),
+            "{expression} over {yes:?}: {:?}",
+            v.trace
+        );
+        let v = decide(&with_tags(no.clone()), &[&policy]);
+        assert_eq!(
+            decided_by(&v),
+            (None, Outcome::RequireApproval),
+            "{expression} over {no:?}"
+        );
+        assert!(
+            v.trace[0].why.contains("is false"),
+            "{expression}: {:?}",
+            v.trace
+        );
+    }
+}
+
+/// What an iteration binds is not known outside it, and iterations that multiply or grow
+/// with what they compute are refused, each with a reason a person can act on.
+#[test]
+fn an_iteration_is_scoped_and_bounded() {
+    let refused = [
+        (
+            "decision.context.tags.exists(t, t == 'a') && t == 'b'",
+            "uses unknown variable(s) t",
+        ),
+        (
+            "decision.context.tags.exists(t, x == t)",
+            "uses unknown variable(s) x",
+        ),
+        (
+            "decision.context.tags.all(t, decision.context.tags.exists(u, u == t))",
+            "iterates inside the iteration over `t`",
+        ),
+        (
+            "decision.context.tags.exists(t, [1, 2].all(n, n > 0))",
+            "iterates inside the iteration over `t`",
+        ),
+        (
+            "decision.context.tags.map(t, t + t).size() > 1",
+            "uses map (over `t`)",
+        ),
+        (
+            "decision.context.tags.map(t, t != 'a', t + 'x').size() > 1",
+            "uses map (over `t`)",
+        ),
+    ];
+    for (expression, why) in refused {
+        let problem = compile(expression).unwrap_err();
+        assert!(problem.contains(why), "{expression}: {problem}");
+        assert!(
+            problem.contains(expression),
+            "names the expression: {problem}"
+        );
+    }
+    // A map that only collects the elements it visits is a filter, and allowed.
+    assert_eq!(
+        compile("decision.context.tags.map(t, t).size() > 1").err(),
+        None
+    );
+}
+
+/// The example's routine clean-up passes on its own only when every path it names is a log.
+#[test]
+fn the_example_cleanup_rule_reads_every_path() {
+    let budget = example_policy("approvalpolicy-budget.yaml");
+    let cleanup = |paths: Option<serde_json::Value>| {
+        let mut spec = request("cleanup", Criticality::Normal);
+        let mut context: std::collections::BTreeMap<String, serde_json::Value> =
+            [("days_old".to_owned(), serde_json::json!(45))].into();
+        if let Some(paths) = paths {
+            context.insert("paths".to_owned(), paths);
+        }
+        spec.context = Some(context.into_iter().collect());
+        decided_by(&decide(&spec, &[&budget])).0.map(str::to_owned)
+    };
+    let routine = Some("routine-cleanup".to_owned());
+    assert_eq!(cleanup(None), routine);
+    assert_eq!(
+        cleanup(Some(serde_json::json!(["/var/log/a", "/var/log/b"]))),
+        routine
+    );
+    assert_eq!(
+        cleanup(Some(serde_json::json!(["/var/log/a", "/var/lib/db"]))),
+        None
+    );
+}
