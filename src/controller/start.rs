@@ -88,15 +88,26 @@ pub async fn run(settings: Settings) -> Result<()> {
         Err(e) => return stopped(Err(e)),
     };
     info!(identity, lease_namespace = %settings.lease_namespace, "waiting for the leader Lease");
-    tokio::select! {
-        held = leader::wait_for_lease(&mut leading) => {
-            if !held {
-                return stopped(Err(Error::Lease("the leader election stopped".into())));
+    // Still waiting a moment later: say who holds the Lease, and until when.
+    let report = tokio::time::sleep(std::time::Duration::from_secs(1));
+    tokio::pin!(report);
+    let mut reported = false;
+    loop {
+        tokio::select! {
+            held = leader::wait_for_lease(&mut leading) => {
+                if !held {
+                    return stopped(Err(Error::Lease("the leader election stopped".into())));
+                }
+                break;
             }
-        }
-        _ = shutdown.clone() => {
-            info!("stopped before becoming the leader");
-            return stopped(Ok(()));
+            _ = shutdown.clone() => {
+                info!("stopped before becoming the leader");
+                return stopped(Ok(()));
+            }
+            _ = &mut report, if !reported => {
+                reported = true;
+                leader::report_holder(&client, &settings, &identity).await;
+            }
         }
     }
     info!(identity, "became the leader");
