@@ -98,6 +98,96 @@ fn policy_evaluation(c: &mut Criterion) {
     );
 }
 
+/// Iterating expressions over a Decision just under the size an iterating expression may
+/// read, each row the worst of one kind of work a body may do per element: read the
+/// element (a list that fills the Decision), look it up in a second list (a miss, so the
+/// whole of it; two lists of half the size), join a string twice (the most `+` a body may
+/// hold; a list and a string of half the size each), or match a pattern written in the
+/// rule (compiled at every call; a list that fills the Decision).
+fn iterating_at_the_bound(c: &mut Criterion) {
+    use decision_gate::policy::MAX_ITERATED_BYTES;
+    // A JSON list of n zeros takes 2n bytes; the rest of the Decision about 500.
+    let room = MAX_ITERATED_BYTES - 600;
+    let zeros = |bytes: usize| serde_json::json!(vec![0; bytes / 2]);
+    let rows = [
+        (
+            "reads each element",
+            "decision.context.l.exists(x, x == 1)",
+            vec![("l", zeros(room))],
+        ),
+        (
+            "looks each up in another list",
+            "decision.context.l.exists(x, x in decision.context.m)",
+            vec![
+                ("l", zeros(room / 2)),
+                ("m", serde_json::json!(vec![1; room / 4])),
+            ],
+        ),
+        (
+            "joins a string twice per element",
+            "decision.context.l.exists(x, decision.context.s + decision.context.s + decision.context.s == 'y')",
+            vec![("l", zeros(room / 2)), ("s", "x".repeat(room / 2).into())],
+        ),
+        (
+            "matches a pattern per element",
+            "decision.context.l.exists(x, string(x).matches('^[a-z]+-[0-9]{3}$'))",
+            vec![("l", zeros(room))],
+        ),
+    ];
+    let mut group = c.benchmark_group("iterating expression at the size bound");
+    group.sample_size(10);
+    for (name, expression, context) in rows {
+        let mut spec = spec();
+        spec.context = Some(
+            context
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
+        );
+        let risk = decision_gate::risk::assess(&spec);
+        let subject = Subject {
+            name: "d",
+            namespace: "ns",
+            spec: &spec,
+            risk: &risk,
+        };
+        let spec = ApprovalPolicySpec {
+            priority: 0,
+            rules: vec![PolicyRule {
+                name: "iterates".into(),
+                match_: RuleMatch {
+                    expression: Some(expression.to_owned()),
+                    ..Default::default()
+                },
+                outcome: Outcome::AutoApprove,
+                approvers: None,
+                required_approvals: None,
+                expires_after: None,
+                approval_valid_for: None,
+            }],
+            expires_after: None,
+            unreadable: None,
+        };
+        let views = [Policy {
+            name: "p",
+            generation: 1,
+            spec: &spec,
+        }];
+        let expressions = Expressions::default();
+        let verdict = evaluate(&subject, &views, &expressions);
+        assert!(verdict.skipped.is_empty(), "{name}: {:?}", verdict.skipped);
+        assert!(
+            verdict.trace[0].why.contains("is false"),
+            "{name}: {:?}",
+            verdict.trace
+        );
+        group.bench_function(name, |b| {
+            b.iter(|| evaluate(black_box(&subject), black_box(&views), &expressions))
+        });
+    }
+    group.finish();
+}
+
 fn record(n: u64) -> Record {
     Record {
         event_type: "approval_granted".into(),
@@ -231,6 +321,7 @@ fn writer_appends(c: &mut Criterion) {
 criterion_group!(
     benches,
     policy_evaluation,
+    iterating_at_the_bound,
     audit_appends,
     concurrent_audit_appends,
     writer_appends

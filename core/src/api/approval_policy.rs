@@ -165,9 +165,11 @@ pub struct RuleMatch {
     /// A CEL expression over `decision` (its spec: `decision.actionType`,
     /// `decision.context.amount`, ...) that must be true, such as
     /// `decision.context.amount < 1000`. It may iterate over a list with `all`, `exists`,
-    /// `exists_one` and `filter` (`decision.context.paths.all(p, p.startsWith('/tmp/'))`),
-    /// but not inside another iteration, and not with `map`. A policy whose expression
-    /// does not compile is marked Invalid and not applied.
+    /// `exists_one` and `filter` (`decision.context.paths.all(p, p.startsWith('/tmp/'))`):
+    /// one iteration deep, without `map`, with at most two `+` and only literal patterns
+    /// for `matches` in its body, over a Decision of at most 32 KiB (a larger one requires
+    /// approval). A policy whose expression does not compile is marked Invalid and not
+    /// applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 4096))]
     pub expression: Option<String>,

@@ -19,7 +19,62 @@ pub struct Expressions {
 }
 
 /// A compiled expression, or why it does not compile.
-type Compiled = Result<Arc<cel::Program>, String>;
+type Compiled = Result<Arc<Program>, String>;
+
+/// A rule's expression, compiled.
+#[derive(Debug)]
+pub struct Program {
+    cel: cel::Program,
+    /// Whether it iterates (`all`, `exists`, ...): its cost then grows with the size of
+    /// the Decision it reads, which is bounded by [`MAX_ITERATED_BYTES`].
+    iterates: bool,
+}
+
+/// The most a Decision may weigh, as an iterating expression reads it (its spec, name,
+/// namespace and risk as JSON), for the expression to be evaluated. An iteration's body
+/// runs once per element and may read or copy any value of the Decision (compare two
+/// lists, match a pattern), so its time grows with the square of the Decision's size; at
+/// 32 KiB the worst a body may do takes about a third of a second (`make bench`), and a
+/// request's context rarely holds a tenth of it.
+pub const MAX_ITERATED_BYTES: usize = 32 * 1024;
+
+/// The Decision as an evaluation's expressions see it, made at most once per evaluation.
+#[derive(Default)]
+pub(super) struct Given {
+    value: std::cell::OnceCell<Result<cel::Value, String>>,
+    json: std::cell::OnceCell<serde_json::Value>,
+    bytes: std::cell::OnceCell<usize>,
+}
+
+impl Given {
+    fn json(&self, subject: &Subject<'_>) -> &serde_json::Value {
+        self.json.get_or_init(|| expression_input(subject))
+    }
+
+    fn value(&self, subject: &Subject<'_>) -> Result<cel::Value, String> {
+        self.value
+            .get_or_init(|| {
+                cel::to_value(self.json(subject).clone())
+                    .map_err(|e| format!("could not be given the Decision: {e}"))
+            })
+            .clone()
+    }
+
+    fn bytes(&self, subject: &Subject<'_>) -> usize {
+        *self
+            .bytes
+            .get_or_init(|| serde_json::to_vec(self.json(subject)).map_or(usize::MAX, |v| v.len()))
+    }
+}
+
+/// Why an expression gave no answer.
+#[derive(Debug, PartialEq)]
+pub(super) enum Unevaluated {
+    /// It failed on this Decision (a missing key, say), in words.
+    Failed(String),
+    /// It iterates, and the Decision is larger than an iterating expression reads.
+    TooLarge(String),
+}
 
 impl Expressions {
     /// How many expressions [`Expressions::default`] keeps.
@@ -41,7 +96,8 @@ impl Expressions {
         }
         // Compiled without the lock held: another thread compiling the same text at the
         // same time only does the work twice.
-        let compiled = compile(expression).map(Arc::new);
+        let compiled =
+            compile(expression).map(|(cel, iterates)| Arc::new(Program { cel, iterates }));
         let mut cache = self.cache();
         if cache.len() >= self.capacity {
             cache.clear();
@@ -97,7 +153,8 @@ pub(super) fn operations(expression: &str) -> usize {
     symbols + expression.matches("in").count()
 }
 
-pub(super) fn compile(expression: &str) -> Result<cel::Program, String> {
+/// Compiles an expression, and says whether it iterates.
+pub(super) fn compile(expression: &str) -> Result<(cel::Program, bool), String> {
     let count = operations(expression);
     if count > MAX_OPERATIONS {
         return Err(format!(
@@ -123,7 +180,7 @@ pub(super) fn compile(expression: &str) -> Result<cel::Program, String> {
             unknown.join(", ")
         ));
     }
-    Ok(program)
+    Ok((program, reads.iterates))
 }
 
 /// What an expression reads, found by walking it with its macros expanded: the variables
@@ -139,7 +196,13 @@ pub(super) fn compile(expression: &str) -> Result<cel::Program, String> {
 struct Reads {
     free: std::collections::BTreeSet<String>,
     problem: Option<String>,
+    iterates: bool,
+    /// The `+` in the body of the iteration being read.
+    additions: usize,
 }
+
+/// The most `+` an iteration's body may hold.
+const MAX_ADDITIONS_PER_ELEMENT: usize = 2;
 
 impl Reads {
     /// `bound` holds the names the enclosing iterations bind; `looping` is the variable of
@@ -156,6 +219,9 @@ impl Reads {
             }
             Expr::Select(select) => self.scan(&select.operand, bound, looping),
             Expr::Call(call) => {
+                if let Some(outer) = looping {
+                    self.per_element(call, outer);
+                }
                 if let Some(target) = &call.target {
                     self.scan(target, bound, looping);
                 }
@@ -181,6 +247,7 @@ impl Reads {
                 }
             }
             Expr::Comprehension(iteration) => {
+                self.iterates = true;
                 if let Some(outer) = looping {
                     self.refuse(format!(
                         "iterates inside the iteration over `{outer}` (an all, exists, exists_one, filter or map within another's condition): that takes time that grows with the product of the two lists; iterate once per rule"
@@ -202,12 +269,39 @@ impl Reads {
                 bound.push(iteration.iter_var.clone());
                 bound.extend(iteration.iter_var2.clone());
                 let inside = Some(iteration.iter_var.as_str());
+                self.additions = 0;
                 self.scan(&iteration.loop_cond, bound, inside);
                 self.scan(&iteration.loop_step, bound, inside);
+                if self.additions > MAX_ADDITIONS_PER_ELEMENT {
+                    self.refuse(format!(
+                        "adds with + {} times in the iteration over `{}`, and at most {MAX_ADDITIONS_PER_ELEMENT} are allowed: joining strings or lists copies them again for every element; join them once, outside the iteration",
+                        self.additions, iteration.iter_var
+                    ));
+                }
                 bound.truncate(outside + 1);
                 self.scan(&iteration.result, bound, looping);
                 bound.truncate(outside);
             }
+        }
+    }
+
+    /// What a call costs when it runs once per element. Joining strings or lists copies
+    /// them, and a chain of joins copies what it has joined so far at each step; `matches`
+    /// compiles its pattern at every call, so only a pattern written in the rule (small,
+    /// and the policy author's) may be compiled per element, not one the Decision brings.
+    fn per_element(&mut self, call: &cel::common::ast::CallExpr, outer: &str) {
+        use cel::common::ast::{Expr, operators};
+        // The accumulator's own steps (`@result + [x]`, `@result + 1`) cost nothing.
+        let accumulates = matches!(call.args.first().map(|a| &a.expr), Some(Expr::Ident(name)) if name.starts_with('@'));
+        if call.func_name == operators::ADD && !accumulates {
+            self.additions += 1;
+        }
+        if call.func_name == "matches"
+            && !matches!(call.args.last().map(|a| &a.expr), Some(Expr::Literal(_)))
+        {
+            self.refuse(format!(
+                "calls matches in the iteration over `{outer}` with a pattern that is not written in the rule: the pattern would be compiled for every element; write it as a literal, such as '^prod-'"
+            ));
         }
     }
 
@@ -277,21 +371,30 @@ static STANDARD: std::sync::LazyLock<Arc<cel::Env>> =
 pub(super) fn eval_expression(
     expression: &str,
     subject: &Subject<'_>,
-    input: &std::cell::OnceCell<Result<cel::Value, String>>,
+    input: &Given,
     expressions: &Expressions,
-) -> Result<bool, String> {
-    let program = expressions.program(expression)?;
-    let decision = input
-        .get_or_init(|| {
-            cel::to_value(expression_input(subject))
-                .map_err(|e| format!("could not be given the Decision: {e}"))
-        })
-        .clone()?;
+) -> Result<bool, Unevaluated> {
+    let program = expressions
+        .program(expression)
+        .map_err(Unevaluated::Failed)?;
+    if program.iterates {
+        let bytes = input.bytes(subject);
+        if bytes > MAX_ITERATED_BYTES {
+            return Err(Unevaluated::TooLarge(format!(
+                "iterates, and this Decision takes {} KiB as expressions read it, more than the {} KiB an iterating expression may read",
+                bytes.div_ceil(1024),
+                MAX_ITERATED_BYTES / 1024
+            )));
+        }
+    }
+    let decision = input.value(subject).map_err(Unevaluated::Failed)?;
     let mut context = cel::Context::with_env(STANDARD.clone());
     context.add_variable_from_value(DECISION_VARIABLE, decision);
-    match program.execute(&context) {
+    match program.cel.execute(&context) {
         Ok(cel::Value::Bool(b)) => Ok(b),
-        Ok(other) => Err(format!("gave {other:?} instead of true or false")),
-        Err(e) => Err(format!("could not be evaluated ({e})")),
+        Ok(other) => Err(Unevaluated::Failed(format!(
+            "gave {other:?} instead of true or false"
+        ))),
+        Err(e) => Err(Unevaluated::Failed(format!("could not be evaluated ({e})"))),
     }
 }

@@ -12,10 +12,10 @@ use crate::api::approval_policy::PolicyRule;
 use crate::api::decision::{Criticality, DecisionSpec, Evaluation, Outcome, RiskAssessment};
 use crate::api::{ApprovalPolicySpec, Approvers};
 
-use rules::matches;
+use rules::{Miss, matches};
 
 pub use checks::{RuleProblem, check};
-pub use expressions::{Expressions, MAX_OPERATIONS, STACK_SIZE};
+pub use expressions::{Expressions, MAX_ITERATED_BYTES, MAX_OPERATIONS, STACK_SIZE};
 
 /// The variable a rule's expression reads the Decision from.
 pub const DECISION_VARIABLE: &str = "decision";
@@ -105,7 +105,7 @@ pub fn evaluate(
     let mut skipped = Vec::new();
     let mut decided: Option<(&Policy<'_>, &PolicyRule)> = None;
     let ordered = in_order(policies);
-    let input = std::cell::OnceCell::new();
+    let input = expressions::Given::default();
     'policies: for policy in &ordered {
         let problems = expressions.check(policy.spec);
         if !problems.is_empty() {
@@ -115,14 +115,25 @@ pub fn evaluate(
         }
         for rule in &policy.spec.rules {
             let outcome = matches(&rule.match_, subject, &input, expressions);
+            let (matched, why, stop) = match outcome {
+                Ok(()) => (true, String::new(), false),
+                Err(Miss::No(why)) => (false, why, false),
+                Err(Miss::Stop(why)) => (false, why, true),
+            };
+            if stop {
+                skipped.push((policy.name.to_owned(), format!("rule {}: {why}", rule.name)));
+            }
             trace.push(RuleTrace {
                 policy: policy.name.to_owned(),
                 rule: rule.name.clone(),
-                matched: outcome.is_ok(),
-                why: outcome.as_ref().err().cloned().unwrap_or_default(),
+                matched,
+                why,
             });
-            if outcome.is_ok() {
+            if matched {
                 decided = Some((policy, rule));
+                break 'policies;
+            }
+            if stop {
                 break 'policies;
             }
         }

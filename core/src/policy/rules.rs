@@ -1,18 +1,50 @@
 //! Whether one rule's match holds for a Decision, and if not, the first condition that
 //! fails, in words.
 
-use super::expressions::eval_expression;
+use super::expressions::{Given, Unevaluated, eval_expression};
 use super::{Expressions, Subject};
 use crate::api::approval_policy::RuleMatch;
+
+/// Why a rule does not decide.
+#[derive(Debug, PartialEq)]
+pub(super) enum Miss {
+    /// A condition does not hold, named in words: the next rule is tried.
+    No(String),
+    /// The rule cannot be tried on this Decision: evaluation stops, and approval is
+    /// required, as the rule might have rejected.
+    Stop(String),
+}
 
 /// Whether every condition of a match holds; the error names the first that does not.
 /// `input` holds the Decision as expressions see it, made at most once per evaluation.
 pub(super) fn matches(
     m: &RuleMatch,
     subject: &Subject<'_>,
-    input: &std::cell::OnceCell<Result<cel::Value, String>>,
+    input: &Given,
     expressions: &Expressions,
-) -> Result<(), String> {
+) -> Result<(), Miss> {
+    conditions(m, subject).map_err(Miss::No)?;
+    if let Some(expression) = &m.expression {
+        match eval_expression(expression, subject, input, expressions) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(Miss::No(format!("the expression {expression:?} is false")));
+            }
+            Err(Unevaluated::Failed(e)) => {
+                return Err(Miss::No(format!(
+                    "the expression {expression:?} {e}, so it does not match"
+                )));
+            }
+            Err(Unevaluated::TooLarge(e)) => {
+                return Err(Miss::Stop(format!("the expression {expression:?} {e}")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The conditions of a match but its expression.
+fn conditions(m: &RuleMatch, subject: &Subject<'_>) -> Result<(), String> {
     let spec = subject.spec;
     if !m.action_types.is_empty() && !m.action_types.contains(&spec.action_type) {
         return Err(format!(
@@ -95,17 +127,6 @@ pub(super) fn matches(
             return Err(format!(
                 "estimated {minutes} minutes is over maxDurationMinutes {max}"
             ));
-        }
-    }
-    if let Some(expression) = &m.expression {
-        match eval_expression(expression, subject, input, expressions) {
-            Ok(true) => {}
-            Ok(false) => return Err(format!("the expression {expression:?} is false")),
-            Err(e) => {
-                return Err(format!(
-                    "the expression {expression:?} {e}, so it does not match"
-                ));
-            }
         }
     }
     Ok(())

@@ -143,13 +143,16 @@ fn a_rule_can_match_on_the_plan() {
             &Expressions::default(),
         )
     };
-    assert_eq!(subject(&d), Err("the Decision names no plan".to_owned()));
+    assert_eq!(
+        subject(&d),
+        Err(Miss::No("the Decision names no plan".to_owned()))
+    );
     d.plan_ref = Some(crate::api::decision::PlanRef {
         name: "drop-db".into(),
     });
     assert_eq!(
         subject(&d),
-        Err("plan drop-db is not one of roll-out".to_owned())
+        Err(Miss::No("plan drop-db is not one of roll-out".to_owned()))
     );
     d.plan_ref = Some(crate::api::decision::PlanRef {
         name: "roll-out".into(),

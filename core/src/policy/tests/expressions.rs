@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::policy::expressions::{compile, eval_expression, operations};
+use crate::policy::expressions::{Unevaluated, compile, eval_expression, operations};
 
 #[test]
 fn an_expression_is_compiled_once_and_the_cache_is_bounded() {
@@ -116,7 +116,10 @@ fn an_expression_too_deep_for_the_stack_is_refused_and_one_at_the_limit_runs() {
         if runs {
             assert_eq!(ran, Ok(true));
         } else {
-            assert!(ran.unwrap_err().contains("Recursion limit"));
+            assert!(
+                matches!(&ran, Err(Unevaluated::Failed(e)) if e.contains("Recursion limit")),
+                "{ran:?}"
+            );
         }
     }
 }
@@ -229,6 +232,18 @@ fn an_iteration_is_scoped_and_bounded() {
             "decision.context.tags.map(t, t != 'a', t + 'x').size() > 1",
             "uses map (over `t`)",
         ),
+        (
+            "decision.context.tags.exists(t, t + '-' + t + '-' + t == 'a-a-a')",
+            "adds with + 4 times in the iteration over `t`, and at most 2 are allowed",
+        ),
+        (
+            "decision.context.tags.exists(t, t.matches(decision.context.pattern))",
+            "calls matches in the iteration over `t` with a pattern that is not written in the rule",
+        ),
+        (
+            "decision.context.tags.all(t, matches(t, decision.name))",
+            "calls matches in the iteration over `t`",
+        ),
     ];
     for (expression, why) in refused {
         let problem = compile(expression).unwrap_err();
@@ -238,11 +253,17 @@ fn an_iteration_is_scoped_and_bounded() {
             "names the expression: {problem}"
         );
     }
-    // A map that only collects the elements it visits is a filter, and allowed.
-    assert_eq!(
-        compile("decision.context.tags.map(t, t).size() > 1").err(),
-        None
-    );
+    // A map that only collects the elements it visits is a filter, and allowed; so are a
+    // pattern written in the rule, two joins per element, and any outside an iteration.
+    for allowed in [
+        "decision.context.tags.map(t, t).size() > 1",
+        "decision.context.tags.exists(t, t.matches('^prod-[a-z]+$'))",
+        "decision.context.tags.exists(t, t + '-' + decision.name == 'a-b')",
+        "decision.context.tags.filter(t, t != '').exists_one(t, t == 'a')",
+        "decision.name.matches(decision.context.pattern) && decision.context.tags.exists(t, t == decision.name + decision.name + decision.name)",
+    ] {
+        assert_eq!(compile(allowed).err(), None, "{allowed}");
+    }
 }
 
 /// The example's routine clean-up passes on its own only when every path it names is a log.
@@ -269,4 +290,81 @@ fn the_example_cleanup_rule_reads_every_path() {
         cleanup(Some(serde_json::json!(["/var/log/a", "/var/lib/db"]))),
         None
     );
+}
+
+/// An iterating expression reads a Decision of at most [`MAX_ITERATED_BYTES`]: past that,
+/// evaluation stops at its rule and approval is required, since the rule might have
+/// rejected; a larger context does not slip past it. Other rules read any size.
+#[test]
+fn a_decision_too_large_to_iterate_over_stops_evaluation_at_that_rule() {
+    let policy = ApprovalPolicy::new(
+        "guard",
+        spec(vec![
+            PolicyRule {
+                outcome: Outcome::AutoReject,
+                ..rule(
+                    "no-prod",
+                    Some("decision.context.paths.exists(p, p.startsWith('/prod/'))"),
+                )
+            },
+            rule("plain", Some("size(decision.context.padding) >= 0")),
+        ]),
+    );
+    let deploy = |paths: serde_json::Value, padding: usize| {
+        let mut spec = request("deploy", Criticality::Normal);
+        spec.context = Some(
+            [
+                ("paths".to_owned(), paths),
+                ("padding".to_owned(), "x".repeat(padding).into()),
+            ]
+            .into(),
+        );
+        decide(&spec, &[&policy])
+    };
+    let v = deploy(serde_json::json!(["/tmp/a", "/prod/db"]), 0);
+    assert_eq!(decided_by(&v), (Some("no-prod"), Outcome::AutoReject));
+    let v = deploy(serde_json::json!(["/tmp/a"]), 1000);
+    assert_eq!(decided_by(&v), (Some("plain"), Outcome::AutoApprove));
+    assert!(v.skipped.is_empty());
+
+    let v = deploy(serde_json::json!(["/prod/db"]), MAX_ITERATED_BYTES);
+    assert_eq!(decided_by(&v), (None, Outcome::RequireApproval));
+    assert_eq!(v.skipped.len(), 1);
+    assert!(
+        v.skipped[0].1.starts_with("rule no-prod: the expression")
+            && v.skipped[0].1.contains(&format!(
+                "iterates, and this Decision takes {} KiB",
+                MAX_ITERATED_BYTES / 1024 + 1
+            ))
+            && v.skipped[0]
+                .1
+                .contains(&format!("more than the {} KiB", MAX_ITERATED_BYTES / 1024)),
+        "{:?}",
+        v.skipped
+    );
+    assert!(
+        v.evaluation.message.contains("cannot be applied"),
+        "{}",
+        v.evaluation.message
+    );
+    assert_eq!(v.trace.len(), 1, "nothing after it is tried");
+
+    // A rule whose other conditions do not hold never reads the Decision.
+    let mut other = request("email", Criticality::Normal);
+    other.context = Some([("padding".to_owned(), "x".repeat(MAX_ITERATED_BYTES).into())].into());
+    let narrowed = ApprovalPolicy::new(
+        "guard",
+        spec(vec![
+            PolicyRule {
+                match_: RuleMatch {
+                    action_types: vec!["deploy".into()],
+                    ..policy.spec.rules[0].match_.clone()
+                },
+                ..policy.spec.rules[0].clone()
+            },
+            policy.spec.rules[1].clone(),
+        ]),
+    );
+    let v = decide(&other, &[&narrowed]);
+    assert_eq!(decided_by(&v), (Some("plain"), Outcome::AutoApprove));
 }
