@@ -12,6 +12,7 @@ log "core: policy evaluation and audit appends (criterion)"
 cargo bench --bench core -- --noplot
 
 use_local_cluster
+refuse_live_operator
 
 log "the operator against the local control plane"
 cargo bench --features e2e --bench cluster

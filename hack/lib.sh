@@ -74,6 +74,29 @@ use_local_cluster() {
   export KUBECTL="$K8S_BIN/kubectl" HELM="$HELM_BIN/helm" DECISION_GATE_E2E_KUBECONFIG="$ADMIN_KUBECONFIG"
 }
 
+# Stops here while an operator that watches every namespace (a `make run`, say) leads in
+# the local control plane: it would act on the Decisions of the tests and benchmarks beside
+# the operators they start, and their figures and verdicts would be its too. A Lease left
+# by an operator that is gone lapses within its duration; one that is renewed is alive.
+refuse_live_operator() {
+  local lease=decision-gate namespace=decision-gate-system seen now holder renewed duration lapses
+  read_lease() {
+    kubectl_admin -n "$namespace" get lease "$lease" --ignore-not-found \
+      -o jsonpath='{.spec.holderIdentity}|{.spec.renewTime}|{.spec.leaseDurationSeconds}'
+  }
+  seen=$(read_lease) || return 0
+  IFS='|' read -r holder renewed duration <<<"$seen"
+  [ -n "$holder" ] && [ -n "$renewed" ] || return 0
+  lapses=$(($(date -d "$renewed" +%s) + ${duration:-15} + 1))
+  while [ "$(date +%s)" -le "$lapses" ]; do
+    now=$(read_lease) || return 0
+    if [ "$now" != "$seen" ]; then
+      die "an operator that watches every namespace runs against this cluster (it renews the Lease $lease in $namespace, held by $holder): it would act on the tests' Decisions too. Stop it (Ctrl-C where make run runs) and start again"
+    fi
+    sleep 1 # poll interval of this deadline-bound wait
+  done
+}
+
 stop_started_cluster() {
   local rc=$?
   # The chart the suite installed stays: `make run` runs the operator as its ServiceAccount.

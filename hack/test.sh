@@ -20,6 +20,7 @@ log "fuzz smoke run: every target for ${FUZZ_SMOKE_SECONDS:-20}s"
 hack/fuzz.sh "${FUZZ_SMOKE_SECONDS:-20}"
 
 use_local_cluster
+refuse_live_operator
 DECISION_GATE_MCP_PYTHON=$(hack/python.sh)
 export DECISION_GATE_MCP_PYTHON
 
