@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use decision_gate::api::approval_policy::{ApprovalPolicySpec, PolicyRule, RuleMatch};
-use decision_gate::api::decision::{Criticality, DecisionSpec, Outcome};
+use decision_gate::api::decision::{Criticality, DecisionSpec, Outcome, RiskAssessment};
 use decision_gate::audit::{AuditLog, DecisionRef, Record};
 use decision_gate::policy::{Expressions, Policy, Subject, evaluate};
 
@@ -69,6 +69,16 @@ fn spec() -> DecisionSpec {
     }
 }
 
+/// The Decision `d` in namespace `ns`, as policies see it.
+fn subject<'a>(spec: &'a DecisionSpec, risk: &'a RiskAssessment) -> Subject<'a> {
+    Subject {
+        name: "d",
+        namespace: "ns",
+        spec,
+        risk,
+    }
+}
+
 fn policy_evaluation(c: &mut Criterion) {
     let policies = policies();
     let views: Vec<Policy<'_>> = policies
@@ -81,12 +91,7 @@ fn policy_evaluation(c: &mut Criterion) {
         .collect();
     let spec = spec();
     let risk = decision_gate::risk::assess(&spec);
-    let subject = Subject {
-        name: "d",
-        namespace: "ns",
-        spec: &spec,
-        risk: &risk,
-    };
+    let subject = subject(&spec, &risk);
     // One cache for every iteration, as the operator keeps one for every reconcile.
     let expressions = Expressions::default();
     let verdict = evaluate(&subject, &views, &expressions);
@@ -145,12 +150,7 @@ fn iterating_at_the_bound(c: &mut Criterion) {
                 .collect(),
         );
         let risk = decision_gate::risk::assess(&spec);
-        let subject = Subject {
-            name: "d",
-            namespace: "ns",
-            spec: &spec,
-            risk: &risk,
-        };
+        let subject = subject(&spec, &risk);
         let spec = ApprovalPolicySpec {
             priority: 0,
             rules: vec![PolicyRule {
