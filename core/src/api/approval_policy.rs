@@ -165,11 +165,12 @@ pub struct RuleMatch {
     /// A CEL expression over `decision` (its spec: `decision.actionType`,
     /// `decision.context.amount`, ...) that must be true, such as
     /// `decision.context.amount < 1000`. It may iterate over a list with `all`, `exists`,
-    /// `exists_one` and `filter` (`decision.context.paths.all(p, p.startsWith('/tmp/'))`):
-    /// one iteration deep, without `map`, with at most two `+` and only literal patterns
-    /// for `matches` in its body, over a Decision of at most 32 KiB (a larger one requires
-    /// approval). A policy whose expression does not compile is marked Invalid and not
-    /// applied.
+    /// `exists_one` and `filter` (`decision.context.paths.all(p, p.startsWith('/tmp/'))`).
+    /// Bounds on its cost: at most 8 `+`, 16 reads of `decision` and two iterations, none
+    /// nested, no `map`; in an iteration's body at most two `+`, two reads of `decision`
+    /// and no `matches`; `matches` patterns written in the rule; a Decision of at most
+    /// 128 KiB, 32 KiB when it iterates (a larger one requires approval). A policy whose
+    /// expression does not compile or exceeds a bound is marked Invalid and not applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 4096))]
     pub expression: Option<String>,

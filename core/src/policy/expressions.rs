@@ -32,11 +32,16 @@ pub struct Program {
 
 /// The most a Decision may weigh, as an iterating expression reads it (its spec, name,
 /// namespace and risk as JSON), for the expression to be evaluated. An iteration's body
-/// runs once per element and may read or copy any value of the Decision (compare two
-/// lists, match a pattern), so its time grows with the square of the Decision's size; at
-/// 32 KiB the worst a body may do takes about a third of a second (`make bench`), and a
-/// request's context rarely holds a tenth of it.
+/// runs once per element and may read or scan two values of the Decision (look each
+/// element up in another list), so its time grows with the square of the Decision's size;
+/// at 32 KiB the worst a body may do takes about a third of a second, and an expression's
+/// two iterations twice that (`make bench`); a request's context rarely holds a tenth of it.
 pub const MAX_ITERATED_BYTES: usize = 32 * 1024;
+
+/// The most a Decision may weigh for any expression to be evaluated: each read copies what
+/// it reads, and a chain of list joins copies what it joined so far, so an expression at
+/// its bounds of reads and joins holds several copies of the Decision at once.
+pub const MAX_EXPRESSION_BYTES: usize = 128 * 1024;
 
 /// The Decision as an evaluation's expressions see it, made at most once per evaluation.
 #[derive(Default)]
@@ -165,6 +170,7 @@ pub(super) fn compile(expression: &str) -> Result<(cel::Program, bool), String> 
         .map_err(|e| format!("the expression {expression:?} does not compile: {e}"))?;
     let mut reads = Reads::default();
     reads.scan(program.expression(), &mut Vec::new(), None);
+    reads.totals();
     if let Some(problem) = reads.problem {
         return Err(format!("the expression {expression:?} {problem}"));
     }
@@ -180,29 +186,46 @@ pub(super) fn compile(expression: &str) -> Result<(cel::Program, bool), String> 
             unknown.join(", ")
         ));
     }
-    Ok((program, reads.iterates))
+    Ok((program, reads.iterations > 0))
 }
 
 /// What an expression reads, found by walking it with its macros expanded: the variables
 /// that none of its iterations (`all`, `exists`, `exists_one`, `filter`, `map`) bind, and
-/// the first iteration it may not hold.
+/// the first thing it holds beyond the bounds on its cost.
 ///
-/// Iterations are linear in what they iterate over, which a requester chooses (a
-/// Decision's context is as large as the API server lets it be), so two kinds are refused:
-/// an iteration inside another one's body, which multiplies, and `map`, whose result grows
-/// with whatever it computes per element. A rule is a yes or no; `exists`, `all`,
-/// `exists_one` and `filter` say it.
+/// CEL here has no runtime cost limit and cannot be interrupted, and a requester chooses
+/// what an expression reads, so what costs more than linear time in the Decision is
+/// counted here: joins with `+`, reads of the Decision (each copies what it reads),
+/// iterations, and what an iteration's body does once per element. An iteration inside
+/// another one's body multiplies, and `map` grows with whatever it computes per element;
+/// both are refused. A rule is a yes or no; `exists`, `all`, `exists_one` and `filter`
+/// say it.
 #[derive(Default)]
 struct Reads {
     free: std::collections::BTreeSet<String>,
     problem: Option<String>,
-    iterates: bool,
-    /// The `+` in the body of the iteration being read.
+    /// The iterations it holds.
+    iterations: usize,
+    /// The `+` it holds, and those in the body of the iteration being read.
     additions: usize,
+    additions_per_element: usize,
+    /// Its reads of the Decision, and those in the body of the iteration being read.
+    reads: usize,
+    reads_per_element: usize,
 }
 
 /// The most `+` an iteration's body may hold.
 const MAX_ADDITIONS_PER_ELEMENT: usize = 2;
+/// The most `+` an expression may hold: joining lists copies them, and a chain of joins
+/// copies what it has joined so far at each step.
+const MAX_ADDITIONS: usize = 8;
+/// The most reads of the Decision an iteration's body may hold: each copies what it reads,
+/// or (with `in`) scans it, once per element.
+const MAX_READS_PER_ELEMENT: usize = 2;
+/// The most reads of the Decision an expression may hold: each copies what it reads.
+const MAX_READS: usize = 16;
+/// The most iterations an expression may hold, one after the other.
+const MAX_ITERATIONS: usize = 2;
 
 impl Reads {
     /// `bound` holds the names the enclosing iterations bind; `looping` is the variable of
@@ -216,12 +239,16 @@ impl Reads {
                 if !name.starts_with('@') && !bound.contains(name) {
                     self.free.insert(name.clone());
                 }
+                if name == DECISION_VARIABLE && !bound.contains(name) {
+                    self.reads += 1;
+                    if looping.is_some() {
+                        self.reads_per_element += 1;
+                    }
+                }
             }
             Expr::Select(select) => self.scan(&select.operand, bound, looping),
             Expr::Call(call) => {
-                if let Some(outer) = looping {
-                    self.per_element(call, outer);
-                }
+                self.call(call, looping);
                 if let Some(target) = &call.target {
                     self.scan(target, bound, looping);
                 }
@@ -247,7 +274,7 @@ impl Reads {
                 }
             }
             Expr::Comprehension(iteration) => {
-                self.iterates = true;
+                self.iterations += 1;
                 if let Some(outer) = looping {
                     self.refuse(format!(
                         "iterates inside the iteration over `{outer}` (an all, exists, exists_one, filter or map within another's condition): that takes time that grows with the product of the two lists; iterate once per rule"
@@ -262,20 +289,34 @@ impl Reads {
                 // The list iterated over and the accumulator's start are read outside the
                 // iteration; its condition and step see its variables and accumulator; its
                 // result sees the accumulator alone.
+                let joined_before = self.additions;
                 self.scan(&iteration.iter_range, bound, looping);
+                if self.additions > joined_before {
+                    self.refuse(format!(
+                        "iterates (over `{}`) over a list joined with +: that multiplies what the iteration does per element; iterate over each list on its own",
+                        iteration.iter_var
+                    ));
+                }
                 self.scan(&iteration.accu_init, bound, looping);
                 let outside = bound.len();
                 bound.push(iteration.accu_var.clone());
                 bound.push(iteration.iter_var.clone());
                 bound.extend(iteration.iter_var2.clone());
                 let inside = Some(iteration.iter_var.as_str());
-                self.additions = 0;
+                self.additions_per_element = 0;
+                self.reads_per_element = 0;
                 self.scan(&iteration.loop_cond, bound, inside);
                 self.scan(&iteration.loop_step, bound, inside);
-                if self.additions > MAX_ADDITIONS_PER_ELEMENT {
+                if self.additions_per_element > MAX_ADDITIONS_PER_ELEMENT {
                     self.refuse(format!(
                         "adds with + {} times in the iteration over `{}`, and at most {MAX_ADDITIONS_PER_ELEMENT} are allowed: joining strings or lists copies them again for every element; join them once, outside the iteration",
-                        self.additions, iteration.iter_var
+                        self.additions_per_element, iteration.iter_var
+                    ));
+                }
+                if self.reads_per_element > MAX_READS_PER_ELEMENT {
+                    self.refuse(format!(
+                        "reads `{DECISION_VARIABLE}` {} times in the iteration over `{}`, and at most {MAX_READS_PER_ELEMENT} are allowed: each read copies or scans what it reads, for every element",
+                        self.reads_per_element, iteration.iter_var
                     ));
                 }
                 bound.truncate(outside + 1);
@@ -285,22 +326,53 @@ impl Reads {
         }
     }
 
-    /// What a call costs when it runs once per element. Joining strings or lists copies
-    /// them, and a chain of joins copies what it has joined so far at each step; `matches`
-    /// compiles its pattern at every call, so only a pattern written in the rule (small,
-    /// and the policy author's) may be compiled per element, not one the Decision brings.
-    fn per_element(&mut self, call: &cel::common::ast::CallExpr, outer: &str) {
+    /// What a call costs. Joining strings or lists copies them, and a chain of joins copies
+    /// what it has joined so far at each step. `matches` compiles its pattern at every call:
+    /// the pattern must be written in the rule (small, and the policy author's, not one the
+    /// Decision brings), and it may not run once per element (a pattern with a Unicode class
+    /// takes milliseconds to compile).
+    fn call(&mut self, call: &cel::common::ast::CallExpr, looping: Option<&str>) {
         use cel::common::ast::{Expr, operators};
         // The accumulator's own steps (`@result + [x]`, `@result + 1`) cost nothing.
         let accumulates = matches!(call.args.first().map(|a| &a.expr), Some(Expr::Ident(name)) if name.starts_with('@'));
         if call.func_name == operators::ADD && !accumulates {
             self.additions += 1;
+            if looping.is_some() {
+                self.additions_per_element += 1;
+            }
         }
-        if call.func_name == "matches"
-            && !matches!(call.args.last().map(|a| &a.expr), Some(Expr::Literal(_)))
-        {
+        if call.func_name == "matches" {
+            if !matches!(call.args.last().map(|a| &a.expr), Some(Expr::Literal(_))) {
+                self.refuse(
+                    "calls matches with a pattern that is not written in the rule: a pattern the Decision brings may take long to compile and to run; write it as a literal, such as '^prod-'".to_owned(),
+                );
+            }
+            if let Some(outer) = looping {
+                self.refuse(format!(
+                    "calls matches in the iteration over `{outer}`: the pattern would be compiled for every element; use startsWith, endsWith or contains there, or match outside the iteration"
+                ));
+            }
+        }
+    }
+
+    /// Refuses what the whole expression holds beyond its bounds.
+    fn totals(&mut self) {
+        if self.iterations > MAX_ITERATIONS {
             self.refuse(format!(
-                "calls matches in the iteration over `{outer}` with a pattern that is not written in the rule: the pattern would be compiled for every element; write it as a literal, such as '^prod-'"
+                "iterates {} times, and at most {MAX_ITERATIONS} iterations are allowed in one expression; split it across rules",
+                self.iterations
+            ));
+        }
+        if self.additions > MAX_ADDITIONS {
+            self.refuse(format!(
+                "adds with + {} times, and at most {MAX_ADDITIONS} are allowed: joining lists copies them; split it across rules",
+                self.additions
+            ));
+        }
+        if self.reads > MAX_READS {
+            self.refuse(format!(
+                "reads `{DECISION_VARIABLE}` {} times, and at most {MAX_READS} are allowed: each read copies what it reads; split it across rules",
+                self.reads
             ));
         }
     }
@@ -377,15 +449,23 @@ pub(super) fn eval_expression(
     let program = expressions
         .program(expression)
         .map_err(Unevaluated::Failed)?;
-    if program.iterates {
-        let bytes = input.bytes(subject);
-        if bytes > MAX_ITERATED_BYTES {
-            return Err(Unevaluated::TooLarge(format!(
-                "iterates, and this Decision takes {} KiB as expressions read it, more than the {} KiB an iterating expression may read",
-                bytes.div_ceil(1024),
-                MAX_ITERATED_BYTES / 1024
-            )));
-        }
+    let (bound, what) = if program.iterates {
+        (MAX_ITERATED_BYTES, "an iterating expression")
+    } else {
+        (MAX_EXPRESSION_BYTES, "an expression")
+    };
+    let bytes = input.bytes(subject);
+    if bytes > bound {
+        return Err(Unevaluated::TooLarge(format!(
+            "{}, and this Decision takes {} KiB as expressions read it, more than the {} KiB {what} may read",
+            if program.iterates {
+                "iterates"
+            } else {
+                "reads the Decision"
+            },
+            bytes.div_ceil(1024),
+            bound / 1024
+        )));
     }
     let decision = input.value(subject).map_err(Unevaluated::Failed)?;
     let mut context = cel::Context::with_env(STANDARD.clone());

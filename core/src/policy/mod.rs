@@ -15,7 +15,9 @@ use crate::api::{ApprovalPolicySpec, Approvers};
 use rules::{Miss, matches};
 
 pub use checks::{RuleProblem, check};
-pub use expressions::{Expressions, MAX_ITERATED_BYTES, MAX_OPERATIONS, STACK_SIZE};
+pub use expressions::{
+    Expressions, MAX_EXPRESSION_BYTES, MAX_ITERATED_BYTES, MAX_OPERATIONS, STACK_SIZE,
+};
 
 /// The variable a rule's expression reads the Decision from.
 pub const DECISION_VARIABLE: &str = "decision";

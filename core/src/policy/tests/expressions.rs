@@ -82,7 +82,7 @@ fn an_expression_over_the_context_decides() {
 /// operator's thread stack, even in a debug build.
 #[test]
 fn an_expression_too_deep_for_the_stack_is_refused_and_one_at_the_limit_runs() {
-    let chain = |terms: usize| format!("1{} == {terms}", "+1".repeat(terms - 1));
+    let chain = |terms: usize| format!("1{} == 1", "*1".repeat(terms - 1));
     let nest = |levels: usize| format!("{}true{}", "(".repeat(levels), ")".repeat(levels));
     for too_deep in [chain(2047), nest(2000), chain(MAX_OPERATIONS)] {
         let why = compile(&too_deep).unwrap_err();
@@ -207,6 +207,11 @@ fn an_expression_iterates_over_a_list_in_the_context() {
 /// with what they compute are refused, each with a reason a person can act on.
 #[test]
 fn an_iteration_is_scoped_and_bounded() {
+    let nine_joins = format!(
+        "size(decision.context.l{}) == 0",
+        " + decision.context.l".repeat(9)
+    );
+    let seventeen_reads = format!("size([{}]) == 0", ["decision.context.l"; 17].join(", "));
     let refused = [
         (
             "decision.context.tags.exists(t, t == 'a') && t == 'b'",
@@ -237,12 +242,40 @@ fn an_iteration_is_scoped_and_bounded() {
             "adds with + 4 times in the iteration over `t`, and at most 2 are allowed",
         ),
         (
-            "decision.context.tags.exists(t, t.matches(decision.context.pattern))",
-            "calls matches in the iteration over `t` with a pattern that is not written in the rule",
+            "decision.context.tags.exists(t, t.matches('^prod-'))",
+            "calls matches in the iteration over `t`: the pattern would be compiled for every element",
+        ),
+        (
+            "decision.name.matches(decision.context.pattern)",
+            "calls matches with a pattern that is not written in the rule",
         ),
         (
             "decision.context.tags.all(t, matches(t, decision.name))",
-            "calls matches in the iteration over `t`",
+            "calls matches with a pattern that is not written in the rule",
+        ),
+        (
+            "(decision.context.l + decision.context.l).exists(x, x == 1)",
+            "iterates (over `x`) over a list joined with +",
+        ),
+        (
+            "decision.context.l.exists(x, x in decision.context.m || x in decision.context.n || x in decision.context.o)",
+            "reads `decision` 3 times in the iteration over `x`, and at most 2 are allowed",
+        ),
+        (
+            "decision.context.l.exists(x, size([decision.context.m, decision.context.m, decision.context.m]) == 0)",
+            "reads `decision` 3 times in the iteration over `x`",
+        ),
+        (
+            "decision.context.a.all(x, x > 0) && decision.context.b.all(x, x > 0) && decision.context.c.all(x, x > 0)",
+            "iterates 3 times, and at most 2 iterations are allowed in one expression",
+        ),
+        (
+            nine_joins.as_str(),
+            "adds with + 9 times, and at most 8 are allowed",
+        ),
+        (
+            seventeen_reads.as_str(),
+            "reads `decision` 17 times, and at most 16 are allowed",
         ),
     ];
     for (expression, why) in refused {
@@ -253,14 +286,20 @@ fn an_iteration_is_scoped_and_bounded() {
             "names the expression: {problem}"
         );
     }
-    // A map that only collects the elements it visits is a filter, and allowed; so are a
-    // pattern written in the rule, two joins per element, and any outside an iteration.
+    // A map that only collects the elements it visits is a filter, and allowed; so are two
+    // joins and two reads per element, two iterations one after the other, a pattern
+    // written in the rule outside an iteration, and the most joins and reads allowed.
     for allowed in [
         "decision.context.tags.map(t, t).size() > 1",
-        "decision.context.tags.exists(t, t.matches('^prod-[a-z]+$'))",
+        "decision.name.matches('^prod-[a-z]+$') && decision.context.tags.exists(t, t.startsWith('prod-'))",
         "decision.context.tags.exists(t, t + '-' + decision.name == 'a-b')",
         "decision.context.tags.filter(t, t != '').exists_one(t, t == 'a')",
-        "decision.name.matches(decision.context.pattern) && decision.context.tags.exists(t, t == decision.name + decision.name + decision.name)",
+        "decision.context.l.exists(x, x in decision.context.m || x == decision.name)",
+        &format!(
+            "size(decision.context.l{}) > 0",
+            " + decision.context.l".repeat(8)
+        ),
+        &format!("size([{}]) > 0", ["decision.context.l"; 16].join(", ")),
     ] {
         assert_eq!(compile(allowed).err(), None, "{allowed}");
     }
@@ -292,9 +331,10 @@ fn the_example_cleanup_rule_reads_every_path() {
     );
 }
 
-/// An iterating expression reads a Decision of at most [`MAX_ITERATED_BYTES`]: past that,
-/// evaluation stops at its rule and approval is required, since the rule might have
-/// rejected; a larger context does not slip past it. Other rules read any size.
+/// An iterating expression reads a Decision of at most [`MAX_ITERATED_BYTES`], any other
+/// expression one of at most [`MAX_EXPRESSION_BYTES`]: past that, evaluation stops at its
+/// rule and approval is required, since the rule might have rejected; a larger context
+/// does not slip past it.
 #[test]
 fn a_decision_too_large_to_iterate_over_stops_evaluation_at_that_rule() {
     let policy = ApprovalPolicy::new(
@@ -367,4 +407,25 @@ fn a_decision_too_large_to_iterate_over_stops_evaluation_at_that_rule() {
     );
     let v = decide(&other, &[&narrowed]);
     assert_eq!(decided_by(&v), (Some("plain"), Outcome::AutoApprove));
+
+    // Any expression reads a Decision of at most MAX_EXPRESSION_BYTES.
+    other.context = Some(
+        [(
+            "padding".to_owned(),
+            "x".repeat(MAX_EXPRESSION_BYTES).into(),
+        )]
+        .into(),
+    );
+    let v = decide(&other, &[&narrowed]);
+    assert_eq!(decided_by(&v), (None, Outcome::RequireApproval));
+    assert!(
+        v.skipped[0].1.starts_with("rule plain: the expression")
+            && v.skipped[0].1.contains(&format!(
+                "reads the Decision, and this Decision takes {} KiB as expressions read it, more than the {} KiB an expression may read",
+                MAX_EXPRESSION_BYTES / 1024 + 1,
+                MAX_EXPRESSION_BYTES / 1024
+            )),
+        "{:?}",
+        v.skipped
+    );
 }
