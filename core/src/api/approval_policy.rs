@@ -167,9 +167,11 @@ pub struct RuleMatch {
     /// `decision.context.amount < 1000`. It may iterate over a list with `all`, `exists`,
     /// `exists_one` and `filter` (`decision.context.paths.all(p, p.startsWith('/tmp/'))`).
     /// Bounds on its cost: at most 8 `+`, 16 reads of `decision` and two iterations, none
-    /// nested, no `map`; in an iteration's body at most two `+`, two reads of `decision`
-    /// and no `matches`; `matches` patterns written in the rule; a Decision of at most
-    /// 128 KiB, 32 KiB when it iterates (a larger one requires approval). A policy whose
+    /// nested, no `map`; an iteration's body reads only its element and values written in
+    /// the rule, with at most two `+` and no `matches`; `in` tests against values written
+    /// in the rule, or with a literal on its left; `matches` patterns written in the rule;
+    /// a Decision of at most 128 KiB, 32 KiB when it iterates (a larger one requires
+    /// approval). A policy whose
     /// expression does not compile or exceeds a bound is marked Invalid and not applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 4096))]

@@ -222,7 +222,7 @@ fn an_iteration_is_scoped_and_bounded() {
             "uses unknown variable(s) x",
         ),
         (
-            "decision.context.tags.all(t, decision.context.tags.exists(u, u == t))",
+            "decision.context.tags.all(t, [1].exists(u, u == t))",
             "iterates inside the iteration over `t`",
         ),
         (
@@ -258,12 +258,24 @@ fn an_iteration_is_scoped_and_bounded() {
             "iterates (over `x`) over a list joined with +",
         ),
         (
-            "decision.context.l.exists(x, x in decision.context.m || x in decision.context.n || x in decision.context.o)",
-            "reads `decision` 3 times in the iteration over `x`, and at most 2 are allowed",
+            "decision.context.l.exists(x, x == decision.context.m)",
+            "reads `decision` in the iteration over `x`: comparing every element with a value the Decision brings",
         ),
         (
-            "decision.context.l.exists(x, size([decision.context.m, decision.context.m, decision.context.m]) == 0)",
-            "reads `decision` 3 times in the iteration over `x`",
+            "decision.context.l.exists(x, size([decision.context.m]) == 0)",
+            "reads `decision` in the iteration over `x`",
+        ),
+        (
+            "decision.context.tags.exists(t, t == decision.name)",
+            "reads `decision` in the iteration over `t`",
+        ),
+        (
+            "decision.context.big in decision.context.ints",
+            "tests a value with `in` against a list or map the Decision brings",
+        ),
+        (
+            "decision.context.env in ['prod', decision.context.other]",
+            "tests a value with `in` against a list or map the Decision brings",
         ),
         (
             "decision.context.a.all(x, x > 0) && decision.context.b.all(x, x > 0) && decision.context.c.all(x, x > 0)",
@@ -287,14 +299,16 @@ fn an_iteration_is_scoped_and_bounded() {
         );
     }
     // A map that only collects the elements it visits is a filter, and allowed; so are two
-    // joins and two reads per element, two iterations one after the other, a pattern
-    // written in the rule outside an iteration, and the most joins and reads allowed.
+    // joins per element, two iterations one after the other, a pattern written in the rule
+    // outside an iteration, `in` against what the rule writes or with a literal on its
+    // left, and the most joins and reads allowed.
     for allowed in [
         "decision.context.tags.map(t, t).size() > 1",
         "decision.name.matches('^prod-[a-z]+$') && decision.context.tags.exists(t, t.startsWith('prod-'))",
-        "decision.context.tags.exists(t, t + '-' + decision.name == 'a-b')",
+        "decision.context.tags.exists(t, t + '-' + t == 'a-a')",
         "decision.context.tags.filter(t, t != '').exists_one(t, t == 'a')",
-        "decision.context.l.exists(x, x in decision.context.m || x == decision.name)",
+        "decision.context.l.exists(x, x in [1, 2] || x == 'a') && decision.context.env in ['prod', 'staging']",
+        "'amount' in decision.context && 'prod' in decision.context.tags && decision.context.env in {'prod': true}",
         &format!(
             "size(decision.context.l{}) > 0",
             " + decision.context.l".repeat(8)
