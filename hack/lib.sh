@@ -91,7 +91,7 @@ refuse_live_operator() {
   while [ "$(date +%s)" -le "$lapses" ]; do
     now=$(read_lease) || return 0
     if [ "$now" != "$seen" ]; then
-      die "an operator that watches every namespace runs against this cluster (it renews the Lease $lease in $namespace, held by $holder): it would act on the tests' Decisions too. Stop it (Ctrl-C where make run runs) and start again"
+      die "an operator that watches every namespace runs against this cluster (it renews the Lease $lease in $namespace, held by $holder): it would act on the Decisions of the tests and benchmarks too. Stop it (Ctrl-C where make run runs) and start again"
     fi
     sleep 1 # poll interval of this deadline-bound wait
   done

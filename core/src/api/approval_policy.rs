@@ -171,8 +171,8 @@ pub struct RuleMatch {
     /// the rule, with at most two `+` and no `matches`; `in` tests against values written
     /// in the rule, or with a literal on its left; `matches` patterns written in the rule;
     /// a Decision of at most 128 KiB, 32 KiB when it iterates (a larger one requires
-    /// approval). A policy whose
-    /// expression does not compile or exceeds a bound is marked Invalid and not applied.
+    /// approval). A policy whose expression does not compile or exceeds a bound is marked
+    /// Invalid and not applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 4096))]
     pub expression: Option<String>,

@@ -76,7 +76,7 @@ impl Given {
 pub(super) enum Unevaluated {
     /// It failed on this Decision (a missing key, say), in words.
     Failed(String),
-    /// It iterates, and the Decision is larger than an iterating expression reads.
+    /// The Decision is larger than the expression may read (less when it iterates).
     TooLarge(String),
 }
 
@@ -451,20 +451,15 @@ pub(super) fn eval_expression(
     let program = expressions
         .program(expression)
         .map_err(Unevaluated::Failed)?;
-    let (bound, what) = if program.iterates {
-        (MAX_ITERATED_BYTES, "an iterating expression")
+    let (bound, does, what) = if program.iterates {
+        (MAX_ITERATED_BYTES, "iterates", "an iterating expression")
     } else {
-        (MAX_EXPRESSION_BYTES, "an expression")
+        (MAX_EXPRESSION_BYTES, "reads the Decision", "an expression")
     };
     let bytes = input.bytes(subject);
     if bytes > bound {
         return Err(Unevaluated::TooLarge(format!(
-            "{}, and this Decision takes {} KiB as expressions read it, more than the {} KiB {what} may read",
-            if program.iterates {
-                "iterates"
-            } else {
-                "reads the Decision"
-            },
+            "{does}, and this Decision takes {} KiB as expressions read it, more than the {} KiB {what} may read",
             bytes.div_ceil(1024),
             bound / 1024
         )));
