@@ -2,6 +2,7 @@
 //! list, a reviewer's view of one Decision, and the explanation of its evaluation.
 
 mod explain;
+mod printable;
 mod show;
 
 use std::fmt::Write;
@@ -12,10 +13,14 @@ use crate::api::Decision;
 use crate::api::common::to_chrono;
 
 pub use self::explain::explain;
+pub use self::printable::{printable, printable_json, printable_object};
 pub use self::show::{show, step_line};
 
-/// An API server refusal, plainly: which admission policy said no, and its reason.
+/// An API server refusal, plainly: which admission policy said no, and its reason (which
+/// may quote what someone wrote: made [`printable`]).
 pub fn refusal(message: &str) -> String {
+    let message = printable(message);
+    let message = message.as_ref();
     let Some((head, reason)) = message.split_once("denied request: ") else {
         return format!("refused: {message}");
     };

@@ -2,6 +2,7 @@
 //! and what came of it in one line.
 
 use decision_gate::answer::{Answer, Outcome, RECORD_WAIT, Refused, give};
+use decision_gate::plugin::printable;
 use kube::Client;
 
 use super::{Failure, api_failure};
@@ -22,12 +23,12 @@ pub(crate) async fn answer(
             Refused::Api(e) => api_failure(e, name, namespace),
         })?;
     if let Some(confirmed) = &answered.confirmed {
-        println!("{}", confirmed.told());
+        println!("{}", printable(&confirmed.told()));
     }
     let told = answered.told(&answer, namespace, name);
     if matches!(answered.outcome, Outcome::Ignored { .. }) {
         return Err(Failure(told));
     }
-    println!("{told}");
+    println!("{}", printable(&told));
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! `request`: ask for a Decision from a script or a CI job, and with `--wait` block until it
 //! is settled, ending with an exit status the script can branch on.
 
+use decision_gate::plugin::{printable, printable_json};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -155,7 +156,7 @@ pub(crate) async fn request(
     let waited = agent::wait_for_verdict(&api, &name, limit, |d| {
         let summary = Report::of(d).summary;
         if summary != said {
-            eprintln!("{summary}");
+            eprintln!("{}", printable(&summary));
             said = summary;
         }
     })
@@ -183,13 +184,16 @@ fn print_outcome(d: &Decision, json: bool) {
     if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(d).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+            printable_json(
+                &serde_json::to_string_pretty(d)
+                    .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+            )
         );
     } else {
         let report = Report::of(d);
         match report.verdict {
-            Some(v) => println!("{}: {}", v, report.summary),
-            None => println!("{}: {}", report.phase, report.summary),
+            Some(v) => println!("{}: {}", v, printable(&report.summary)),
+            None => println!("{}: {}", report.phase, printable(&report.summary)),
         }
     }
 }
