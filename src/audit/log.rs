@@ -24,6 +24,41 @@ use super::{AuditError, Entry, GENESIS, Record};
 /// How many recent entry ids are remembered to drop duplicates.
 const RECENT_IDS: usize = 10_000;
 
+/// Who may read the log's files besides the operator's user.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Readers {
+    /// Nobody (mode 0600): the default.
+    #[default]
+    Owner,
+    /// The files' group too (mode 0640): for a volume shared through the pod's fsGroup,
+    /// so that a sidecar or a backup job of that group can read it, never write it.
+    Group,
+}
+
+impl Readers {
+    pub fn mode(self) -> u32 {
+        match self {
+            Readers::Owner => 0o600,
+            Readers::Group => 0o640,
+        }
+    }
+}
+
+/// Opens (creating it with `readers`' mode) a file of the log for reading and appending,
+/// and sets the mode of one that existed already, which an earlier version may have left
+/// readable by anyone.
+fn open_file(path: &Path, readers: Readers) -> std::io::Result<File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .mode(readers.mode())
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(readers.mode()))?;
+    Ok(file)
+}
+
 /// The open log. Appends from many tasks are written in batches, one batch at a time.
 pub struct AuditLog {
     pub(super) inner: Mutex<Inner>,
@@ -68,6 +103,8 @@ struct Progress {
 
 pub(super) struct Inner {
     path: PathBuf,
+    /// Who may read its files.
+    readers: Readers,
     file: File,
     size: u64,
     /// The `seq` of the first line of the current file.
@@ -117,9 +154,16 @@ struct Durable {
 }
 
 impl AuditLog {
-    /// Opens (or creates) the log at `path`, continuing the chain of what is there: the
-    /// current file, or the newest rotated file when the current one is empty.
+    /// Opens (or creates) the log at `path`, readable by its owner alone; see
+    /// [`AuditLog::open_for`].
     pub fn open(path: &Path, max_bytes: u64) -> Result<Self, AuditError> {
+        Self::open_for(path, max_bytes, Readers::Owner)
+    }
+
+    /// Opens (or creates) the log at `path`, continuing the chain of what is there: the
+    /// current file, or the newest rotated file when the current one is empty. Its files,
+    /// new and rotated, are readable by `readers` and nobody else.
+    pub fn open_for(path: &Path, max_bytes: u64, readers: Readers) -> Result<Self, AuditError> {
         let io = |source| AuditError::Io {
             path: path.to_owned(),
             source,
@@ -127,12 +171,12 @@ impl AuditLog {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
-        let mut file = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(path)
-            .map_err(io)?;
+        let mut file = open_file(path, readers).map_err(io)?;
+        for rotated in log_files(path).map_err(io)? {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&rotated, std::fs::Permissions::from_mode(readers.mode()))
+                .map_err(io)?;
+        }
         cut_torn_tail(&mut file).map_err(io)?;
         let size = file.metadata().map_err(io)?.len();
 
@@ -169,6 +213,7 @@ impl AuditLog {
         };
         let mut inner = Inner {
             path: path.to_owned(),
+            readers,
             file,
             size,
             first_seq,
@@ -573,12 +618,7 @@ impl Inner {
         };
         let rotated = rotated_name(&self.path, self.first_seq);
         std::fs::rename(&self.path, &rotated).map_err(io)?;
-        self.file = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(&self.path)
-            .map_err(io)?;
+        self.file = open_file(&self.path, self.readers).map_err(io)?;
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
         }

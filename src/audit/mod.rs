@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use self::files::log_files;
-pub use self::log::AuditLog;
+pub use self::log::{AuditLog, Readers};
 pub use self::seal::{canonical, entry_id};
 pub use self::verify::{Verified, VerifyError, read, verify};
 pub use self::writer::Writer;

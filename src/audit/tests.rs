@@ -628,3 +628,32 @@ fn a_line_is_sealed_byte_for_byte_as_the_log_has_always_sealed_it() {
         "0e78ba39211ccddeb82a8c6033d302d6d1ca81b1aa960e5597498a29001de717"
     );
 }
+
+#[test]
+fn the_log_files_are_readable_by_their_owner_alone_or_their_group_when_asked() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    write(&path, 1);
+    assert_eq!(mode(&path), 0o600);
+
+    // A log an earlier version left readable by anyone is closed at the next open, its
+    // rotated files too; rotation creates files of the same mode.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let line = std::fs::read_to_string(&path).unwrap().len() as u64;
+    let log = AuditLog::open_for(&path, line * 2, Readers::Group).unwrap();
+    assert_eq!(mode(&path), 0o640);
+    let records: Vec<Record> = (1..6).map(|i| record("approval_granted", i)).collect();
+    log.append(&records, now()).unwrap();
+    let files = crate::audit::log_files(&path).unwrap();
+    assert!(files.len() > 1, "{files:?}");
+    for file in &files {
+        assert_eq!(mode(file), 0o640, "{}", file.display());
+    }
+    drop(log);
+    AuditLog::open(&path, line * 2).unwrap();
+    for file in &files {
+        assert_eq!(mode(file), 0o600, "{}", file.display());
+    }
+}

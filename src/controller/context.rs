@@ -29,6 +29,8 @@ pub struct Settings {
     pub audit_log: std::path::PathBuf,
     /// The size at which the audit log is rotated.
     pub audit_max_bytes: u64,
+    /// Who may read the audit log's files besides the operator's user.
+    pub audit_readers: crate::audit::Readers,
     /// Whether Real plans run for real; when false they run as DryRun.
     pub allow_real_execution: bool,
     /// The namespace of the leader Lease.

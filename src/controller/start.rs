@@ -112,7 +112,11 @@ pub async fn run(settings: Settings) -> Result<()> {
     }
     info!(identity, "became the leader");
 
-    let audit = match AuditLog::open(&settings.audit_log, settings.audit_max_bytes) {
+    let audit = match AuditLog::open_for(
+        &settings.audit_log,
+        settings.audit_max_bytes,
+        settings.audit_readers,
+    ) {
         Ok(audit) => Arc::new(audit),
         Err(e) => {
             return stopped(Err(Error::AuditUnusable(e)));
