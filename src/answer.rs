@@ -18,8 +18,9 @@ pub const RECORD_WAIT: Duration = Duration::from_secs(30);
 /// An answer to give.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Answer {
-    /// Approve exactly the plan content of `digest` (the one the approver reviewed); `None`
-    /// approves the digest pinned when the answer is written.
+    /// Approve exactly the Decision of `digest` (its `status.digest` as the approver
+    /// reviewed it: its uid, request and pinned plan); `None` approves the digest the
+    /// Decision has when the answer is written.
     Approve {
         reason: Option<String>,
         digest: Option<String>,
@@ -45,22 +46,30 @@ impl Answer {
         }
     }
 
-    /// The merge patch that gives this answer as `me`: the answer and its reason, and for an
-    /// approval the confirmed digest (`pinned` when none was given) and a new stamp, which
-    /// makes it a new approval even by someone whose earlier one lapsed.
-    pub fn patch(&self, me: &str, pinned: Option<&str>, stamp: &str) -> serde_json::Value {
+    /// The merge patch that gives this answer as `me` to the Decision of `uid`: the answer
+    /// and its reason, and for an approval the uid, the confirmed digest (`current`, the
+    /// Decision's own, when none was given) and a new stamp, which makes it a new approval
+    /// even by someone whose earlier one lapsed.
+    pub fn patch(
+        &self,
+        me: &str,
+        uid: Option<&str>,
+        current: Option<&str>,
+        stamp: &str,
+    ) -> serde_json::Value {
         let mut patch = serde_json::json!({ "metadata": { "annotations": {} } });
         let notes = &mut patch["metadata"]["annotations"];
         match self {
             Answer::Approve { reason, digest } => {
                 notes[annotations::APPROVED_BY] = me.into();
-                if let Some(reason) = reason {
-                    notes[annotations::APPROVAL_REASON] = reason.as_str().into();
-                }
-                // Without a plan there is nothing to confirm; a digest left by an earlier
-                // approver is taken away (null) so that it is not read as this one's.
+                // An earlier approver's reason is taken away, not left to be read as this
+                // one's.
+                notes[annotations::APPROVAL_REASON] = serde_json::json!(reason);
+                // What is not known is taken away (null), so that an earlier approver's
+                // is not read as this one's.
                 notes[annotations::APPROVAL_DIGEST] =
-                    serde_json::json!(digest.as_deref().or(pinned));
+                    serde_json::json!(digest.as_deref().or(current));
+                notes[annotations::APPROVAL_UID] = serde_json::json!(uid);
                 notes[annotations::APPROVED_AT] = stamp.into();
             }
             Answer::Reject { reason } => {
@@ -82,26 +91,28 @@ pub struct Answered {
     pub confirmed: Option<Confirmed>,
 }
 
-/// The plan content an approval confirmed, beside what the Decision pins.
+/// What an approval confirmed, beside what the Decision is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Confirmed {
-    pub plan: String,
-    pub steps: usize,
+    /// The plan the Decision runs and its steps, if it runs one.
+    pub plan: Option<(String, usize)>,
     /// The digest the approval names.
     pub digest: String,
-    /// The digest the Decision pinned when the approval was written.
-    pub pinned: String,
+    /// The Decision's digest when the approval was written.
+    pub current: String,
 }
 
 impl Confirmed {
-    /// "approving plan P (N step(s)) as of digest D; the Decision pins E".
+    /// "approving digest D (plan P, N step(s)); the Decision's digest is E".
     pub fn told(&self) -> String {
         format!(
-            "approving plan {} ({} step(s)) as of digest {}; the Decision pins {}",
-            self.plan,
-            self.steps,
+            "approving digest {}{}; the Decision's digest is {}",
             crate::pin::short(&self.digest),
-            crate::pin::short(&self.pinned)
+            self.plan
+                .as_ref()
+                .map(|(plan, steps)| format!(" (plan {plan}, {steps} step(s))"))
+                .unwrap_or_default(),
+            crate::pin::short(&self.current)
         )
     }
 }
@@ -203,7 +214,7 @@ pub async fn give(
     let counted_before = before.status.as_ref().is_some_and(|s| {
         s.approvals
             .iter()
-            .any(|a| a.approver == me && a.lapsed_at.is_none())
+            .any(|a| a.approver == me && crate::answers::counts(a, s))
     });
     if approving && counted_before {
         return Ok(Answered {
@@ -213,20 +224,19 @@ pub async fn give(
         });
     }
     let ignored_before = ignored_of(&before, &me);
-    let pinned = before
-        .status
-        .as_ref()
-        .and_then(|s| s.plan.as_ref())
-        .map(|p| p.digest.as_str());
+    let current = before.status.as_ref().and_then(|s| s.digest.as_deref());
     let stamp = chrono::Utc::now().to_rfc3339();
-    let patch = answer.patch(&me, pinned, &stamp);
-    let confirmed = match (answer, before.status.as_ref().and_then(|s| s.plan.as_ref())) {
-        (Answer::Approve { digest, .. }, Some(plan)) => Some(Confirmed {
-            plan: plan.name.clone(),
-            steps: plan.steps.len(),
-            digest: digest.clone().unwrap_or_else(|| plan.digest.clone()),
-            pinned: plan.digest.clone(),
-        }),
+    let patch = answer.patch(&me, before.metadata.uid.as_deref(), current, &stamp);
+    let plan = before.status.as_ref().and_then(|s| s.plan.as_ref());
+    let confirmed = match (answer, current) {
+        // What runs, or what the approver named, is said back to them.
+        (Answer::Approve { digest, .. }, Some(current)) if plan.is_some() || digest.is_some() => {
+            Some(Confirmed {
+                plan: plan.map(|p| (p.name.clone(), p.steps.len())),
+                digest: digest.clone().unwrap_or_else(|| current.to_owned()),
+                current: current.to_owned(),
+            })
+        }
         _ => None,
     };
     if let Err(e) = api
@@ -319,30 +329,34 @@ mod tests {
             reason: Some("looks right".into()),
             digest: Some("sha256:aa".into()),
         };
-        let patch = reviewed.patch("bob", Some("sha256:bb"), "2026-12-03T10:00:00Z");
+        let patch = reviewed.patch(
+            "bob",
+            Some("uid-1"),
+            Some("sha256:bb"),
+            "2026-12-03T10:00:00Z",
+        );
         let notes = &patch["metadata"]["annotations"];
         assert_eq!(notes[annotations::APPROVED_BY], "bob");
         assert_eq!(notes[annotations::APPROVAL_REASON], "looks right");
         assert_eq!(notes[annotations::APPROVAL_DIGEST], "sha256:aa");
+        assert_eq!(notes[annotations::APPROVAL_UID], "uid-1");
         assert_eq!(notes[annotations::APPROVED_AT], "2026-12-03T10:00:00Z");
 
         let unreviewed = Answer::Approve {
             reason: None,
             digest: None,
         };
-        let patch = unreviewed.patch("bob", Some("sha256:bb"), "t");
+        let patch = unreviewed.patch("bob", Some("uid-1"), Some("sha256:bb"), "t");
         assert_eq!(
             patch["metadata"]["annotations"][annotations::APPROVAL_DIGEST],
             "sha256:bb"
         );
-        assert!(
-            patch["metadata"]["annotations"]
-                .get(annotations::APPROVAL_REASON)
-                .is_none()
-        );
-        // No plan: an earlier approver's digest is removed, not left to be read as bob's.
-        let patch = unreviewed.patch("bob", None, "t");
+        assert!(patch["metadata"]["annotations"][annotations::APPROVAL_REASON].is_null());
+        // Nothing known: an earlier approver's digest and uid are removed, not left to be
+        // read as bob's.
+        let patch = unreviewed.patch("bob", None, None, "t");
         assert!(patch["metadata"]["annotations"][annotations::APPROVAL_DIGEST].is_null());
+        assert!(patch["metadata"]["annotations"][annotations::APPROVAL_UID].is_null());
     }
 
     #[test]
@@ -350,7 +364,7 @@ mod tests {
         let patch = Answer::Reject {
             reason: "not today".into(),
         }
-        .patch("carol", Some("sha256:bb"), "t");
+        .patch("carol", Some("uid-1"), Some("sha256:bb"), "t");
         let notes = patch["metadata"]["annotations"].as_object().unwrap();
         assert_eq!(notes[annotations::REJECTED_BY], "carol");
         assert_eq!(notes[annotations::REJECTION_REASON], "not today");

@@ -112,6 +112,10 @@ struct RunArgs {
     /// Rotate the audit log when it reaches this many bytes.
     #[arg(long, env = "DECISION_GATE_AUDIT_MAX_BYTES", default_value_t = 64 * 1024 * 1024)]
     audit_max_bytes: u64,
+    /// Let the audit log files' group read them (mode 0640, for a volume shared through
+    /// the pod's fsGroup); otherwise only the operator's user may (0600).
+    #[arg(long, env = "DECISION_GATE_AUDIT_GROUP_READABLE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    audit_group_readable: bool,
     /// Let plans in Real mode run for real. Off by default: until an admin opts in, Real
     /// plans run as DryRun and their status says so.
     #[arg(long, env = "DECISION_GATE_ALLOW_REAL_EXECUTION", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
@@ -346,6 +350,11 @@ async fn run() -> ExitCode {
                 http_addr: args.http_addr,
                 audit_log: args.audit_log,
                 audit_max_bytes: args.audit_max_bytes,
+                audit_readers: if args.audit_group_readable {
+                    audit::Readers::Group
+                } else {
+                    audit::Readers::Owner
+                },
                 allow_real_execution: args.allow_real_execution,
                 lease_namespace,
                 lease_duration: args.lease_duration,
@@ -515,7 +524,10 @@ fn audit_command(command: AuditCommand) -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
-                    eprintln!("audit log tampered with or damaged: {e}");
+                    eprintln!(
+                        "audit log tampered with or damaged: {}",
+                        decision_gate::plugin::printable(&e.to_string())
+                    );
                     ExitCode::FAILURE
                 }
             }
@@ -545,7 +557,8 @@ fn audit_command(command: AuditCommand) -> ExitCode {
             match expand(files).and_then(|files| audit::read(&files, keep)) {
                 Ok(entries) => {
                     for e in entries {
-                        println!("{}", serde_json::to_string(&e).unwrap_or_default());
+                        let line = serde_json::to_string(&e).unwrap_or_default();
+                        println!("{}", decision_gate::plugin::printable_json(&line));
                     }
                     ExitCode::SUCCESS
                 }

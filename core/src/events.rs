@@ -41,9 +41,13 @@ pub enum DecisionEvent {
         reason: Option<String>,
         approvals: u32,
         required: u32,
-        /// The approver's `approved-at`: a second approval by the same person (after
-        /// the first lapsed) is another event.
-        stamp: Option<String>,
+        /// What tells this giving of the approval from another ([`crate::answers::Given::key`]):
+        /// a second approval by the same person (after the first lapsed) is another event.
+        given: String,
+        /// The approver's groups as the API server authenticated them, when recorded.
+        groups: Option<Vec<String>>,
+        /// Who gave it by impersonating the approver, as the API server reported it.
+        impersonator: Option<String>,
         /// Whether the admission policies verified it.
         verified: bool,
         service_account: bool,
@@ -54,10 +58,21 @@ pub enum DecisionEvent {
         valid_until: DateTime<Utc>,
         approvers: Vec<String>,
     },
+    /// An approval that counted no longer does: the policies changed, and the rule that
+    /// decides now does not admit its approver.
+    ApprovalDiscounted {
+        approver: String,
+        why: String,
+    },
     ApprovalRejected {
         rejected_by: String,
         reason: String,
         verified: bool,
+    },
+    /// The Decision was deleted; the audit line keeps its last state.
+    Deleted {
+        /// Who deleted it, where the API server said so.
+        by: Option<String>,
     },
     Expired {
         expires_at: DateTime<Utc>,
@@ -96,7 +111,9 @@ impl DecisionEvent {
             DecisionEvent::AutoApproved { .. } => "auto_approved",
             DecisionEvent::AutoRejected { .. } => "auto_rejected",
             DecisionEvent::ApprovalGranted { .. } => "approval_granted",
+            DecisionEvent::ApprovalDiscounted { .. } => "approval_discounted",
             DecisionEvent::ApprovalRejected { .. } => "approval_rejected",
+            DecisionEvent::Deleted { .. } => "decision_deleted",
             DecisionEvent::Expired { .. } => "expired",
             DecisionEvent::Reminded { .. } => "reminded",
             DecisionEvent::AnswerIgnored { .. } => "answer_ignored",
@@ -122,7 +139,9 @@ impl DecisionEvent {
             DecisionEvent::AutoApproved { .. } => "AutoApproved",
             DecisionEvent::AutoRejected { .. } => "AutoRejected",
             DecisionEvent::ApprovalGranted { .. } => "ApprovalGranted",
+            DecisionEvent::ApprovalDiscounted { .. } => "ApprovalDiscounted",
             DecisionEvent::ApprovalRejected { .. } => "Rejected",
+            DecisionEvent::Deleted { .. } => "Deleted",
             DecisionEvent::Expired { .. } => "Expired",
             DecisionEvent::Reminded { .. } => "Reminded",
             DecisionEvent::AnswerIgnored { .. } => "AnswerIgnored",
@@ -140,6 +159,8 @@ impl DecisionEvent {
                 | DecisionEvent::ApprovalRejected { .. }
                 | DecisionEvent::Expired { .. }
                 | DecisionEvent::AnswerIgnored { .. }
+                | DecisionEvent::ApprovalDiscounted { .. }
+                | DecisionEvent::Deleted { .. }
         ) || matches!(self, DecisionEvent::Execution(e) if e.is_warning())
     }
 
@@ -155,6 +176,8 @@ impl DecisionEvent {
             DecisionEvent::ApprovalGranted { approver, .. } => approver.clone(),
             DecisionEvent::ApprovalRejected { rejected_by, .. } => rejected_by.clone(),
             DecisionEvent::AnswerIgnored { user, .. } => user.clone(),
+            DecisionEvent::Deleted { by: Some(by) } => by.clone(),
+            DecisionEvent::Deleted { by: None } => "unknown".to_owned(),
             DecisionEvent::Execution(e) => e.actor(),
             _ => "decision-gate".to_owned(),
         }
@@ -165,12 +188,8 @@ impl DecisionEvent {
     pub fn discriminator(&self) -> String {
         match self {
             DecisionEvent::PolicyEvaluated { evaluation, .. } => evaluation.policy_set.clone(),
-            DecisionEvent::ApprovalGranted {
-                approver, stamp, ..
-            } => match stamp {
-                None => approver.clone(),
-                Some(stamp) => format!("{approver}@{stamp}"),
-            },
+            DecisionEvent::ApprovalGranted { given, .. } => given.clone(),
+            DecisionEvent::ApprovalDiscounted { approver, why } => format!("{approver}/{why}"),
             DecisionEvent::ApprovalLapsed { valid_until, .. } => valid_until.to_rfc3339(),
             DecisionEvent::AnswerIgnored {
                 user,
@@ -248,14 +267,19 @@ impl DecisionEvent {
                 required,
                 verified,
                 service_account,
+                impersonator,
                 ..
             } => format!(
-                "approved by {}{approver} ({approvals}/{required}){}{}",
+                "approved by {}{approver}{} ({approvals}/{required}){}{}",
                 if *service_account {
                     "ServiceAccount "
                 } else {
                     ""
                 },
+                impersonator
+                    .as_deref()
+                    .map(|i| format!(", given through {i}"))
+                    .unwrap_or_default(),
                 if *verified { "" } else { ", unverified" },
                 reason
                     .as_deref()
@@ -272,6 +296,13 @@ impl DecisionEvent {
                     if *verified { "" } else { " (unverified)" }
                 )
             }
+            DecisionEvent::ApprovalDiscounted { approver, why } => {
+                format!("the approval by {approver} no longer counts: {why}")
+            }
+            DecisionEvent::Deleted { by } => match by {
+                Some(by) => format!("deleted by {by}; its last state is in the audit log"),
+                None => "deleted (the API server did not say by whom); its last state is in the audit log".to_owned(),
+            },
             DecisionEvent::Expired { expires_at } => {
                 format!("nobody answered before {}", expires_at.to_rfc3339())
             }

@@ -11,8 +11,8 @@ use kube_core::ResourceExt;
 use sha2::{Digest, Sha256};
 
 use crate::api::ExecutionPlan;
-use crate::api::ExecutionPlanSpec;
 use crate::api::decision::{Criticality, PinnedPlan, PinnedStep};
+use crate::api::{DecisionSpec, ExecutionPlanSpec};
 
 /// The longest command shown for a step; the digest covers all of it.
 const COMMAND_SHOWN: usize = 200;
@@ -21,6 +21,15 @@ const COMMAND_SHOWN: usize = 200;
 pub fn digest(spec: &ExecutionPlanSpec) -> String {
     // serde_json's maps are sorted by key, so this text is canonical.
     let text = serde_json::to_string(spec).unwrap_or_default();
+    format!("sha256:{}", sha256_hex(&text))
+}
+
+/// What an approval binds to: `sha256:` and the hex SHA-256 of the canonical JSON of the
+/// Decision's uid, its spec and the digest of its pinned plan (none for a pure gate). A
+/// Decision deleted and created again under its name, or asking anything else, has
+/// another digest.
+pub fn decision_digest(uid: &str, spec: &DecisionSpec, plan: Option<&str>) -> String {
+    let text = serde_json::json!({ "uid": uid, "spec": spec, "plan": plan }).to_string();
     format!("sha256:{}", sha256_hex(&text))
 }
 
@@ -263,6 +272,30 @@ mod tests {
             why,
             "the ExecutionPlan deploy carries out deploy, not email"
         );
+    }
+
+    #[test]
+    fn a_decision_digest_binds_the_uid_the_request_and_the_plan() {
+        use crate::api::decision::Criticality::High;
+        let spec = DecisionSpec::example("deploy", High);
+        let plan = digest(&plan().spec);
+        let d = decision_digest("uid-1", &spec, Some(&plan));
+        assert!(d.starts_with("sha256:") && d.len() == 71, "{d}");
+        assert_eq!(d, decision_digest("uid-1", &spec.clone(), Some(&plan)));
+        assert_ne!(
+            d,
+            decision_digest("uid-2", &spec, Some(&plan)),
+            "another uid"
+        );
+        assert_ne!(d, decision_digest("uid-1", &spec, None), "another plan");
+        let mut context = spec.clone();
+        context.context = Some([("dropTables".to_owned(), json!("true"))].into());
+        assert_ne!(
+            d,
+            decision_digest("uid-1", &context, Some(&plan)),
+            "another context"
+        );
+        assert_ne!(d, plan, "the plan's digest alone is not the Decision's");
     }
 
     #[test]

@@ -37,6 +37,10 @@ impl Record {
                 reason,
                 ..
             } => (Some(rejected_by.clone()), "rejected", Some(reason.clone())),
+            DecisionEvent::ApprovalDiscounted { approver, why } => {
+                (Some(approver.clone()), "discounted", Some(why.clone()))
+            }
+            DecisionEvent::Deleted { .. } => (None, "deleted", None),
             DecisionEvent::Expired { .. } => (None, "expired", None),
             DecisionEvent::Reminded { .. } => (None, "reminded", None),
             DecisionEvent::AnswerIgnored { user, why, .. } => {
@@ -70,12 +74,29 @@ impl Record {
                 required,
                 verified,
                 service_account,
+                groups,
+                impersonator,
                 ..
-            } => Some(serde_json::json!({
-                "approvals": approvals,
-                "required": required,
-                "verified": verified,
-                "service_account": service_account,
+            } => {
+                let mut details = serde_json::json!({
+                    "approvals": approvals,
+                    "required": required,
+                    "verified": verified,
+                    "service_account": service_account,
+                });
+                if let Some(groups) = groups {
+                    details["groups"] = serde_json::json!(groups);
+                }
+                if let Some(impersonator) = impersonator {
+                    details["impersonator"] = serde_json::json!(impersonator);
+                }
+                Some(details)
+            }
+            // The last state of a deleted Decision: what it asked and what became of it.
+            DecisionEvent::Deleted { by } => Some(serde_json::json!({
+                "deleted_by": by,
+                "spec": decision.spec,
+                "status": decision.status,
             })),
             DecisionEvent::ApprovalRejected { verified, .. } => {
                 Some(serde_json::json!({ "verified": verified }))
@@ -142,7 +163,9 @@ mod tests {
                 reason: Some("looks right".into()),
                 approvals: 1,
                 required: 2,
-                stamp: None,
+                given: "alice".into(),
+                groups: None,
+                impersonator: None,
                 verified: false,
                 service_account: false,
             },

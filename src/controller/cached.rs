@@ -123,6 +123,7 @@ fn samples() -> Vec<u8> {
             "metadata": {"name": "deploy-api-gateway", "namespace": "default",
                          "uid": "00000000-0000-0000-0000-000000000000", "generation": 1,
                          "creationTimestamp": "2026-01-01T00:00:00Z",
+                         "finalizers": [crate::api::FINALIZER],
                          "annotations": {(annotations::REQUESTED_BY): "system:serviceaccount:default:agent"},
                          "labels": {"decisiongate.io/requested-through": "kubectl"}},
             "spec": {"actionType": "deploy", "description": "Deploy version 2 of the API gateway",

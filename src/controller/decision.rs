@@ -12,7 +12,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 
 use super::cached::CachedDecision;
 use super::watch::{self, Changes, Watched};
-use super::{Context, commit, drive};
+use super::{Context, commit, drive, finalizer};
 use crate::api::{ApprovalPolicy, Decision, DecisionPhase, ExecutionPlan};
 use crate::controller;
 use crate::error::Result;
@@ -107,6 +107,11 @@ pub async fn run(
 
 async fn reconcile(cached: Arc<CachedDecision>, ctx: Arc<Context>) -> Result<Action> {
     let decision = cached.unpack()?;
+    if decision.metadata.deletion_timestamp.is_some() {
+        finalizer::release(&decision, &ctx).await?;
+        return Ok(Action::await_change());
+    }
+    finalizer::ensure(&decision, &ctx).await?;
     if let Some(why) = decision.status_unreadable() {
         let (status, events) = execution::status_unreadable(why, Utc::now());
         let mut failed = decision.clone();

@@ -7,7 +7,8 @@
 //!   watches the admission policies that verify people's answers.
 //! - [`cluster`]: status writes, Job submission, the CRD check, and what a failed request
 //!   means; [`publisher`]: Kubernetes Events; [`commit`]: a Decision's transition made to
-//!   count, audit log first.
+//!   count, audit log first; [`finalizer`]: a deleted Decision kept until its deletion is
+//!   audited.
 //! - [`context`]: the [`Settings`] and the [`Context`] the reconcilers share; [`drive`]:
 //!   what every reconcile shares (time limit, caught panics, the error policy).
 
@@ -20,6 +21,7 @@ pub mod decision;
 pub mod drive;
 pub mod echo;
 pub mod execution;
+pub mod finalizer;
 pub mod leader;
 pub mod plan;
 pub mod policy;

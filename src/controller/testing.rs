@@ -296,7 +296,8 @@ pub fn object<K: serde::de::DeserializeOwned>(kind: &str, name: &str, spec: Valu
     .unwrap()
 }
 
-/// A Decision to `deploy`, of `criticality`, naming `plan` when given.
+/// A Decision to `deploy`, of `criticality`, naming `plan` when given, with the finalizer
+/// the chart's admission policy gives every Decision.
 pub fn decision(name: &str, criticality: &str, plan: Option<&str>) -> crate::api::Decision {
     let mut spec = json!({
         "actionType": "deploy", "description": "Deploy 2.0", "criticality": criticality,
@@ -304,7 +305,9 @@ pub fn decision(name: &str, criticality: &str, plan: Option<&str>) -> crate::api
     if let Some(plan) = plan {
         spec["planRef"] = json!({"name": plan});
     }
-    object("Decision", name, spec)
+    let mut decision: crate::api::Decision = object("Decision", name, spec);
+    decision.metadata.finalizers = Some(vec![crate::api::FINALIZER.to_owned()]);
+    decision
 }
 
 /// An ApprovalPolicy of `rules` (in their wire form).
@@ -358,6 +361,7 @@ impl Context {
             http_addr: "127.0.0.1:0".parse().unwrap(),
             audit_log: audit_dir.join("audit.jsonl"),
             audit_max_bytes: 1 << 20,
+            audit_readers: Default::default(),
             allow_real_execution: true,
             lease_namespace: "default".into(),
             lease_duration: Duration::from_secs(15),

@@ -51,6 +51,7 @@ pub fn payload(format: WebhookFormat, n: &Notification) -> Value {
         ("Criticality", n.criticality.clone()),
         ("Phase", n.phase.clone()),
         ("Approvals", n.approvals.clone()),
+        ("Digest", n.digest.clone().unwrap_or_default()),
     ];
     match format {
         WebhookFormat::Slack => {
@@ -66,14 +67,14 @@ pub fn payload(format: WebhookFormat, n: &Notification) -> Value {
                 );
             }
             // People who may answer can do it from here: the buttons carry the Decision
-            // and the plan digest shown, and come back to the operator's Slack endpoint.
+            // and its digest shown, and come back to the operator's Slack endpoint.
             if matches!(n.trigger, Trigger::ApprovalRequired | Trigger::Escalated) {
                 blocks.push(
                     crate::slack::Target {
                         namespace: n.decision.namespace.clone(),
                         name: n.decision.name.clone(),
                         uid: n.decision.uid.clone(),
-                        digest: n.plan.as_ref().map(|p| p.digest.clone()),
+                        digest: n.digest.clone(),
                     }
                     .buttons(),
                 );
@@ -106,6 +107,7 @@ pub fn payload(format: WebhookFormat, n: &Notification) -> Value {
             "phase": n.phase,
             "approvals": n.approvals,
             "message": n.message,
+            "digest": n.digest,
             "plan": n.plan,
         }),
     }
@@ -121,10 +123,11 @@ pub fn email(n: &Notification) -> (String, String) {
         format!("\n{plan}")
     };
     let body = format!(
-        "{}\n\nDecision:    {}/{}\nAction:      {}\nDescription: {}\nCriticality: {}\nPhase:       {}\nApprovals:   {}\n{plan}\n{}\n\nReview it with: kubectl decision show {} -n {}\n",
+        "{}\n\nDecision:    {}/{}\nDigest:      {}\nAction:      {}\nDescription: {}\nCriticality: {}\nPhase:       {}\nApprovals:   {}\n{plan}\n{}\n\nReview it with: kubectl decision show {} -n {}\n",
         n.trigger.title(),
         n.decision.namespace,
         n.decision.name,
+        n.digest.as_deref().unwrap_or("-"),
         n.action_type,
         n.description,
         n.criticality,
@@ -158,6 +161,7 @@ pub(crate) mod tests {
             phase: "Escalated".into(),
             approvals: "0/2".into(),
             message: "escalated: waiting for 2 approval(s)".into(),
+            digest: Some("sha256:d1e5".into()),
             plan: None,
             asked: Some(trigger),
             chat: Default::default(),
@@ -226,7 +230,8 @@ pub(crate) mod tests {
                     namespace: "ops".into(),
                     name: "deploy".into(),
                     uid: "u".into(),
-                    digest: Some("sha256:45e5".into()),
+                    // The Decision's digest, not the plan's: it binds the request too.
+                    digest: Some("sha256:d1e5".into()),
                 }
             );
             // The other formats have no buttons.

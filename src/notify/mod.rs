@@ -151,7 +151,7 @@ pub fn decided_by(status: &DecisionStatus) -> Option<String> {
     let approvals: Vec<String> = status
         .approvals
         .iter()
-        .filter(|a| a.lapsed_at.is_none())
+        .filter(|a| crate::answers::counts(a, status))
         .map(|a| match &a.reason {
             Some(reason) if !reason.is_empty() => format!("{} ({reason})", a.approver),
             _ => a.approver.clone(),
@@ -175,6 +175,8 @@ pub struct Notification {
     pub phase: String,
     pub approvals: String,
     pub message: String,
+    /// The Decision's digest: what an approval confirms (its uid, request and plan).
+    pub digest: Option<String>,
     /// The plan the Decision pinned: what an approver would approve.
     pub plan: Option<crate::api::decision::PinnedPlan>,
     /// How the Decision's need for approval was announced, if it was: its follow-ups go
@@ -308,6 +310,7 @@ fn notification(
         phase: status.phase.map(|p| p.to_string()).unwrap_or_default(),
         approvals: status.approval_progress.clone().unwrap_or_default(),
         message: event.note(),
+        digest: status.digest.clone(),
         plan: status.plan.clone(),
         asked: status.evaluation.as_ref().and_then(|e| match e.outcome {
             Outcome::RequireApproval => Some(Trigger::ApprovalRequired),
@@ -344,7 +347,9 @@ mod tests {
             reason: None,
             approvals,
             required: 2,
-            stamp: None,
+            given: "bob".into(),
+            groups: None,
+            impersonator: None,
             verified: true,
             service_account: false,
         };
@@ -401,11 +406,8 @@ mod tests {
                 approver: "bob".into(),
                 reason: Some("tested in staging".into()),
                 at: chrono::Utc::now(),
-                digest: None,
-                stamp: None,
-                lapsed_at: None,
                 verified: Some(true),
-                service_account: false,
+                ..Default::default()
             }],
             chat_messages: [(
                 "leads".to_owned(),
@@ -422,7 +424,9 @@ mod tests {
             reason: Some("tested in staging".into()),
             approvals: 1,
             required: 1,
-            stamp: None,
+            given: "bob".into(),
+            groups: None,
+            impersonator: None,
             verified: true,
             service_account: false,
         };
@@ -464,11 +468,8 @@ mod tests {
             approver: who.into(),
             reason: reason.map(Into::into),
             at,
-            digest: None,
-            stamp: None,
-            lapsed_at: None,
             verified: Some(true),
-            service_account: false,
+            ..Default::default()
         };
         let mut status = DecisionStatus::default();
         assert_eq!(decided_by(&status), None);

@@ -20,6 +20,12 @@ pub fn show(d: &Decision, plan: Option<&ExecutionPlan>, now: DateTime<Utc>) -> S
         phase_text(d),
         age(created(d), now)
     );
+    if let Some(digest) = &status.digest {
+        let _ = writeln!(
+            o,
+            "Digest {digest}\n  (this Decision: its uid, its request and its pinned plan; an approval confirms it)"
+        );
+    }
     let _ = writeln!(o, "\nRequest");
     let _ = writeln!(o, "  action:       {}", d.spec.action_type);
     let _ = writeln!(o, "  description:  {}", d.spec.description);
@@ -152,7 +158,7 @@ pub fn show(d: &Decision, plan: Option<&ExecutionPlan>, now: DateTime<Utc>) -> S
                     pinned.mode,
                     pinned.action_types.join(", ")
                 );
-                let _ = writeln!(o, "  digest:       {}", pinned.digest);
+                let _ = writeln!(o, "  plan digest:  {}", pinned.digest);
                 for (i, step) in pinned.steps.iter().enumerate() {
                     let undo = if step.rollback {
                         " (can be rolled back)"
@@ -187,13 +193,6 @@ pub fn show(d: &Decision, plan: Option<&ExecutionPlan>, now: DateTime<Utc>) -> S
                     }
                     (Some(_), None) => {}
                 }
-                if status.phase.is_some_and(DecisionPhase::is_awaiting_answer) {
-                    let _ = writeln!(
-                        o,
-                        "  approve exactly this with: kubectl decision approve {name} -n {ns} (it confirms {})",
-                        crate::pin::short(&pinned.digest)
-                    );
-                }
             }
             None if plan.is_none() => {
                 let _ = writeln!(
@@ -206,6 +205,15 @@ pub fn show(d: &Decision, plan: Option<&ExecutionPlan>, now: DateTime<Utc>) -> S
                 let _ = writeln!(o, "\nPlan {}: not pinned yet", plan_ref.name);
             }
         }
+    }
+    if let Some(digest) = &status.digest
+        && status.phase.is_some_and(DecisionPhase::is_awaiting_answer)
+    {
+        let _ = writeln!(
+            o,
+            "\nApprove exactly this with: kubectl decision approve {name} -n {ns} --digest {}",
+            crate::pin::short(digest)
+        );
     }
     if let Some(x) = &status.execution {
         let _ = writeln!(o, "\nExecution: {}", x.mode);

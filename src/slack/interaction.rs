@@ -12,7 +12,8 @@ pub const REJECT: &str = "decision-gate.reject";
 
 /// The Decision a button answers: namespace and name to find it, its uid so that a
 /// Decision deleted and created again under the same name is not answered by an old
-/// message, and the plan digest shown, so that an approval binds to that plan.
+/// message, and the Decision's digest shown (its uid, request and plan), so that an
+/// approval binds to exactly what the message showed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Target {
@@ -294,7 +295,7 @@ mod tests {
             assert!(b["value"].as_str().unwrap().len() <= 2000);
         }
         assert!(buttons[1]["confirm"].is_object());
-        // Without a plan there is no digest to bind to.
+        // A Decision not evaluated yet has no digest to bind to.
         let plain = Target {
             digest: None,
             ..target()

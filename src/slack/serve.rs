@@ -73,6 +73,9 @@ pub struct Slack {
     health: Arc<Health>,
     replays: Mutex<ReplayWindow>,
     http: reqwest::Client,
+    /// Who the operator is to the API server, asked once: the name it gives as the
+    /// impersonator of every answer it relays.
+    me: tokio::sync::OnceCell<String>,
 }
 
 /// Binds the endpoint's address (so that a clash is reported at start-up) and returns
@@ -98,6 +101,7 @@ pub async fn bind(
             .timeout(Duration::from_secs(10))
             .build()
             .map_err(std::io::Error::other)?,
+        me: tokio::sync::OnceCell::new(),
     });
     let router = Router::new().route(PATH, post(interact)).with_state(slack);
     Ok((local, async move { axum::serve(listener, router).await }))
@@ -261,7 +265,11 @@ impl Slack {
                 reason: reply::rejection_reason(&click.who(), &click.team),
             },
         };
-        let client = match self.client_as(person) {
+        let me = self
+            .me
+            .get_or_try_init(|| crate::agent::whoami(&self.client))
+            .await;
+        let client = match me.and_then(|me| self.client_as(person, me)) {
             Ok(client) => client,
             Err(why) => {
                 return Reply::Failed {
@@ -282,13 +290,23 @@ impl Slack {
         Reply::of(&decision, &person.user, &answer, given)
     }
 
-    /// A client that acts as `person`: the API server authenticates the operator, then
-    /// authorizes and admits every request as the impersonated user and groups.
-    fn client_as(&self, person: &Person) -> Result<Client, String> {
+    /// A client that acts as `person`: the API server authenticates the operator (`me`),
+    /// then authorizes and admits every request as the impersonated user and groups. It
+    /// names the operator in the user extra the admission policy records with an approval,
+    /// so that the audit says who gave it on the person's behalf (RBAC lets the operator
+    /// impersonate that extra with its own name only).
+    fn client_as(&self, person: &Person, me: &str) -> Result<Client, String> {
         let mut config = self.config.clone();
         config.auth_info.impersonate = Some(person.user.clone());
         config.auth_info.impersonate_groups =
             (!person.groups.is_empty()).then(|| person.groups.clone());
+        config.auth_info.impersonate_user_extra = Some(
+            [(
+                crate::api::annotations::IMPERSONATOR_EXTRA.to_owned(),
+                vec![me.to_owned()],
+            )]
+            .into(),
+        );
         Client::try_from(config).map_err(|e| format!("cannot act as {}: {e}", person.user))
     }
 

@@ -338,7 +338,7 @@ struct AnswerForm {
     answer: String,
     #[serde(default)]
     reason: String,
-    /// The plan digest the page showed.
+    /// The Decision's digest the page showed.
     digest: Option<String>,
 }
 

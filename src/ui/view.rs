@@ -92,6 +92,8 @@ pub struct DecisionView {
     /// Whether it can still be approved or rejected.
     pub waiting: bool,
     pub age: String,
+    /// What an approval confirms: the Decision's digest (its uid, request and plan).
+    pub digest: Option<String>,
     pub request: RequestView,
     pub risk: Option<RiskView>,
     pub evaluation: Option<EvaluationView>,
@@ -174,7 +176,7 @@ pub struct ApprovalView {
 #[serde(rename_all = "camelCase")]
 pub struct PlanView {
     pub name: String,
-    /// The digest an approval confirms.
+    /// The plan's own digest (the Decision's covers it).
     pub digest: String,
     pub short_digest: String,
     pub pinned_at: DateTime<Utc>,
@@ -345,6 +347,7 @@ pub fn decision(
         phase: phase_of(d),
         waiting,
         age: age(created(d), now),
+        digest: status.digest.clone(),
         request,
         risk: status.risk.as_ref().map(|r| RiskView {
             level: r.level.to_string(),
@@ -374,7 +377,7 @@ fn approvals(d: &Decision, me: Option<&str>, waiting: bool) -> ApprovalsView {
     let counted = status
         .approvals
         .iter()
-        .filter(|a| a.lapsed_at.is_none())
+        .filter(|a| crate::answers::counts(a, status))
         .count() as u32;
     let still = status.evaluation.as_ref().filter(|_| waiting).map(|e| {
         let needed = e.required_approvals.saturating_sub(counted);
@@ -387,7 +390,7 @@ fn approvals(d: &Decision, me: Option<&str>, waiting: bool) -> ApprovalsView {
         let given: Vec<&str> = status
             .approvals
             .iter()
-            .filter(|a| a.lapsed_at.is_none())
+            .filter(|a| crate::answers::counts(a, status))
             .map(|a| a.approver.as_str())
             .collect();
         let but = if given.is_empty() {
@@ -423,9 +426,9 @@ fn approvals(d: &Decision, me: Option<&str>, waiting: bool) -> ApprovalsView {
             .iter()
             .map(|i| format!("{} by {}: {}", i.answer, i.user, i.reason))
             .collect(),
-        not_mine: me
-            .filter(|_| waiting)
-            .and_then(|me| crate::answers::may_answer(me, status, true).err()),
+        not_mine: me.filter(|_| waiting).and_then(|me| {
+            crate::answers::may_answer(me, crate::answers::Groups::Unchecked, status, true).err()
+        }),
         approved_by_me: approved_by(d, me),
     }
 }
@@ -470,7 +473,7 @@ fn approved_by(d: &Decision, me: Option<&str>) -> bool {
         d.status.as_ref().is_some_and(|s| {
             s.approvals
                 .iter()
-                .any(|a| a.approver == me && a.lapsed_at.is_none())
+                .any(|a| a.approver == me && crate::answers::counts(a, s))
         })
     })
 }
@@ -617,7 +620,7 @@ mod tests {
                 "risk": {"level": "High", "score": 7, "reasons": ["deploy is a risky action", "priority Urgent"]},
                 "evaluation": {"policy": "gate", "rule": "two-keys", "outcome": "RequireApproval",
                     "message": "deploys need two approvers", "requiredApprovals": 2, "approvers": {"groups": ["approvers"]}},
-                "approvals": [{"approver": "bob", "reason": "looked at it", "at": at(-60)}],
+                "approvals": [{"approver": "bob", "reason": "looked at it", "at": at(-60), "groups": ["approvers", "system:authenticated"]}],
                 "plan": pinned,
             }
         }))

@@ -19,7 +19,7 @@ pub const VERSION_LABEL: &str = "decisiongate.io/admission-policy-version";
 
 /// The version of the chart's admission policies this operator relies on. The chart and
 /// the operator change it together whenever the rules change.
-pub const POLICY_VERSION: &str = "2";
+pub const POLICY_VERSION: &str = "3";
 
 /// How the operator treats people's answers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,8 +57,9 @@ impl Answers {
     }
 }
 
-/// The policies the operator expects, named after the chart's release
-/// (`<prefix>-requester`, `<prefix>-answers`, `<prefix>-status`).
+/// The policies the operator expects, named after the chart's release: the mutating
+/// `<prefix>-requester` and `<prefix>-answers`, the validating `<prefix>-answers` and
+/// `<prefix>-status`.
 #[derive(Clone, Debug)]
 pub struct Expected {
     pub prefix: String,
@@ -67,6 +68,11 @@ pub struct Expected {
 impl Expected {
     pub fn requester(&self) -> String {
         format!("{}-requester", self.prefix)
+    }
+
+    /// The mutating policy that stamps who answered (groups, impersonator).
+    pub fn answerer(&self) -> String {
+        format!("{}-answers", self.prefix)
     }
 
     pub fn validating(&self) -> [String; 2] {
@@ -183,6 +189,7 @@ impl Expected {
         let [answers, status] = self.validating();
         vec![
             (MUTATING, self.requester()),
+            (MUTATING, self.answerer()),
             (VALIDATING, answers),
             (VALIDATING, status),
         ]

@@ -52,17 +52,21 @@ fn chart() -> Cluster {
             vap_binding("decision-gate-answers", &["Deny"]),
             vap_binding("decision-gate-status", &["Deny"]),
         ],
-        mutating: vec![MutatingAdmissionPolicy {
-            metadata: meta("decision-gate-requester", Some(POLICY_VERSION)),
-            spec: Some(MutatingAdmissionPolicySpec::default()),
-        }],
-        mutating_bindings: vec![MutatingAdmissionPolicyBinding {
-            metadata: meta("decision-gate-requester", None),
-            spec: Some(MutatingAdmissionPolicyBindingSpec {
-                policy_name: Some("decision-gate-requester".to_owned()),
-                ..Default::default()
-            }),
-        }],
+        mutating: ["decision-gate-requester", "decision-gate-answers"]
+            .map(|name| MutatingAdmissionPolicy {
+                metadata: meta(name, Some(POLICY_VERSION)),
+                spec: Some(MutatingAdmissionPolicySpec::default()),
+            })
+            .into(),
+        mutating_bindings: ["decision-gate-requester", "decision-gate-answers"]
+            .map(|name| MutatingAdmissionPolicyBinding {
+                metadata: meta(name, None),
+                spec: Some(MutatingAdmissionPolicyBindingSpec {
+                    policy_name: Some(name.to_owned()),
+                    ..Default::default()
+                }),
+            })
+            .into(),
     }
 }
 
@@ -197,7 +201,7 @@ fn the_chart_labels_every_policy_with_this_version() {
             assert!(doc.contains(&label), "{kind} without {label}: {doc}");
         }
     }
-    assert_eq!(chart.matches(&label).count(), 3, "{chart}");
+    assert_eq!(chart.matches(&label).count(), 4, "{chart}");
 }
 
 #[test]

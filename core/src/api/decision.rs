@@ -54,7 +54,7 @@ use super::execution_plan::{ExecutionMode, RollbackStrategy};
     printcolumn(
         name = "Digest",
         type_ = "string",
-        json_path = ".status.plan.digest",
+        json_path = ".status.digest",
         priority = "1"
     ),
     printcolumn(
@@ -264,6 +264,14 @@ pub struct DecisionStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<PinnedPlan>,
 
+    /// `sha256:` and the hex SHA-256 of exactly what is approved: this Decision's uid, its
+    /// spec (action, description, criticality, context, plan reference, ...) and the pinned
+    /// plan's digest. Approvers confirm it with the `approval-digest` annotation
+    /// (`kubectl decision approve` does); an approval that names another digest does not
+    /// count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+
     /// The approvals received so far, one per distinct approver.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub approvals: Vec<Approval>,
@@ -455,7 +463,7 @@ pub struct ChatMessage {
 }
 
 /// One approver's approval.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Approval {
     /// Who approved.
@@ -465,12 +473,24 @@ pub struct Approval {
     pub reason: Option<String>,
     /// When the operator recorded the approval.
     pub at: DateTime<Utc>,
-    /// The pinned plan digest the approver confirmed (`approval-digest`), if they gave one.
+    /// The Decision digest the approver confirmed (`approval-digest`), if they gave one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    /// The Decision uid the approver confirmed (`approval-uid`), if they gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
     /// The `approved-at` the approver's client wrote, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stamp: Option<String>,
+    /// The approver's groups as the API server authenticated them when they approved: an
+    /// approval is checked against the rule's groups with these whenever the policies
+    /// change. Unset when they were not recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<String>>,
+    /// Who gave the approval by impersonating the approver (such as the operator's Slack
+    /// bridge), as the API server reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub impersonator: Option<String>,
     /// When the approval lapsed (approvalValidFor passed before the plan started); a
     /// lapsed approval no longer counts, and the approver approves again to count.
     #[serde(default, skip_serializing_if = "Option::is_none", alias = "lapsed_at")]

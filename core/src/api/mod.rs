@@ -22,9 +22,13 @@ pub mod annotations {
     pub const APPROVED_BY: &str = "approved-by";
     /// `approval-reason=<text>`: why, optional.
     pub const APPROVAL_REASON: &str = "approval-reason";
-    /// `approval-digest=<digest>`: the pinned plan digest the approver was shown. With
-    /// it, an approval counts only for exactly that content.
+    /// `approval-digest=<digest>`: the Decision's digest (`status.digest`) the approver was
+    /// shown, which covers its uid, its request and its pinned plan. With it, an approval
+    /// counts only for exactly that Decision and content.
     pub const APPROVAL_DIGEST: &str = "approval-digest";
+    /// `approval-uid=<uid>`: the uid of the Decision the approver was shown. With it, an
+    /// approval never counts for another Decision created under the same name.
+    pub const APPROVAL_UID: &str = "approval-uid";
     /// `approved-at=<time>`: when the approver approved, as their client says; a new value
     /// approves again after an approval lapsed (`kubectl decision approve` sets it).
     pub const APPROVED_AT: &str = "approved-at";
@@ -40,4 +44,19 @@ pub mod annotations {
     /// Who created the Decision, stamped from the API server's authenticated identity
     /// by the chart's admission policy; never taken from a client.
     pub const REQUESTED_BY: &str = "decisiongate.io/requested-by";
+    /// The groups of the person who gave the approval, as the API server authenticated
+    /// them (a JSON list), stamped by the chart's admission policy with each new approval.
+    pub const APPROVER_GROUPS: &str = "decisiongate.io/approver-groups";
+    /// Who gave the approval on the approver's behalf by impersonating them, as the API
+    /// server reports it (the user extra [`IMPERSONATOR_EXTRA`]); empty when nobody did.
+    /// Stamped by the chart's admission policy with each new approval.
+    pub const APPROVER_IMPERSONATOR: &str = "decisiongate.io/approver-impersonator";
+    /// The user extra an impersonating client (the operator's Slack bridge) sets to its
+    /// own name; the API server admits it only where RBAC lets the client impersonate
+    /// that value, and the admission policy copies it to [`APPROVER_IMPERSONATOR`].
+    pub const IMPERSONATOR_EXTRA: &str = "decisiongate.io/impersonator";
 }
+
+/// The finalizer that keeps a deleted Decision until the operator has written its last
+/// state to the audit log.
+pub const FINALIZER: &str = "decisiongate.io/audit";

@@ -136,7 +136,7 @@ impl Run<'_, '_> {
         }) {
             return;
         }
-        if let Err(why) = may_answer(&user, &self.status, true) {
+        if let Err(why) = may_answer(&user, answers::Groups::Unchecked, &self.status, true) {
             if !self
                 .status
                 .ignored_answers

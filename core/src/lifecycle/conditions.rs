@@ -119,6 +119,7 @@ pub(super) fn set_approved_condition(
                 let names: Vec<&str> = status
                     .approvals
                     .iter()
+                    .filter(|a| crate::answers::counts(a, status))
                     .map(|a| a.approver.as_str())
                     .collect();
                 format!("approved by {}", names.join(", "))

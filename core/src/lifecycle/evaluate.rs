@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::approvals::{progress, quorum_reached};
+use super::approvals::{counting, discount, progress, quorum_reached};
 use super::conditions::set_approved_condition;
 use super::{Advance, CONDITION_APPROVED, Input, created_at, expiry_after};
 use crate::answers::annotation;
@@ -104,6 +104,8 @@ pub(super) fn again(
             e.policy_set = verdict.evaluation.policy_set;
         }
     } else {
+        // Approvals are checked again under the rule that decides now.
+        let counted = counting(status);
         apply_verdict(
             status,
             verdict.evaluation,
@@ -112,6 +114,7 @@ pub(super) fn again(
             input.now,
             events,
         );
+        discount(status, &counted, events);
     }
 }
 

@@ -86,6 +86,15 @@ pub fn advance(input: &Input<'_>) -> Advance {
         }
         Some(_) => {}
     }
+    // What an approval binds to, once the plan is pinned (Decisions evaluated before
+    // digests existed get theirs here).
+    if status.phase.is_some() && status.digest.is_none() {
+        status.digest = Some(crate::pin::decision_digest(
+            decision.metadata.uid.as_deref().unwrap_or_default(),
+            &decision.spec,
+            status.plan.as_ref().map(|p| p.digest.as_str()),
+        ));
+    }
 
     if status.phase.is_some_and(DecisionPhase::is_awaiting_answer) {
         approvals::take_answers(decision, &mut status, input.answers, now, &mut events);

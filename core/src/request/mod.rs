@@ -206,6 +206,9 @@ pub struct Report {
     pub rejection: Option<Rejection>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
+    /// What approvers confirm: the Decision's digest (its uid, request and pinned plan).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
     /// The pinned plan: `name@digest`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<String>,
@@ -227,6 +230,12 @@ impl Report {
                 (Some(p), Some(r)) => Some(format!("{p}/{r}")),
                 _ => None,
             });
+        let approvals = status
+            .approvals
+            .iter()
+            .filter(|a| crate::answers::counts(a, &status))
+            .cloned()
+            .collect();
         Report {
             summary: summary(d, verdict, rule.as_deref()),
             namespace: d.metadata.namespace.clone().unwrap_or_default(),
@@ -234,6 +243,7 @@ impl Report {
                 .phase
                 .map_or_else(|| "Requested".to_owned(), |p| p.as_str().to_owned()),
             verdict,
+            digest: status.digest.clone(),
             requested_by: status.requested_by,
             on_behalf_of: status.on_behalf_of,
             risk: status.risk,
@@ -244,11 +254,7 @@ impl Report {
                 .filter(|_| waiting)
                 .map(|e| e.approvers.clone()),
             rule,
-            approvals: status
-                .approvals
-                .into_iter()
-                .filter(|a| a.lapsed_at.is_none())
-                .collect(),
+            approvals,
             rejection: status.rejection,
             expires_at: status.expires_at.filter(|_| waiting),
             plan: status.plan.map(|p| format!("{}@{}", p.name, p.digest)),
@@ -267,7 +273,7 @@ fn summary(d: &Decision, verdict: Option<Verdict>, rule: Option<&str>) -> String
         let people: Vec<&str> = status
             .approvals
             .iter()
-            .filter(|a| a.lapsed_at.is_none())
+            .filter(|a| crate::answers::counts(a, status))
             .map(|a| a.approver.as_str())
             .collect();
         if people.is_empty() {

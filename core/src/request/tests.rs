@@ -26,11 +26,8 @@ fn approval(who: &str, reason: Option<&str>) -> Approval {
         approver: who.to_owned(),
         reason: reason.map(str::to_owned),
         at: Utc.with_ymd_and_hms(2026, 12, 3, 10, 0, 0).unwrap(),
-        digest: None,
-        stamp: None,
-        lapsed_at: None,
         verified: Some(true),
-        service_account: false,
+        ..Default::default()
     }
 }
 

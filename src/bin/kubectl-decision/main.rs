@@ -60,13 +60,15 @@ enum Command {
     },
     /// Everything a reviewer needs before deciding.
     Show { name: String },
-    /// Approve, as yourself, exactly the plan content the Decision pinned.
+    /// Approve, as yourself, exactly this Decision: its uid, its request and its pinned
+    /// plan.
     Approve {
         name: String,
         #[arg(short = 'r', long)]
         reason: Option<String>,
-        /// The plan digest you reviewed (from `show`); without it, the pinned digest read
-        /// now. An approval whose digest is not the pinned one does not count.
+        /// The Decision's digest you reviewed (from `show`, whole or its first 12 hex
+        /// characters); without it, the digest read now. An approval whose digest is not
+        /// the Decision's does not count.
         #[arg(long)]
         digest: Option<String>,
     },
@@ -148,7 +150,7 @@ async fn main() -> ExitCode {
     match run(cli).await {
         Ok(code) => ExitCode::from(code),
         Err(Failure(message)) => {
-            eprintln!("error: {message}");
+            eprintln!("error: {}", plugin::printable(&message));
             failed
         }
     }
@@ -226,8 +228,16 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 )
             });
             match output {
-                Some(Format::Json) => println!("{}", serde_json::to_string_pretty(&items)?),
-                Some(Format::Yaml) => print!("{}", yaml_serde::to_string(&items)?),
+                Some(Format::Json) => println!(
+                    "{}",
+                    plugin::printable_json(&serde_json::to_string_pretty(&items)?)
+                ),
+                // YAML shows what it cannot print plainly as escapes in quotes; whatever it
+                // would leave raw is escaped too.
+                Some(Format::Yaml) => print!(
+                    "{}",
+                    yaml_serde::to_string(&plugin::printable_object(&items))?
+                ),
                 None if items.is_empty() => {
                     let scope = if cli.all_namespaces {
                         "any namespace".to_owned()
@@ -241,7 +251,10 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                     };
                     println!("{what} in {scope}.");
                 }
-                None => print!("{}", plugin::list_table(&items, cli.all_namespaces, now)),
+                None => print!(
+                    "{}",
+                    plugin::list_table(&plugin::printable_object(&items), cli.all_namespaces, now)
+                ),
             }
         }
         Command::Show { name } => {
@@ -254,7 +267,12 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 }
                 None => None,
             };
-            print!("{}", plugin::show(&d, plan.as_ref(), now));
+            // What people wrote is shown escaped, never obeyed by the terminal.
+            let plan = plan.as_ref().map(plugin::printable_object);
+            print!(
+                "{}",
+                plugin::show(&plugin::printable_object(&d), plan.as_ref(), now)
+            );
         }
         Command::Explain { name } => {
             let d = get(&client, &namespace, name).await?;
@@ -262,7 +280,13 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 .list(&ListParams::default())
                 .await?
                 .items;
-            print!("{}", plugin::explain(&d, &policies));
+            print!(
+                "{}",
+                plugin::explain(
+                    &plugin::printable_object(&d),
+                    &plugin::printable_object(&policies)
+                )
+            );
         }
         Command::History {
             decision,
@@ -309,7 +333,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             if entries.is_empty() {
                 println!("Nothing in the audit log matches.");
             } else {
-                print!("{}", plugin::history(&entries));
+                print!("{}", plugin::history(&plugin::printable_object(&entries)));
             }
         }
         Command::Audit(AuditCommand::Verify { operator }) => {
@@ -320,7 +344,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 println!(
                     "intact: {} entries, the chain is unbroken; last hash {}",
                     report["entries"],
-                    report["lastHash"].as_str().unwrap_or("")
+                    plugin::printable(report["lastHash"].as_str().unwrap_or(""))
                 );
             } else {
                 return Err(Failure(format!(

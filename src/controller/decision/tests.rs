@@ -235,3 +235,59 @@ async fn a_decision_its_policy_approves_starts_its_plan_in_the_same_reconcile() 
         ]
     );
 }
+
+#[tokio::test]
+async fn a_decision_without_the_finalizer_gets_it_before_anything_else() {
+    let mut decision = testing::decision("ship", "High", None);
+    decision.metadata.finalizers = Some(vec!["example.com/keep".into()]);
+    let (client, server) = scripted(vec![
+        patch(&object_path("decisions", "ship"))
+            .query("fieldManager=decision-gate")
+            .body(|body| {
+                assert_eq!(
+                    body["metadata"]["finalizers"],
+                    json!(["example.com/keep", "decisiongate.io/audit"])
+                );
+                // Only on the version read: a finalizer added meanwhile is not lost.
+                assert_eq!(body["metadata"]["resourceVersion"], "7");
+            }),
+        patch(&status_path()).body(|body| assert_eq!(body["status"]["phase"], "Pending")),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = Context::for_tests(client, dir.path()).with_policies(vec![ask_alice()]);
+    let (action, _) = reconciled(ctx, server, |ctx| {
+        reconcile(Arc::new(CachedDecision::pack(decision)), ctx)
+    })
+    .await;
+    action.unwrap();
+}
+
+#[tokio::test]
+async fn a_deleted_decision_is_audited_with_its_last_state_then_let_go() {
+    let policies = vec![ask_alice()];
+    let mut decision = evaluated(testing::decision("ship", "High", None), &policies);
+    decision.metadata.deletion_timestamp = decision.metadata.creation_timestamp.clone();
+    decision.metadata.finalizers = Some(vec![
+        "decisiongate.io/audit".into(),
+        "example.com/keep".into(),
+    ]);
+    let (client, server) = scripted(vec![patch(&object_path("decisions", "ship")).body(
+        |body| {
+            assert_eq!(body["metadata"]["finalizers"], json!(["example.com/keep"]));
+            assert_eq!(body["metadata"]["resourceVersion"], "7");
+        },
+    )]);
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = Context::for_tests(client, dir.path()).with_policies(policies);
+    let (action, events) = reconciled(ctx, server, |ctx| {
+        reconcile(Arc::new(CachedDecision::pack(decision)), ctx)
+    })
+    .await;
+    assert_eq!(action.unwrap(), Action::await_change());
+    assert_eq!(reasons(&events), ["Deleted"]);
+    let lines = audit_lines(dir.path());
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["event_type"], "decision_deleted");
+    assert_eq!(lines[0]["details"]["status"]["phase"], "Pending");
+    assert_eq!(lines[0]["details"]["spec"]["actionType"], "deploy");
+}

@@ -119,6 +119,7 @@
       el("p", {}, el("span", { class: `badge phase-${d.phase}` }, d.phase), ` · asked ${d.age} ago`,
         d.expiresAt && d.waiting ? [" · ", el("span", { id: "expiry" }, left(d.expiresAt))] : null),
       section("s-request", "Request", pairs([
+        ["Digest", d.digest ? el("code", { id: "digest", title: "this Decision: its uid, its request and its pinned plan; an approval confirms it" }, d.digest) : null],
         ["Action", r.actionType],
         ["Description", r.description],
         ["Criticality", r.criticality],
@@ -164,7 +165,7 @@
           ["Mode", p.mode],
           ["For", p.actionTypes.join(", ")],
           ["At least", p.floor],
-          ["Digest", el("code", { id: "digest" }, p.digest)],
+          ["Plan digest", el("code", { id: "plan-digest" }, p.digest)],
           ["Pinned", new Date(p.pinnedAt).toLocaleString()],
           ["Dry run", el("span", { id: "dry-run" }, p.check.verdict, p.check.message ? `: ${p.check.message}` : "",
             p.check.checkedAt ? ` (checked ${new Date(p.check.checkedAt).toLocaleString()})` : "")],
@@ -260,7 +261,7 @@
       const { body } = await fetchJSON(`/api/decisions/${encodeURIComponent(namespace)}/${encodeURIComponent(name)}/answer`, {
         method: "POST",
         headers: { "Content-Type": "application/json", Accept: "application/json" },
-        body: JSON.stringify({ answer, reason, digest: shown.plan ? shown.plan.digest : null }),
+        body: JSON.stringify({ answer, reason, digest: shown.digest }),
       });
       outcome.className = body.counted ? "counted" : "refused";
       outcome.textContent = body.message;

@@ -77,3 +77,67 @@ fn an_automatic_approval_has_no_time_limit() {
     step_with(&mut d, &[rule], Some(&plan), at(100_000));
     assert_eq!(phase(&d), DecisionPhase::Approved);
 }
+
+#[test]
+fn a_changed_reason_never_revives_or_renews_an_approval() {
+    let mut rule = policy(Outcome::RequireApproval, Some(1), &[]);
+    rule.spec.rules[0].approval_valid_for = Some("10m".into());
+    let policies = [rule];
+    let plan = execution_plan(&["deploy"], None);
+    let mut d = with_plan("ship");
+    step_with(&mut d, &policies, Some(&plan), at(1));
+    annotate(
+        &mut d,
+        &[
+            ("approved-by", "bob"),
+            ("approved-at", "t1"),
+            ("approval-reason", "window"),
+        ],
+    );
+    step_with(&mut d, &policies, Some(&plan), at(60));
+    assert_eq!(phase(&d), DecisionPhase::Approved);
+
+    // Edited while it holds: it is not given again, so its clock does not start again.
+    annotate(&mut d, &[("approval-reason", "still fine")]);
+    let a = step_with(&mut d, &policies, Some(&plan), at(120));
+    assert!(a.events.is_empty(), "{:?}", a.events);
+    assert_eq!(
+        d.status.as_ref().unwrap().approval_valid_until,
+        Some(at(660))
+    );
+    step_with(&mut d, &policies, Some(&plan), at(660));
+    assert_eq!(phase(&d), DecisionPhase::Pending, "it lapsed");
+
+    // Edited after it lapsed: still lapsed, and bob's record keeps what bob said.
+    annotate(&mut d, &[("approval-reason", "revived by someone else")]);
+    let a = step_with(&mut d, &policies, Some(&plan), at(700));
+    assert!(a.events.is_empty(), "{:?}", a.events);
+    let status = d.status.clone().unwrap();
+    assert_eq!(status.phase, Some(DecisionPhase::Pending));
+    assert_eq!(status.approvals[0].reason.as_deref(), Some("window"));
+    assert_eq!(status.approvals[0].lapsed_at, Some(at(660)));
+}
+
+#[test]
+fn each_giving_of_an_approval_has_its_own_audit_line() {
+    let mut rule = policy(Outcome::RequireApproval, Some(1), &[]);
+    rule.spec.rules[0].approval_valid_for = Some("10m".into());
+    let policies = [rule];
+    let plan = execution_plan(&["deploy"], None);
+    let mut d = with_plan("ship");
+    step_with(&mut d, &policies, Some(&plan), at(1));
+    annotate(&mut d, &[("approved-by", "bob"), ("approved-at", "t1")]);
+    let first = step_with(&mut d, &policies, Some(&plan), at(2));
+    step_with(&mut d, &policies, Some(&plan), at(700));
+    assert_eq!(phase(&d), DecisionPhase::Pending, "it lapsed");
+    // The same stamp with a digest is another giving, as for the admission policy.
+    let digest = d.status.as_ref().unwrap().digest.clone().unwrap();
+    annotate(&mut d, &[("approval-digest", &digest)]);
+    let second = step_with(&mut d, &policies, Some(&plan), at(701));
+    assert_eq!(types(&second), ["approval_granted"]);
+    assert_ne!(
+        first.events[0].discriminator(),
+        second.events[0].discriminator(),
+        "two givings are two audit lines"
+    );
+}

@@ -9,7 +9,7 @@ mod plans;
 mod verification;
 
 use super::*;
-use crate::answers::{UNVERIFIED, may_answer};
+use crate::answers::{Groups, UNVERIFIED, may_answer};
 use crate::api::annotations;
 use crate::api::approval_policy::{ApprovalPolicySpec, PolicyRule, RuleMatch};
 use crate::api::decision::{Criticality, Outcome};

@@ -118,46 +118,94 @@ fn a_critical_plan_is_never_approved_automatically() {
 }
 
 #[test]
-fn an_approval_counts_only_for_the_pinned_content() {
+fn an_approval_counts_only_for_the_decision_it_names() {
     let plan = execution_plan(&["deploy"], None);
     let policies = [policy(Outcome::RequireApproval, Some(2), &[])];
     let mut d = with_plan("ship");
+    d.metadata.uid = Some("uid-1".into());
     step_with(&mut d, &policies, Some(&plan), at(1));
-    let pinned = d.status.as_ref().unwrap().plan.clone().unwrap();
+    let status = d.status.clone().unwrap();
+    let pinned = status.plan.clone().unwrap();
+    let digest = status
+        .digest
+        .clone()
+        .expect("an evaluated Decision has a digest");
+    assert_eq!(
+        digest,
+        crate::pin::decision_digest("uid-1", &d.spec, Some(&pinned.digest)),
+        "it binds the uid, the request and the pinned plan"
+    );
+    let ignored_for =
+        |d: &Decision, n: usize| d.status.as_ref().unwrap().ignored_answers[n].reason.clone();
+
+    // Another content.
     annotate(
         &mut d,
         &[
             ("approved-by", "alice"),
             ("approval-digest", "sha256:0123456789abcdef"),
+            ("approved-at", "1"),
         ],
     );
     let a = step_with(&mut d, &policies, Some(&plan), at(2));
     assert_eq!(types(&a), ["answer_ignored"]);
-    let ignored = &d.status.as_ref().unwrap().ignored_answers[0];
+    let why = ignored_for(&d, 0);
     assert!(
-        ignored.reason.contains("but the Decision pins sha256:"),
-        "{}",
-        ignored.reason
+        why.contains("but this Decision's digest is sha256:"),
+        "{why}"
     );
-    // Looked again and approved what is pinned (its short form is enough).
+
+    // The plan's digest alone is not enough: the request could differ.
     annotate(
         &mut d,
-        &[("approval-digest", crate::pin::short(&pinned.digest))],
+        &[("approval-digest", &pinned.digest), ("approved-at", "2")],
     );
     let a = step_with(&mut d, &policies, Some(&plan), at(3));
+    assert_eq!(types(&a), ["answer_ignored"]);
+    let why = ignored_for(&d, 1);
+    assert!(
+        why.contains("names the digest of the plan ship alone"),
+        "{why}"
+    );
+
+    // Another Decision of the same name.
+    annotate(
+        &mut d,
+        &[
+            ("approval-digest", &digest),
+            ("approval-uid", "uid-0"),
+            ("approved-at", "3"),
+        ],
+    );
+    let a = step_with(&mut d, &policies, Some(&plan), at(4));
+    assert_eq!(types(&a), ["answer_ignored"]);
+    let why = ignored_for(&d, 2);
+    assert!(
+        why.contains(
+            "approves the Decision with uid uid-0, but deploy is now the Decision with uid uid-1"
+        ),
+        "{why}"
+    );
+
+    // Looked again and approved this Decision (the digest's short form is enough).
+    annotate(
+        &mut d,
+        &[
+            ("approval-digest", crate::pin::short(&digest)),
+            ("approval-uid", "uid-1"),
+            ("approved-at", "4"),
+        ],
+    );
+    let a = step_with(&mut d, &policies, Some(&plan), at(5));
     assert_eq!(types(&a), ["approval_granted"]);
     let approval = &d.status.as_ref().unwrap().approvals[0];
-    assert_eq!(
-        approval.digest.as_deref(),
-        Some(crate::pin::short(&pinned.digest))
-    );
-    // A bare approval approves the pinned content.
+    assert_eq!(approval.digest.as_deref(), Some(crate::pin::short(&digest)));
+    assert_eq!(approval.uid.as_deref(), Some("uid-1"));
+    // A bare approval approves the Decision as it is.
+    for key in ["approval-digest", "approval-uid", "approved-at"] {
+        d.metadata.annotations.as_mut().unwrap().remove(key);
+    }
     annotate(&mut d, &[("approved-by", "bob")]);
-    d.metadata
-        .annotations
-        .as_mut()
-        .unwrap()
-        .remove("approval-digest");
-    step_with(&mut d, &policies, Some(&plan), at(4));
+    step_with(&mut d, &policies, Some(&plan), at(6));
     assert_eq!(phase(&d), DecisionPhase::Approved);
 }

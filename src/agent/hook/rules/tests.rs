@@ -48,11 +48,8 @@ fn approved(mut d: Decision, at: DateTime<Utc>) -> Decision {
         approver: "alice".to_owned(),
         reason: None,
         at,
-        digest: None,
-        stamp: None,
-        lapsed_at: None,
         verified: Some(true),
-        service_account: false,
+        ..Default::default()
     }];
     d
 }
