@@ -48,23 +48,19 @@ async fn a_plan_edited_after_the_request_never_runs_its_new_steps() {
     .success();
     let api: Api<Decision> = Api::namespaced(admin().await, n);
     let d = reaches(&api, "ship-2-0", DecisionPhase::Pending).await;
-    let pinned = d
-        .status
-        .unwrap()
-        .plan
-        .expect("the plan is pinned at evaluation");
+    let status = d.status.unwrap();
+    let digest = status.digest.expect("an evaluated Decision has a digest");
+    let pinned = status.plan.expect("the plan is pinned at evaluation");
 
     // The approver's view shows what will run and the digest they approve.
     let shown = plugin("alice", &["show", "ship-2-0", "-n", n]).success();
+    assert!(shown.contains(&format!("Digest {digest}")), "{shown}");
     assert!(shown.contains(&pinned.digest), "{shown}");
     assert!(shown.contains("image:   api:2.0"), "{shown}");
     assert!(shown.contains("runs:    roll-out --to 2.0"), "{shown}");
     assert!(shown.contains("ServiceAccount deployer"), "{shown}");
     let wide = kubectl_admin(&["get", "dec", "ship-2-0", "-n", n, "-o", "wide"]).success();
-    assert!(
-        wide.contains("DIGEST") && wide.contains(&pinned.digest),
-        "{wide}"
-    );
+    assert!(wide.contains("DIGEST") && wide.contains(&digest), "{wide}");
     assert!(
         wide.contains("IMAGES") && wide.contains("api:2.0"),
         "{wide}"
@@ -193,7 +189,7 @@ async fn a_stale_digest_is_ignored_and_no_answer_is_lost() {
         );
         let said = out.refused();
         assert!(
-            said.contains("does not count") && said.contains("but the Decision pins"),
+            said.contains("does not count") && said.contains("but this Decision's digest is"),
             "{said}"
         );
         let status = api.get("ship-2-0").await.unwrap().status.unwrap();
@@ -211,7 +207,7 @@ async fn a_stale_digest_is_ignored_and_no_answer_is_lost() {
     // the plugin reads it); bob may not replace her answer before it is recorded.
     let out = plugin("alice", &["approve", "ship-2-0", "-n", n]).success();
     assert!(
-        out.contains("approving plan ship (1 step(s)) as of digest sha256:"),
+        out.contains("(plan ship, 1 step(s)); the Decision's digest is sha256:"),
         "{out}"
     );
     let refusal = annotate_refused_as("bob", n, "ship-2-0", "approved-by=bob");
@@ -247,12 +243,12 @@ async fn a_stale_digest_is_ignored_and_no_answer_is_lost() {
         .map(|a| a.approver.as_str())
         .collect();
     assert_eq!(approvers, ["alice", "bob"], "both answers count");
-    let pinned = status.plan.unwrap().digest;
+    // Each confirmed exactly this Decision: its digest and its uid.
     assert!(
         status
             .approvals
             .iter()
-            .all(|a| a.digest.as_deref() == Some(pinned.as_str()))
+            .all(|a| a.digest == status.digest && a.uid == d.metadata.uid)
     );
 }
 

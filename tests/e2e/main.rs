@@ -25,4 +25,5 @@ mod reliability;
 mod requests;
 mod slack;
 mod support;
+mod tampering;
 mod ui;

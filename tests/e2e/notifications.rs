@@ -227,20 +227,23 @@ retry: {{attempts: 3, initialBackoff: 500ms, maxBackoff: 2s}}
     })
     .await;
 
-    // Approvers are shown what they would approve: the pinned plan and its digest.
-    let digest = escalated_plan_digest(&api).await;
+    // Approvers are shown what they would approve: the Decision's digest, and the pinned
+    // plan with its own.
+    let (decision_digest, digest) = escalated_digests(&api).await;
     let generic = receiver.at("/generic");
     let sent = generic
         .iter()
         .find(|b| b["trigger"] == "Escalated")
         .expect("the escalation reached the generic receiver");
+    assert_eq!(sent["digest"], decision_digest.as_str());
     assert_eq!(sent["plan"]["digest"], digest.as_str());
     assert_eq!(sent["plan"]["steps"][0]["name"], "ok");
     let slack = receiver.at("/slack");
     assert!(
         slack.iter().any(|b| b
             .to_string()
-            .contains(&format!("Plan fine (DryRun), digest {digest}"))),
+            .contains(&format!("Plan fine (DryRun), digest {digest}"))
+            && b.to_string().contains(&decision_digest)),
         "{slack:?}"
     );
 
@@ -303,7 +306,11 @@ retry: {{attempts: 3, initialBackoff: 500ms, maxBackoff: 2s}}
     assert!(out.starts_with("ok"), "{out}");
 }
 
-async fn escalated_plan_digest(api: &Api<Decision>) -> String {
-    let d = api.get("escalate-me").await.unwrap();
-    d.status.unwrap().plan.expect("pinned").digest
+/// The escalated Decision's digest and its pinned plan's.
+async fn escalated_digests(api: &Api<Decision>) -> (String, String) {
+    let status = api.get("escalate-me").await.unwrap().status.unwrap();
+    (
+        status.digest.expect("evaluated"),
+        status.plan.expect("pinned").digest,
+    )
 }

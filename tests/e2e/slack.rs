@@ -248,11 +248,9 @@ async fn a_slack_click_answers_as_the_mapped_person_and_nothing_else_answers() {
     let waiting = reaches(&api, "deploy", DecisionPhase::Pending).await;
     let status = waiting.status.clone().unwrap();
     let digest = status
-        .plan
-        .as_ref()
-        .expect("the plan is pinned")
         .digest
-        .clone();
+        .clone()
+        .expect("an evaluated Decision has a digest");
     // What the notification's buttons carry.
     let target = json!({
         "namespace": n,
@@ -357,6 +355,13 @@ async fn a_slack_click_answers_as_the_mapped_person_and_nothing_else_answers() {
         approved.metadata.annotations.as_ref().unwrap()[APPROVED_BY],
         "bob"
     );
+    // Given through the operator, which the API server let name itself as bob's
+    // impersonator: the record says so.
+    assert_eq!(
+        s.approvals[0].impersonator.as_deref(),
+        Some(account.as_str())
+    );
+    assert_eq!(s.approvals[0].digest.as_deref(), Some(digest.as_str()));
 
     // The same request again: a replay, refused before anything is done.
     let (status_code, text) = endpoint.post(&body, at, &signature).await;
@@ -429,6 +434,15 @@ async fn a_slack_click_answers_as_the_mapped_person_and_nothing_else_answers() {
         .collect();
     assert_eq!(granted.len(), 1, "{granted:#?}");
     assert_eq!(granted[0]["approver"], "bob");
+    assert_eq!(granted[0]["details"]["impersonator"], account.as_str());
+    assert!(
+        granted[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("given through {account}")),
+        "{}",
+        granted[0]
+    );
 
     // Reject from Slack: recorded as bob's rejection, with the reason naming the click.
     apply(
@@ -444,7 +458,7 @@ async fn a_slack_click_answers_as_the_mapped_person_and_nothing_else_answers() {
         "namespace": n,
         "name": "hotfix",
         "uid": waiting.metadata.uid.clone().unwrap(),
-        "digest": waiting.status.unwrap().plan.unwrap().digest,
+        "digest": waiting.status.unwrap().digest,
     });
     let body = click("U-BOB", "decision-gate.reject", &target, &reply_url("no"));
     let at = now();

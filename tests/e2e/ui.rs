@@ -148,7 +148,10 @@ async fn approvers_review_and_answer_in_the_browser() {
     apply(n, &deploy("deploy-web", "Deploy web 2.0 to production")).success();
     let api: Api<Decision> = Api::namespaced(admin().await, n);
     let d = pinned_and_pending(&api, "deploy-api").await;
-    let digest = d.status.unwrap().plan.unwrap().digest;
+    let status = d.status.unwrap();
+    // The page shows the plan's digest and, what an approval confirms, the Decision's.
+    let plan_digest = status.plan.unwrap().digest;
+    let digest = status.digest.expect("an evaluated Decision has a digest");
     pinned_and_pending(&api, "deploy-web").await;
     wait_can_read_audit("bob", n).await;
 
@@ -223,6 +226,7 @@ async fn approvers_review_and_answer_in_the_browser() {
         "ServiceAccount migrator in ",
         "kubectl rollout restart deployment/api",
         "the default ServiceAccount in ",
+        &plan_digest,
         &digest,
     ] {
         assert!(page.contains(needle), "no {needle:?} on the page:\n{page}");

@@ -202,8 +202,53 @@ impl TestNamespace {
 
 impl Drop for TestNamespace {
     fn drop(&mut self) {
+        release_decisions(&self.name);
         let _ = kubectl_admin(&["delete", "namespace", &self.name, "--wait=false"]);
     }
+}
+
+/// Takes the operator's finalizer off every Decision of a test's namespace, as a cluster
+/// administrator may: the test's operator is gone by now, and nobody else would let them
+/// (or the namespace) go. Patched concurrently, on a runtime of its own (a test's runtime
+/// may be the caller), so that a benchmark's thousands of Decisions go in seconds.
+pub fn release_decisions(namespace: &str) {
+    let namespace = namespace.to_owned();
+    let released = std::thread::spawn(move || {
+        use futures::StreamExt;
+        use kube::api::{ListParams, Patch, PatchParams};
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let api: Api<Decision> = Api::namespaced(admin().await, &namespace);
+            let Ok(names) = api.list_metadata(&ListParams::default()).await else {
+                return;
+            };
+            let patch = serde_json::json!({"metadata": {"finalizers": null}});
+            futures::stream::iter(
+                names
+                    .items
+                    .into_iter()
+                    .filter(|d| !d.finalizers().is_empty()),
+            )
+            .for_each_concurrent(16, |d| {
+                let api = api.clone();
+                let patch = patch.clone();
+                async move {
+                    let _ = api
+                        .patch_metadata(
+                            &d.name_any(),
+                            &PatchParams::default(),
+                            &Patch::Merge(&patch),
+                        )
+                        .await;
+                }
+            })
+            .await;
+        });
+    });
+    let _ = released.join();
 }
 
 /// A name that no other test uses: `prefix` and a random suffix.
