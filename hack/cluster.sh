@@ -95,6 +95,18 @@ ensure_pki() {
   touch "$PKI/done"
 }
 
+# A serving certificate of the local CA for 127.0.0.1, in the layout the operator reads
+# (tls.crt, tls.key): the API server calls a local operator's deletion witness with it.
+ensure_witness_cert() {
+  local dir=$CLUSTER_DIR/witness
+  [ -f "$dir/tls.crt" ] && return 0
+  mkdir -p "$dir"
+  issue witness "/CN=decision-gate-deletion-witness" \
+    "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1"
+  mv "$PKI/witness.crt" "$dir/tls.crt"
+  mv "$PKI/witness.key" "$dir/tls.key"
+}
+
 # The people of the tests: alice and bob approve, carol is an SRE, dave is nobody. They sign
 # in with static bearer tokens (--token-auth-file), as people do with OIDC or exec plugins
 # elsewhere: a token can be passed on and checked with a TokenReview, which the operator's
@@ -210,6 +222,7 @@ up() {
   "$REPO_ROOT/hack/build-tools.sh" cluster
   command -v openssl >/dev/null || die "openssl is required (apt-get install openssl)"
   ensure_pki
+  ensure_witness_cert
   ensure_tokens
   ensure_kubeconfigs
   mkdir -p "$CLUSTER_DIR/etcd"

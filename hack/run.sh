@@ -15,9 +15,12 @@
 #      kubeconfig (.local/run/release-bot.kubeconfig);
 #   5. runs the operator as the ServiceAccount (.local/run/operator.kubeconfig), serving
 #      /healthz, /readyz and /metrics on HTTP_ADDR, writing the audit log to
-#      .local/audit/audit.jsonl. Ctrl-C stops it; running this again is safe.
+#      .local/audit/audit.jsonl, and on the local control plane its deletion witness on
+#      WITNESS_ADDR (the webhook through which the API server says who deletes a Decision).
+#      Ctrl-C stops it; running this again is safe.
 #
-# Environment: HTTP_ADDR (default 127.0.0.1:8080), RUST_LOG (default info),
+# Environment: HTTP_ADDR (default 127.0.0.1:8080), WITNESS_ADDR (default 127.0.0.1:9443),
+# RUST_LOG (default info),
 # DECISION_GATE_BIN, DECISION_GATE_TOKEN_DURATION (how long the tokens written under
 # .local/run last, default 24h), and the operator's own settings, for example
 # DECISION_GATE_NAMESPACE to watch one namespace only.
@@ -32,6 +35,7 @@ LOCAL_IMAGE=localhost/decision-gate
 RUN_DIR=$LOCAL_DIR/run
 AUDIT_LOG=$LOCAL_DIR/audit/audit.jsonl
 HTTP_ADDR=${HTTP_ADDR:-127.0.0.1:8080}
+WITNESS_ADDR=${WITNESS_ADDR:-127.0.0.1:9443}
 TOKEN_DURATION=${DECISION_GATE_TOKEN_DURATION:-24h}
 KUBECTL_BIN=$K8S_BIN/kubectl
 HELM=$HELM_BIN/helm
@@ -85,6 +89,7 @@ log "installing the chart: release $RELEASE in $RELEASE_NAMESPACE, replicaCount=
   --set admission.enabled=true --set userRoles.create=true \
   --wait --timeout 120s >/dev/null
 for policy in mutatingadmissionpolicy/decision-gate-requester mutatingadmissionpolicybinding/decision-gate-requester \
+  mutatingadmissionpolicy/decision-gate-answers mutatingadmissionpolicybinding/decision-gate-answers \
   validatingadmissionpolicy/decision-gate-answers validatingadmissionpolicybinding/decision-gate-answers \
   validatingadmissionpolicy/decision-gate-status validatingadmissionpolicybinding/decision-gate-status; do
   k get "$policy" >/dev/null || die "the chart installed no $policy"
@@ -137,6 +142,31 @@ if [ $on_local_cluster = 1 ]; then
 fi
 token_kubeconfig "$RUN_DIR/operator.kubeconfig" "$service_account" "$RELEASE_NAMESPACE"
 
+# The API server of the local control plane reaches the operator's deletion witness on
+# loopback (the chart's webhook, for an operator pod, goes through a Service instead).
+witness=()
+if [ $on_local_cluster = 1 ]; then
+  ca_bundle=$(base64 -w0 <"$CLUSTER_DIR/pki/ca.crt")
+  selector=""
+  [ -z "${DECISION_GATE_NAMESPACE:-}" ] ||
+    selector="  namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: $DECISION_GATE_NAMESPACE}}"
+  k apply -f - >/dev/null <<YAML
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata: {name: decision-gate-local-deletions}
+webhooks:
+- name: deletions.decisiongate.io
+  clientConfig: {url: "https://$WITNESS_ADDR/decision-deletions", caBundle: $ca_bundle}
+  rules: [{apiGroups: [decisiongate.io], apiVersions: ["*"], operations: [DELETE], resources: [decisions], scope: Namespaced}]
+$selector
+  failurePolicy: Ignore
+  sideEffects: NoneOnDryRun
+  admissionReviewVersions: [v1]
+  timeoutSeconds: 5
+YAML
+  witness=(--deletion-webhook-addr "$WITNESS_ADDR" --deletion-webhook-cert-dir "$CLUSTER_DIR/witness")
+fi
+
 mkdir -p "$(dirname "$AUDIT_LOG")"
 log "running the operator as system:serviceaccount:$RELEASE_NAMESPACE:$service_account" \
   "(kubeconfig $RUN_DIR/operator.kubeconfig); endpoints on http://$HTTP_ADDR; audit log $AUDIT_LOG"
@@ -146,4 +176,5 @@ if [ $on_local_cluster = 1 ]; then
 fi
 log "Ctrl-C stops the operator"
 exec env KUBECONFIG="$RUN_DIR/operator.kubeconfig" RUST_LOG="${RUST_LOG:-info}" \
-  "$operator" run --http-addr "$HTTP_ADDR" --audit-log "$AUDIT_LOG" --lease-namespace "$RELEASE_NAMESPACE"
+  "$operator" run --http-addr "$HTTP_ADDR" --audit-log "$AUDIT_LOG" --lease-namespace "$RELEASE_NAMESPACE" \
+  "${witness[@]}"

@@ -4,7 +4,8 @@
 //! Everything that decides lives in the [`decision_gate_core`] crate (re-exported here
 //! under the same module names): it has no client and no clock. This crate wires it to
 //! Kubernetes: [`controller`] holds the thin reconcilers that read, call the core, and
-//! write; [`audit`], [`notify`], [`http`] and [`slack`] are the operator's other edges.
+//! write; [`audit`], [`notify`], [`http`], [`slack`] and [`witness`] are the operator's
+//! other edges.
 
 pub use decision_gate_core::policy::STACK_SIZE;
 pub use decision_gate_core::{
@@ -26,3 +27,4 @@ pub mod plugin;
 pub mod slack;
 pub mod telemetry;
 pub mod ui;
+pub mod witness;

@@ -191,6 +191,23 @@ struct RunArgs {
         default_value = "decision-gate-slack-users"
     )]
     slack_users_configmap: String,
+    /// Serve the deletion witness at this address: the admission webhook the API server
+    /// calls on each deletion of a Decision, so that the audit says who deleted it. Off
+    /// when not given.
+    #[arg(
+        long,
+        env = "DECISION_GATE_DELETION_WEBHOOK_ADDR",
+        value_name = "ADDR",
+        requires = "deletion_webhook_cert_dir"
+    )]
+    deletion_webhook_addr: Option<SocketAddr>,
+    /// The directory that holds the witness's TLS certificate and key (tls.crt, tls.key).
+    #[arg(
+        long,
+        env = "DECISION_GATE_DELETION_WEBHOOK_CERT_DIR",
+        value_name = "DIR"
+    )]
+    deletion_webhook_cert_dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -366,6 +383,10 @@ async fn run() -> ExitCode {
                 admission_policy_prefix: args.admission_policy_prefix,
                 count_unverified_answers: args.count_unverified_answers,
                 slack,
+                deletion_witness: args
+                    .deletion_webhook_addr
+                    .zip(args.deletion_webhook_cert_dir)
+                    .map(|(addr, cert_dir)| decision_gate::witness::Settings { addr, cert_dir }),
                 events: EventBudget {
                     per_second: args.event_qps,
                     burst: args.event_burst,

@@ -52,6 +52,8 @@ pub struct Settings {
     pub count_unverified_answers: bool,
     /// Slack's interaction endpoint, when enabled.
     pub slack: Option<crate::slack::serve::Settings>,
+    /// The deletion witness (an admission webhook), when served.
+    pub deletion_witness: Option<crate::witness::Settings>,
     pub events: publisher::EventBudget,
 }
 

@@ -37,7 +37,9 @@ pub async fn release(decision: &Decision, ctx: &Context) -> Result<()> {
     if !holds(decision) {
         return Ok(());
     }
-    let event = DecisionEvent::Deleted { by: None };
+    let event = DecisionEvent::Deleted {
+        by: crate::witness::deleted_by(decision),
+    };
     let written = audit(ctx, vec![Record::of(&event, decision)]).await?;
     if !written.is_empty() {
         info!(name = %decision.name_any(), namespace = decision.namespace().unwrap_or_default(), phase = decision.status.as_ref().and_then(|s| s.phase).map(|p| format!("{p:?}")).unwrap_or_default(), "decision deleted");

@@ -66,6 +66,19 @@ pub async fn run(settings: Settings) -> Result<()> {
         }
         None => None,
     };
+    let witness = match settings.deletion_witness.clone() {
+        Some(witness) => {
+            let at = witness.addr;
+            let (addr, serve) = crate::witness::bind(witness, client.clone())
+                .await
+                .map_err(|e| {
+                    Error::Config(format!("cannot serve the deletion witness on {at}: {e}"))
+                })?;
+            info!(%addr, path = crate::witness::PATH, "witnessing deletions of Decisions");
+            Some(tokio::spawn(serve))
+        }
+        None => None,
+    };
     health.set_crds(true);
     let watchdog = tokio::spawn(watch_dependencies(
         client.clone(),
@@ -77,6 +90,9 @@ pub async fn run(settings: Settings) -> Result<()> {
         server.abort();
         if let Some(slack) = &slack {
             slack.abort();
+        }
+        if let Some(witness) = &witness {
+            witness.abort();
         }
         result
     };

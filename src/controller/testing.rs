@@ -362,6 +362,7 @@ impl Context {
             audit_log: audit_dir.join("audit.jsonl"),
             audit_max_bytes: 1 << 20,
             audit_readers: Default::default(),
+            deletion_witness: None,
             allow_real_execution: true,
             lease_namespace: "default".into(),
             lease_duration: Duration::from_secs(15),

@@ -115,6 +115,9 @@ async fn a_lapsed_approval_comes_back_only_when_its_approver_gives_it_again() {
         "decisiongate.io/approver-groups=[\"approvers\"]",
     );
     assert!(said.contains("nobody writes them"), "{said}");
+    // Nor frame someone for a deletion.
+    let said = annotate_refused_as("dave", n, "d1", "decisiongate.io/deleted-by=alice");
+    assert!(said.contains("only the operator writes them"), "{said}");
 
     // bob may edit his own reason, but a reason is not an approval: his stays lapsed.
     annotate_as("bob", n, "d1", &["approval-reason=still fine"]);
@@ -163,7 +166,12 @@ async fn patch_never_becomes_delete_and_an_approval_never_counts_for_a_decision_
     let n = ns.name.as_str();
     grant_answering(n);
     bind_role(n, "decision-gate-requester", "User", &["carol"]);
-    let _operator = Operator::start_allowing_real(n).await;
+    let witness = DeletionWitness::new(n);
+    let mut args: Vec<&str> = witness.args.iter().map(String::as_str).collect();
+    args.push("--allow-real-execution");
+    let operator = Operator::spawn(n, &ensure_installed().await, &args)
+        .ready()
+        .await;
     apply(n, "apiVersion: decisiongate.io/v1alpha1\nkind: ApprovalPolicy\nmetadata: {name: one}\nspec: {rules: [{name: one-person, outcome: RequireApproval}]}\n").success();
     apply(n, SHIP_PLAN).success();
     // Approved for tonight's window, so it waits with alice's approval in its status.
@@ -224,10 +232,14 @@ async fn patch_never_becomes_delete_and_an_approval_never_counts_for_a_decision_
     assert_eq!(api.get("ship").await.unwrap().uid().unwrap(), first_uid);
 
     // An administrator deletes it. The deletion waits for the audit: its last state,
-    // alice's approval in it, is on disk before the Decision is gone.
+    // alice's approval in it, and who deleted it as the API server told the operator, are
+    // on disk before the Decision is gone.
+    witness.wait_called(&operator, n, "ship").await;
     kubectl_admin(&["delete", "decision", "ship", "-n", n, "--timeout=60s"]).success();
     let deleted = audited(n, "decision_deleted");
     assert_eq!(deleted.len(), 1, "{deleted:?}");
+    assert_eq!(deleted[0]["actor"], "admin");
+    assert_eq!(deleted[0]["details"]["deleted_by"], "admin");
     assert_eq!(deleted[0]["decision"]["uid"], first_uid.as_str());
     assert_eq!(deleted[0]["details"]["status"]["phase"], "Approved");
     assert_eq!(
@@ -668,4 +680,47 @@ async fn the_audit_log_is_readable_by_the_operator_alone_or_its_group_in_the_cha
         ],
     );
     assert!(!rendered.contains("--audit-group-readable"), "{rendered}");
+}
+
+#[tokio::test]
+async fn a_deletion_by_the_garbage_collector_is_audited_with_who_did_it() {
+    let ns = TestNamespace::new("collected").await;
+    let n = ns.name.as_str();
+    let witness = DeletionWitness::new(n);
+    let args: Vec<&str> = witness.args.iter().map(String::as_str).collect();
+    let operator = Operator::spawn(n, &ensure_installed().await, &args)
+        .ready()
+        .await;
+    // Whoever creates a Decision may give it an owner: it goes with its owner.
+    kubectl_admin(&["create", "configmap", "release-train", "-n", n]).success();
+    let owner = kubectl_admin(&[
+        "get",
+        "configmap",
+        "release-train",
+        "-n",
+        n,
+        "-o",
+        "jsonpath={.metadata.uid}",
+    ])
+    .success();
+    apply(n, &decision("owned", "{actionType: deploy, description: Deploy, criticality: High}").replace(
+        "metadata: {name: owned}",
+        &format!("metadata: {{name: owned, ownerReferences: [{{apiVersion: v1, kind: ConfigMap, name: release-train, uid: {owner}}}]}}"),
+    ))
+    .success();
+    let api: Api<Decision> = Api::namespaced(admin().await, n);
+    reaches(&api, "owned", DecisionPhase::Pending).await;
+    witness.wait_called(&operator, n, "owned").await;
+    kubectl_admin(&["delete", "configmap", "release-train", "-n", n]).success();
+    wait_until("the Decision to go with its owner", || {
+        !kubectl_admin(&["get", "decision", "owned", "-n", n]).ok
+    })
+    .await;
+    let deleted = audited(n, "decision_deleted");
+    assert_eq!(deleted.len(), 1, "{deleted:?}");
+    assert_eq!(
+        deleted[0]["details"]["deleted_by"],
+        "system:serviceaccount:kube-system:generic-garbage-collector"
+    );
+    assert_eq!(deleted[0]["details"]["status"]["phase"], "Pending");
 }

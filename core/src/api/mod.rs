@@ -55,6 +55,12 @@ pub mod annotations {
     /// own name; the API server admits it only where RBAC lets the client impersonate
     /// that value, and the admission policy copies it to [`APPROVER_IMPERSONATOR`].
     pub const IMPERSONATOR_EXTRA: &str = "decisiongate.io/impersonator";
+    /// Who asked the API server to delete the Decision, as it authenticated them: written
+    /// by the operator's deletion witness (an admission webhook) as the deletion is
+    /// admitted, and by nobody else.
+    pub const DELETED_BY: &str = "decisiongate.io/deleted-by";
+    /// When the deletion witness saw that deletion (RFC 3339).
+    pub const DELETED_AT: &str = "decisiongate.io/deleted-at";
 }
 
 /// The finalizer that keeps a deleted Decision until the operator has written its last

@@ -344,3 +344,69 @@ pub async fn operator_behind_service(namespace: &str) -> (Operator, Relay) {
     .await;
     (operator, relay)
 }
+
+/// The deletion witness of a test's operator: the arguments that serve it on loopback (with
+/// the local CA's certificate `make cluster-up` issues for it), and the webhook that sends it
+/// the deletions of the test's namespace, removed when dropped.
+pub struct DeletionWitness {
+    pub args: Vec<String>,
+    webhook: String,
+}
+
+impl DeletionWitness {
+    pub fn new(namespace: &str) -> DeletionWitness {
+        use base64::Engine;
+        let cluster = super::admin_kubeconfig()
+            .parent()
+            .expect("the kubeconfig lives in the cluster's directory")
+            .to_owned();
+        let ca = std::fs::read(cluster.join("pki/ca.crt")).expect("the local CA");
+        let port = free_port();
+        let webhook = format!("witness-{namespace}");
+        apply(
+            namespace,
+            &format!(
+                "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\nmetadata: {{name: {webhook}}}\nwebhooks:\n- name: deletions.decisiongate.io\n  clientConfig: {{url: 'https://127.0.0.1:{port}/decision-deletions', caBundle: {}}}\n  rules: [{{apiGroups: [decisiongate.io], apiVersions: ['*'], operations: [DELETE], resources: [decisions], scope: Namespaced}}]\n  namespaceSelector: {{matchLabels: {{kubernetes.io/metadata.name: {namespace}}}}}\n  failurePolicy: Ignore\n  sideEffects: NoneOnDryRun\n  admissionReviewVersions: [v1]\n  timeoutSeconds: 5\n",
+                base64::engine::general_purpose::STANDARD.encode(ca)
+            ),
+        )
+        .success();
+        DeletionWitness {
+            args: vec![
+                "--deletion-webhook-addr".into(),
+                format!("127.0.0.1:{port}"),
+                "--deletion-webhook-cert-dir".into(),
+                cluster.join("witness").to_string_lossy().into_owned(),
+            ],
+            webhook,
+        }
+    }
+
+    /// Waits until the API server calls the witness of `operator`: a dry-run deletion of
+    /// `decision` reaches it (and is not recorded).
+    pub async fn wait_called(&self, operator: &Operator, namespace: &str, decision: &str) {
+        wait_until("the API server to call the deletion witness", || {
+            kubectl_admin(&[
+                "delete",
+                "decision",
+                decision,
+                "-n",
+                namespace,
+                "--dry-run=server",
+            ]);
+            operator.logs().contains("a deletion to witness")
+        })
+        .await;
+    }
+}
+
+impl Drop for DeletionWitness {
+    fn drop(&mut self) {
+        let _ = kubectl_admin(&[
+            "delete",
+            "validatingwebhookconfiguration",
+            &self.webhook,
+            "--ignore-not-found",
+        ]);
+    }
+}
