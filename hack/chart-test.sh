@@ -77,6 +77,16 @@ grep -q "claimName: kept-audit" <<<"$(template --set audit.persistence.existingC
 for review in tokenreviews subjectaccessreviews; do
   grep -q "resources: \[$review\]" <<<"$rendered" || fail "the operator may not create $review"
 done
+# The deletion witness: a webhook that never refuses, served by the operator's pod, only
+# where a pod runs.
+witness=$(awk '/^kind: ValidatingWebhookConfiguration$/,/^---/' <<<"$rendered")
+grep -q "failurePolicy: Ignore" <<<"$witness" && grep -q "operations: \[DELETE\]" <<<"$witness" &&
+  grep -q "sideEffects: NoneOnDryRun" <<<"$witness" ||
+  fail "the deletion witness is not a webhook for deletions that never refuses: $witness"
+grep -q -- "--deletion-webhook-addr=0.0.0.0:9443" <<<"$rendered" || fail "the operator does not serve the deletion witness"
+grep -q "^kind: ValidatingWebhookConfiguration$" <<<"$(template --set replicaCount=0)" &&
+  fail "the deletion witness is called where no operator pod runs"
+
 grep -q "resources: \[decisions/audit\]" <<<"$rendered" || fail "the auditor role does not grant get on decisions/audit"
 grep -q "resourceNames: \[decision-gate-metrics:http\]" <<<"$rendered" ||
   fail "the auditor role opens the proxy of other Services than the operator's"
@@ -101,7 +111,7 @@ grep -q -- "--stall-timeout=5m" <<<"$rendered" || fail "the stall timeout is not
 
 # Slack: off by default, with no right to impersonate anyone; when on, the operator may
 # impersonate exactly the mapped users and groups, and reads its signing secret from a file.
-grep -q "impersonate" <<<"$rendered" && fail "the operator may impersonate someone while Slack is off"
+grep -q "verbs: \[impersonate\]" <<<"$rendered" && fail "the operator may impersonate someone while Slack is off"
 grep -q -- "--slack-address" <<<"$rendered" && fail "the Slack endpoint is served by default"
 slack=$(template --set slack.enabled=true --set slack.signingSecret.secretName=slack-app \
   --set 'slack.users[0].slackUser=U1' --set 'slack.users[0].user=bob' --set 'slack.users[0].groups[0]=approvers' \
@@ -109,7 +119,9 @@ slack=$(template --set slack.enabled=true --set slack.signingSecret.secretName=s
 impersonation=$(awk '/^kind: ClusterRole$/,/^---/' <<<"$slack" | awk '/name: decision-gate-slack-impersonate$/,/^---/')
 grep -q 'resourceNames: \["bob","dave"\]' <<<"$impersonation" || fail "the operator may not impersonate exactly the mapped users: $impersonation"
 grep -q 'resourceNames: \["approvers"\]' <<<"$impersonation" || fail "the operator may not impersonate exactly the mapped groups: $impersonation"
-[ "$(grep -c "verbs: \[impersonate\]" <<<"$slack")" = 2 ] || fail "the chart grants impersonation beyond the Slack mapping"
+grep -q 'resourceNames: \["system:serviceaccount:decision-gate-system:decision-gate"\]' <<<"$impersonation" ||
+  fail "the operator may name someone else than itself as the impersonator of an answer: $impersonation"
+[ "$(grep -c "verbs: \[impersonate\]" <<<"$slack")" = 3 ] || fail "the chart grants impersonation beyond the Slack mapping"
 grep -q "resourceNames: \[decision-gate-slack-users\]" <<<"$slack" || fail "the operator may not read the Slack user mapping"
 grep -q -- "--slack-address=0.0.0.0:8090" <<<"$slack" || fail "slack.enabled does not serve the Slack endpoint"
 grep -q -- "--slack-signing-secret-file=/etc/decision-gate-slack/signing-secret" <<<"$slack" || fail "the signing secret is not passed as a file"

@@ -35,6 +35,10 @@ use crate::api::{Decision, FINALIZER};
 /// Where the API server sends the AdmissionReviews.
 pub const PATH: &str = "/decision-deletions";
 
+/// The field manager of the witness's writes: its own, so that `managedFields` tell them
+/// from the reconcilers'.
+pub const FIELD_MANAGER: &str = "decision-gate-deletion-witness";
+
 /// How far apart the witness's record and the deletion may be for the record to name who
 /// deleted: a record from an earlier deletion that was refused later in the admission
 /// chain does not name the one who deletes it another time.
@@ -208,7 +212,7 @@ async fn review(State(client): State<Client>, body: Bytes) -> axum::Json<Value> 
     if let Some(patch) = record(&deletion, Utc::now()) {
         let api: kube::Api<Decision> = kube::Api::namespaced(client, &deletion.namespace);
         let params = PatchParams {
-            field_manager: Some(crate::controller::FIELD_MANAGER.to_owned()),
+            field_manager: Some(FIELD_MANAGER.to_owned()),
             ..Default::default()
         };
         match api

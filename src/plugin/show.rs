@@ -120,13 +120,21 @@ pub fn show(d: &Decision, plan: Option<&ExecutionPlan>, now: DateTime<Utc>) -> S
             .as_deref()
             .map(|r| format!(": {r}"))
             .unwrap_or_default();
-        let lapsed = a
-            .lapsed_at
-            .map(|t| format!(" (lapsed at {}; approve again)", t.to_rfc3339()))
+        let lapsed = match a.lapsed_at {
+            Some(t) => format!(" (lapsed at {}; approve again)", t.to_rfc3339()),
+            None if !crate::answers::counts(a, &status) => {
+                " (does not count under the rule that decides now)".to_owned()
+            }
+            None => String::new(),
+        };
+        let through = a
+            .impersonator
+            .as_deref()
+            .map(|i| format!(", given through {i}"))
             .unwrap_or_default();
         let _ = writeln!(
             o,
-            "  - {} at {}{reason}{lapsed}",
+            "  - {}{through} at {}{reason}{lapsed}",
             a.approver,
             a.at.to_rfc3339()
         );

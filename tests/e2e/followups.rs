@@ -84,11 +84,7 @@ fn text(call: &Call) -> String {
 }
 
 fn audit_entries(namespace: &str) -> Vec<Value> {
-    std::fs::read_to_string(Operator::audit_log(namespace))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    Operator::audit_entries(namespace)
 }
 
 /// How many Decision reconciles the operator has finished.

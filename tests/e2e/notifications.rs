@@ -91,11 +91,7 @@ fn start_smtp() -> (Mailbox, u16) {
 }
 
 fn audit_entries(namespace: &str) -> Vec<Value> {
-    std::fs::read_to_string(Operator::audit_log(namespace))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    Operator::audit_entries(namespace)
 }
 
 #[tokio::test]

@@ -169,12 +169,7 @@ impl Drop for ChartSlackObjects {
 }
 
 fn slack_audit(namespace: &str) -> Vec<Value> {
-    std::fs::read_to_string(Operator::audit_log(namespace))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|e| e["event_type"] == "slack_interaction")
-        .collect()
+    Operator::audited(namespace, "slack_interaction")
 }
 
 #[tokio::test]

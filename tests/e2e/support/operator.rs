@@ -64,6 +64,23 @@ impl Operator {
             .join("audit.jsonl")
     }
 
+    /// The lines of the audit log of a namespace's operators, parsed.
+    pub fn audit_entries(namespace: &str) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(Self::audit_log(namespace))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// The lines of that audit log of one event type.
+    pub fn audited(namespace: &str, event_type: &str) -> Vec<serde_json::Value> {
+        Self::audit_entries(namespace)
+            .into_iter()
+            .filter(|e| e["event_type"] == event_type)
+            .collect()
+    }
+
     /// Starts the binary without waiting for it to become ready.
     pub fn spawn(namespace: &str, kubeconfig: &Path, extra_args: &[&str]) -> Self {
         Self::spawn_at(namespace, kubeconfig, extra_args, "127.0.0.1")

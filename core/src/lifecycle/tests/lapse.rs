@@ -2,14 +2,20 @@
 
 use super::*;
 
-#[test]
-fn an_approval_not_used_in_time_lapses_and_is_given_again() {
+/// A rule whose approvals hold ten minutes, a plan, and a Decision to run it, evaluated.
+fn waiting_ten_minutes_of_approval() -> ([ApprovalPolicy; 1], ExecutionPlan, Decision) {
     let mut rule = policy(Outcome::RequireApproval, Some(1), &[]);
     rule.spec.rules[0].approval_valid_for = Some("10m".into());
     let policies = [rule];
     let plan = execution_plan(&["deploy"], None);
     let mut d = with_plan("ship");
     step_with(&mut d, &policies, Some(&plan), at(1));
+    (policies, plan, d)
+}
+
+#[test]
+fn an_approval_not_used_in_time_lapses_and_is_given_again() {
+    let (policies, plan, mut d) = waiting_ten_minutes_of_approval();
     annotate(&mut d, &[("approved-by", "alice"), ("approved-at", "t1")]);
     let a = step_with(&mut d, &policies, Some(&plan), at(60));
     assert_eq!(phase(&d), DecisionPhase::Approved);
@@ -80,12 +86,7 @@ fn an_automatic_approval_has_no_time_limit() {
 
 #[test]
 fn a_changed_reason_never_revives_or_renews_an_approval() {
-    let mut rule = policy(Outcome::RequireApproval, Some(1), &[]);
-    rule.spec.rules[0].approval_valid_for = Some("10m".into());
-    let policies = [rule];
-    let plan = execution_plan(&["deploy"], None);
-    let mut d = with_plan("ship");
-    step_with(&mut d, &policies, Some(&plan), at(1));
+    let (policies, plan, mut d) = waiting_ten_minutes_of_approval();
     annotate(
         &mut d,
         &[
@@ -120,12 +121,7 @@ fn a_changed_reason_never_revives_or_renews_an_approval() {
 
 #[test]
 fn each_giving_of_an_approval_has_its_own_audit_line() {
-    let mut rule = policy(Outcome::RequireApproval, Some(1), &[]);
-    rule.spec.rules[0].approval_valid_for = Some("10m".into());
-    let policies = [rule];
-    let plan = execution_plan(&["deploy"], None);
-    let mut d = with_plan("ship");
-    step_with(&mut d, &policies, Some(&plan), at(1));
+    let (policies, plan, mut d) = waiting_ten_minutes_of_approval();
     annotate(&mut d, &[("approved-by", "bob"), ("approved-at", "t1")]);
     let first = step_with(&mut d, &policies, Some(&plan), at(2));
     step_with(&mut d, &policies, Some(&plan), at(700));
