@@ -3,7 +3,7 @@
 use k8s_openapi::api::events::v1::Event;
 use kube::runtime::events::EventType;
 use kube::{Api, Client, Resource};
-use tracing::warn;
+use tracing::{debug, warn};
 
 /// The `reportingController` of the operator's Events.
 pub const REPORTING_CONTROLLER: &str = "decisiongate.io/decision-gate";
@@ -144,9 +144,18 @@ impl EventQueue {
                         }
                         let namespace = event.metadata.namespace.clone().unwrap_or_default();
                         let api: Api<Event> = Api::namespaced(client.clone(), &namespace);
-                        if let Err(e) = api.create(&kube::api::PostParams::default(), &event).await
-                        {
-                            warn!(error = %e, reason = event.reason.as_deref().unwrap_or_default(), "could not publish an Event");
+                        match api.create(&kube::api::PostParams::default(), &event).await {
+                            Ok(_) => {}
+                            // A namespace being deleted takes no new objects: its Decisions'
+                            // deletions are in the audit log, and nobody would read the Event.
+                            Err(kube::Error::Api(s))
+                                if s.code == 403 && s.message.contains("is being terminated") =>
+                            {
+                                debug!(namespace, reason = event.reason.as_deref().unwrap_or_default(), "no Event in a namespace being deleted");
+                            }
+                            Err(e) => {
+                                warn!(error = %e, reason = event.reason.as_deref().unwrap_or_default(), "could not publish an Event");
+                            }
                         }
                     }
                 });

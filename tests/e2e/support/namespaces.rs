@@ -201,54 +201,75 @@ impl TestNamespace {
 }
 
 impl Drop for TestNamespace {
+    /// Deletes the namespace and lets its Decisions go: the test's operator, which would
+    /// audit their deletion and remove its finalizer, is gone by now. They are released
+    /// once the namespace's deletion has reached them, so that no operator still running
+    /// (one that watches every namespace) puts the finalizer back meanwhile.
     fn drop(&mut self) {
-        release_decisions(&self.name);
         let _ = kubectl_admin(&["delete", "namespace", &self.name, "--wait=false"]);
+        release(&self.name, true);
     }
 }
 
-/// Takes the operator's finalizer off every Decision of a test's namespace, as a cluster
-/// administrator may: the test's operator is gone by now, and nobody else would let them
-/// (or the namespace) go. Patched concurrently, on a runtime of its own (a test's runtime
-/// may be the caller), so that a benchmark's thousands of Decisions go in seconds.
+/// Takes the operator's finalizer off every Decision of a namespace, as a cluster
+/// administrator may: where no operator runs to audit their deletion and let them go.
 pub fn release_decisions(namespace: &str) {
+    release(namespace, false);
+}
+
+/// Takes the finalizers off the Decisions of a namespace: every one, or (`deleted`) those
+/// being deleted, again and again until none is left (for at most [`DEADLINE`]). Patched
+/// concurrently, on a runtime of its own (a test's runtime may be the caller), so that a
+/// benchmark's thousands of Decisions go in seconds.
+fn release(namespace: &str, deleted: bool) {
     let namespace = namespace.to_owned();
     let released = std::thread::spawn(move || {
-        use futures::StreamExt;
-        use kube::api::{ListParams, Patch, PatchParams};
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         runtime.block_on(async {
             let api: Api<Decision> = Api::namespaced(admin().await, &namespace);
-            let Ok(names) = api.list_metadata(&ListParams::default()).await else {
-                return;
-            };
-            let patch = serde_json::json!({"metadata": {"finalizers": null}});
-            futures::stream::iter(
-                names
-                    .items
-                    .into_iter()
-                    .filter(|d| !d.finalizers().is_empty()),
-            )
-            .for_each_concurrent(16, |d| {
-                let api = api.clone();
-                let patch = patch.clone();
-                async move {
-                    let _ = api
-                        .patch_metadata(
-                            &d.name_any(),
-                            &PatchParams::default(),
-                            &Patch::Merge(&patch),
-                        )
-                        .await;
+            let deadline = tokio::time::Instant::now() + DEADLINE;
+            let mut tick = tokio::time::interval(Duration::from_millis(200));
+            loop {
+                tick.tick().await;
+                let left = release_once(&api, deleted).await;
+                if left == 0 || !deleted || tokio::time::Instant::now() >= deadline {
+                    return;
                 }
-            })
-            .await;
+            }
         });
     });
     let _ = released.join();
+}
+
+/// One pass of [`release`]: how many Decisions the namespace still holds.
+async fn release_once(api: &Api<Decision>, deleted: bool) -> usize {
+    use futures::StreamExt;
+    use kube::api::{ListParams, Patch, PatchParams};
+    let Ok(names) = api.list_metadata(&ListParams::default()).await else {
+        return 0;
+    };
+    let left = names.items.len();
+    futures::stream::iter(names.items.into_iter().filter(|d| {
+        !d.finalizers().is_empty() && (!deleted || d.metadata.deletion_timestamp.is_some())
+    }))
+    .for_each_concurrent(16, |d| {
+        let api = api.clone();
+        async move {
+            let patch = serde_json::json!({"metadata": {"finalizers": null}});
+            let _ = api
+                .patch_metadata(
+                    &d.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await;
+        }
+    })
+    .await;
+    left
 }
 
 /// A name that no other test uses: `prefix` and a random suffix.
