@@ -244,6 +244,30 @@ async fn patch_never_becomes_delete_and_an_approval_never_counts_for_a_decision_
     );
     assert_eq!(deleted[0]["details"]["spec"]["context"]["version"], "2.0.0");
 
+    // Asking, she cannot bring along what only the API server says: who deleted, or the
+    // groups of an approver.
+    for (note, refusal) in [
+        (
+            "decisiongate.io/deleted-by: alice",
+            "only the operator writes them",
+        ),
+        (
+            "decisiongate.io/approver-groups: '[\"approvers\"]'",
+            "nobody writes them",
+        ),
+    ] {
+        let forged = decision(
+            "forged",
+            "{actionType: ship, description: Ship, criticality: High}",
+        )
+        .replace(
+            "metadata: {name: forged}",
+            &format!("metadata: {{name: forged, annotations: {{{note}}}}}"),
+        );
+        let said = kubectl(&carol, &["apply", "-n", n, "-f", "-"], Some(&forged)).refused();
+        assert!(said.contains(refusal), "{said}");
+    }
+
     // carol asks again under the same name: the same plan, another context, now.
     kubectl(
         &carol,
