@@ -164,7 +164,7 @@ fn is_new_approval(given: &Given, status: &DecisionStatus) -> bool {
     }
     match status.approvals.iter().find(|a| a.approver == user) {
         None => true,
-        Some(a) if a.lapsed_at.is_none() && counts(a, status) => false,
+        Some(a) if counts(a, status) => false,
         Some(earlier) => recorded_identity(earlier) != given.identity,
     }
 }
