@@ -149,7 +149,9 @@ impl EventQueue {
                             // A namespace being deleted takes no new objects: its Decisions'
                             // deletions are in the audit log, and nobody would read the Event.
                             Err(kube::Error::Api(s))
-                                if s.code == 403 && s.message.contains("is being terminated") =>
+                                if s.details.as_ref().is_some_and(|d| {
+                                    d.causes.iter().any(|c| c.reason == "NamespaceTerminating")
+                                }) =>
                             {
                                 debug!(namespace, reason = event.reason.as_deref().unwrap_or_default(), "no Event in a namespace being deleted");
                             }
