@@ -280,6 +280,7 @@ async fn first_status(client: &Client, namespace: &str, decision: &Decision) -> 
         plan: plan.as_ref(),
         answers: &decision_gate::admission::Answers::Verified,
         expressions: &Default::default(),
+        jobs: None,
     });
     assert!(
         advance.status.phase.is_some(),

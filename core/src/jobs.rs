@@ -6,9 +6,19 @@ use serde_json::{Value, json};
 
 use crate::api::ExecutionMode;
 
-/// Labels and environment variable names shared with the steps' containers.
+/// Labels, annotations and environment variable names shared with the steps' containers.
+///
+/// A label value holds at most 63 characters and a Decision's or a plan's name up to 253,
+/// so the name labels hold [`label_value`] of the name (the name itself whenever it fits,
+/// which is nearly always), the annotations of the same keys hold the whole name, and
+/// `decisiongate.io/decision-uid` holds the Decision's uid, which selects its Jobs whatever
+/// its name.
 pub mod names {
+    /// Label: the Decision's name, as [`super::label_value`] gives it; annotation: the name.
     pub const LABEL_DECISION: &str = "decisiongate.io/decision";
+    /// Label: the Decision's uid.
+    pub const LABEL_DECISION_UID: &str = "decisiongate.io/decision-uid";
+    /// Label: the plan's name, as [`super::label_value`] gives it; annotation: the name.
     pub const LABEL_PLAN: &str = "decisiongate.io/plan";
     pub const LABEL_STEP: &str = "decisiongate.io/step";
     pub const LABEL_PURPOSE: &str = "decisiongate.io/purpose";
@@ -29,6 +39,8 @@ pub struct StepJob<'a> {
     pub generate_name: bool,
     pub namespace: &'a str,
     pub decision: &'a str,
+    /// The Decision's uid; None when the Job is built for a plan's own check.
+    pub decision_uid: Option<&'a str>,
     pub plan: &'a str,
     pub step: &'a str,
     /// `step` or `rollback`.
@@ -45,12 +57,19 @@ pub struct StepJob<'a> {
 /// environment, one attempt per Job (retries are the operator's, so that each attempt is
 /// visible), and the step's timeout as the Job's active deadline.
 pub fn build(job: &StepJob<'_>) -> Value {
-    let labels = json!({
-        names::LABEL_DECISION: job.decision,
-        names::LABEL_PLAN: job.plan,
-        names::LABEL_STEP: job.step,
+    let mut labels = json!({
+        names::LABEL_DECISION: label_value(job.decision),
+        names::LABEL_PLAN: label_value(job.plan),
+        names::LABEL_STEP: label_value(job.step),
         names::LABEL_PURPOSE: job.purpose,
         names::LABEL_MANAGED_BY: "decision-gate",
+    });
+    if let Some(uid) = job.decision_uid {
+        labels[names::LABEL_DECISION_UID] = json!(label_value(uid));
+    }
+    let annotations = json!({
+        names::LABEL_DECISION: job.decision,
+        names::LABEL_PLAN: job.plan,
     });
     let env = [
         (names::ENV_DECISION_NAME, job.decision.to_owned()),
@@ -61,9 +80,14 @@ pub fn build(job: &StepJob<'_>) -> Value {
     ];
     let mut template = job.template.clone();
     add_env(&mut template, &env);
-    add_labels(&mut template, &labels);
+    add_metadata(&mut template, "labels", &labels);
+    add_metadata(&mut template, "annotations", &annotations);
 
-    let mut metadata = json!({ "namespace": job.namespace, "labels": labels });
+    let mut metadata = json!({
+        "namespace": job.namespace,
+        "labels": labels,
+        "annotations": annotations,
+    });
     if job.generate_name {
         metadata["generateName"] = json!(format!("{}-", job.name));
     } else {
@@ -101,7 +125,9 @@ fn add_env(template: &mut Value, env: &[(&str, String)]) {
     }
 }
 
-fn add_labels(template: &mut Value, labels: &Value) {
+/// Adds (or replaces) `entries` in the template's `metadata.<field>` (labels or
+/// annotations).
+fn add_metadata(template: &mut Value, field: &str, entries: &Value) {
     let Some(template) = template.as_object_mut() else {
         return;
     };
@@ -109,12 +135,56 @@ fn add_labels(template: &mut Value, labels: &Value) {
     let Some(metadata) = metadata.as_object_mut() else {
         return;
     };
-    let existing = metadata.entry("labels").or_insert_with(|| json!({}));
-    if let (Some(existing), Some(labels)) = (existing.as_object_mut(), labels.as_object()) {
-        for (k, v) in labels {
+    let existing = metadata.entry(field).or_insert_with(|| json!({}));
+    if let (Some(existing), Some(entries)) = (existing.as_object_mut(), entries.as_object()) {
+        for (k, v) in entries {
             existing.insert(k.clone(), v.clone());
         }
     }
+}
+
+/// The most characters a label value may have.
+pub const LABEL_VALUE_MAX: usize = 63;
+
+/// A label value that stands for `name`: the name itself when it is a valid label value
+/// (every object name of at most 63 characters is), otherwise its first characters, `-`
+/// and ten hex digits of the SHA-256 of the whole name, 63 characters at most. Two names
+/// share a value only if they share those 52 first characters and the hash.
+pub fn label_value(name: &str) -> String {
+    if is_label_value(name) {
+        return name.to_owned();
+    }
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(name.as_bytes());
+    let hash: String = digest[..5].iter().map(|b| format!("{b:02x}")).collect();
+    let mut head: String = name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .take(LABEL_VALUE_MAX - hash.len() - 1)
+        .collect();
+    while head.ends_with(|c: char| !c.is_ascii_alphanumeric()) {
+        head.pop();
+    }
+    while head.starts_with(|c: char| !c.is_ascii_alphanumeric()) {
+        head.remove(0);
+    }
+    if head.is_empty() {
+        hash
+    } else {
+        format!("{head}-{hash}")
+    }
+}
+
+/// Whether `value` may be a label value as it is: at most 63 characters, letters, digits,
+/// `-`, `_` and `.`, starting and ending with a letter or digit (or empty).
+pub fn is_label_value(value: &str) -> bool {
+    let edge_ok = |c: Option<char>| c.is_none_or(|c| c.is_ascii_alphanumeric());
+    value.len() <= LABEL_VALUE_MAX
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && edge_ok(value.chars().next())
+        && edge_ok(value.chars().last())
 }
 
 #[cfg(test)]
@@ -143,6 +213,7 @@ mod tests {
             generate_name: false,
             namespace: "prod-ops",
             decision: "deploy-api",
+            decision_uid: Some("0d6c7a52-6f0e-4f4e-9d1b-3c5a3e9b2f10"),
             plan: "deploy-plan",
             step: "migrate-db",
             purpose: "step",
@@ -206,5 +277,58 @@ mod tests {
         let context = json!({});
         let job = build(&step_job(&template, &context));
         assert_eq!(job["spec"]["template"]["spec"]["containers"], "not-a-list");
+    }
+
+    #[test]
+    fn names_that_fit_are_their_own_label_values() {
+        for name in ["deploy-api", "a", "x.y-z", &"a".repeat(63)] {
+            assert_eq!(label_value(name), name);
+        }
+    }
+
+    #[test]
+    fn longer_names_get_a_bounded_label_value_and_keep_the_whole_name_in_annotations() {
+        let long = format!("{}.{}", "a".repeat(120), "b-".repeat(60) + "c");
+        let other = format!("{}.{}", "a".repeat(120), "b-".repeat(60) + "d");
+        for name in [long.as_str(), other.as_str()] {
+            let value = label_value(name);
+            assert!(is_label_value(&value), "{value}");
+            assert_eq!(value.len(), LABEL_VALUE_MAX);
+            assert!(value.starts_with(&"a".repeat(52)), "{value}");
+        }
+        assert_ne!(label_value(&long), label_value(&other));
+        assert_eq!(label_value(&long), label_value(&long));
+
+        let template = template();
+        let context = json!({});
+        let mut input = step_job(&template, &context);
+        input.decision = &long;
+        input.plan = &other;
+        let job = build(&input);
+        for metadata in [&job["metadata"], &job["spec"]["template"]["metadata"]] {
+            assert_eq!(
+                metadata["labels"][names::LABEL_DECISION],
+                label_value(&long)
+            );
+            assert_eq!(metadata["labels"][names::LABEL_PLAN], label_value(&other));
+            assert_eq!(metadata["annotations"][names::LABEL_DECISION], long);
+            assert_eq!(metadata["annotations"][names::LABEL_PLAN], other);
+            assert_eq!(
+                metadata["labels"][names::LABEL_DECISION_UID],
+                "0d6c7a52-6f0e-4f4e-9d1b-3c5a3e9b2f10"
+            );
+            for value in metadata["labels"].as_object().unwrap().values() {
+                assert!(is_label_value(value.as_str().unwrap()), "{value}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_value_that_is_not_a_label_value_is_made_one() {
+        for name in ["-x", "x.", "héllo wörld", "..", ""] {
+            let value = label_value(name);
+            assert!(is_label_value(&value), "{name:?} gave {value:?}");
+        }
+        assert_eq!(label_value(""), "");
     }
 }

@@ -56,6 +56,7 @@ fuzz_target!(|input: Input| {
             plan,
             answers: &answers,
             expressions: &EXPRESSIONS,
+            jobs: None,
         })
     };
     let first = step(&decision);

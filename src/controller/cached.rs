@@ -145,6 +145,7 @@ fn samples() -> Vec<u8> {
             plan: Some(&plan),
             answers: &Answers::Verified,
             expressions: &expressions,
+            jobs: None,
         })
         .status
     };

@@ -15,7 +15,7 @@ use super::watch::{self, Changes, Watched};
 use super::{Context, commit, drive, finalizer};
 use crate::api::{ApprovalPolicy, Decision, DecisionPhase, ExecutionPlan};
 use crate::controller;
-use crate::error::Result;
+use crate::error::{ApiFailure, Result};
 use crate::events::DecisionEvent;
 use crate::execution;
 use crate::lifecycle;
@@ -132,6 +132,17 @@ async fn reconcile(cached: Arc<CachedDecision>, ctx: Arc<Context>) -> Result<Act
             &reflector::ObjectRef::new(&r.name).within(namespace.as_deref().unwrap_or_default()),
         )
     });
+    // Before a new Decision is evaluated, the API server judges the Jobs its plan would
+    // create for it, so that nobody approves what could never run.
+    let jobs = match plan.as_deref() {
+        Some(plan)
+            if decision.status.as_ref().and_then(|s| s.phase).is_none()
+                && plan.spec.unreadable.is_none() =>
+        {
+            Some(check_jobs(&decision, plan, &ctx).await?)
+        }
+        _ => None,
+    };
     let now = Utc::now();
     let mut advance = lifecycle::advance(&lifecycle::Input {
         decision: &decision,
@@ -141,6 +152,7 @@ async fn reconcile(cached: Arc<CachedDecision>, ctx: Arc<Context>) -> Result<Act
         plan: plan.as_deref(),
         answers: &ctx.answers(),
         expressions: &ctx.expressions,
+        jobs: jobs.as_ref(),
     });
     let announced = advance.events.iter().any(|e| {
         matches!(
@@ -171,6 +183,41 @@ async fn reconcile(cached: Arc<CachedDecision>, ctx: Arc<Context>) -> Result<Act
         Some(at) => Action::requeue((at - Utc::now()).to_std().unwrap_or_default()),
         None => Action::await_change(),
     })
+}
+
+/// Asks the API server, with a server-side dry run, about each Job `plan` would create for
+/// a new `decision`: the first it refuses decides. A refusal of the Job itself (malformed,
+/// too large) is lasting, since neither the Decision nor its pinned plan may change; any
+/// other (forbidden, over a quota, an admission webhook's verdict) may pass.
+async fn check_jobs(
+    decision: &Decision,
+    plan: &ExecutionPlan,
+    ctx: &Context,
+) -> Result<lifecycle::JobsCheck> {
+    use crate::execution::precheck;
+    use lifecycle::JobsCheck;
+    let namespace = decision.namespace().unwrap_or_default();
+    let jobs = precheck::jobs_to_check(decision, plan, ctx.settings.allow_real_execution);
+    if let Some((job, message)) = precheck::beyond_limits(decision, &jobs) {
+        return Ok(JobsCheck::Invalid { job, message });
+    }
+    for precheck::JobToCheck { what, job } in jobs {
+        match controller::cluster::submit_job(&ctx.client, &namespace, &job, true).await {
+            Ok(_) => {}
+            // A Job of that name exists: what it is, is the executor's to find out.
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(kube::Error::Api(s)) if ApiFailure::of_code(s.code).is_verdict() => {
+                let message = s.message;
+                return Ok(if matches!(s.code, 400 | 413 | 422) {
+                    JobsCheck::Invalid { job: what, message }
+                } else {
+                    JobsCheck::Refused { job: what, message }
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(JobsCheck::Admitted)
 }
 
 /// A watch event with its Decision packed for the cache.

@@ -60,6 +60,7 @@ async fn reconcile(obj: Arc<ExecutionPlan>, ctx: Arc<Context>) -> Result<Action>
                 generate_name: true,
                 namespace: &namespace,
                 decision: "plan-check",
+                decision_uid: None,
                 plan: &name,
                 step: &step.name,
                 purpose: if rollback { "rollback" } else { "step" },

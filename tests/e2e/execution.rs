@@ -375,16 +375,16 @@ async fn dry_runs_and_simulations_create_nothing() {
             .contains("real execution is not allowed")
     );
 
-    let d = ends(&api, "d-refused", DecisionPhase::Failed).await;
-    let execution = d.status.unwrap().execution.unwrap();
-    let broken = execution.steps.iter().find(|s| s.name == "broken").unwrap();
+    // A step the API server refuses is found before anyone is asked: the Decision is
+    // rejected, and nothing ran.
+    let d = ends(&api, "d-refused", DecisionPhase::Rejected).await;
+    let status = d.status.unwrap();
+    assert!(status.execution.is_none());
+    let reason = status.rejection.unwrap().reason;
+    assert!(reason.contains("step broken"), "{reason}");
     assert!(
-        broken
-            .message
-            .as_deref()
-            .unwrap()
-            .contains("spec.template.spec.containers[0].image: Required value"),
-        "{broken:?}"
+        reason.contains("spec.template.spec.containers[0].image: Required value"),
+        "{reason}"
     );
 
     let d = ends(&api, "d-simulated", DecisionPhase::Succeeded).await;

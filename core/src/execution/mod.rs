@@ -9,6 +9,7 @@
 //! never ran); a Running step whose Job is missing failed; a Job is never created twice.
 
 mod consistency;
+pub mod precheck;
 mod rollback;
 mod start;
 mod steps;

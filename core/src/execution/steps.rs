@@ -11,6 +11,53 @@ use crate::api::{ConditionStatus, DecisionPhase, ExecutionMode};
 use crate::events::ExecutionEvent;
 use crate::jobs::{self, StepJob};
 
+/// Which Job of a plan to build for a Decision.
+pub(crate) struct JobOf<'a> {
+    pub plan: &'a str,
+    pub step: &'a str,
+    /// `step` or `rollback`.
+    pub purpose: &'a str,
+    pub name: String,
+    pub template: &'a Value,
+    pub timeout: Option<u32>,
+    pub mode: ExecutionMode,
+}
+
+/// A step's (or a rollback's) Job exactly as it runs for `decision`: its context in the
+/// environment, its names in labels and annotations, owned by the Decision.
+pub(crate) fn decision_job(decision: &crate::api::Decision, job: &JobOf<'_>) -> Value {
+    let context = decision
+        .spec
+        .context
+        .as_ref()
+        .map(|c| serde_json::to_value(c).unwrap_or_default())
+        .unwrap_or_else(|| serde_json::json!({}));
+    let mut built = jobs::build(&StepJob {
+        name: job.name.clone(),
+        generate_name: false,
+        namespace: decision.metadata.namespace.as_deref().unwrap_or_default(),
+        decision: decision.metadata.name.as_deref().unwrap_or_default(),
+        decision_uid: decision.metadata.uid.as_deref(),
+        plan: job.plan,
+        step: job.step,
+        purpose: job.purpose,
+        mode: job.mode,
+        context: &context,
+        template: job.template,
+        timeout_seconds: job.timeout,
+    });
+    // The Decision owns its Jobs: deleting it deletes them, and their changes wake it.
+    let owner = kube_core::Resource::controller_owner_ref(decision, &()).map(|owner| {
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+            block_owner_deletion: Some(true),
+            ..owner
+        }
+    });
+    built["metadata"]["ownerReferences"] =
+        serde_json::to_value(Vec::from_iter(owner)).unwrap_or_default();
+    built
+}
+
 /// How long a Simulated step takes when the plan does not say.
 const DEFAULT_SIMULATED_SECONDS: u32 = 1;
 
@@ -68,42 +115,24 @@ impl Run<'_, '_> {
         timeout: Option<u32>,
         plan: PlanView<'_>,
     ) -> Value {
-        let decision = self.input.decision;
-        let context = decision
-            .spec
-            .context
-            .as_ref()
-            .map(|c| serde_json::to_value(c).unwrap_or_default())
-            .unwrap_or_else(|| serde_json::json!({}));
         let mode = self
             .status
             .execution
             .as_ref()
             .map(|e| e.mode)
             .unwrap_or_default();
-        let mut job = jobs::build(&StepJob {
-            name,
-            generate_name: false,
-            namespace: decision.metadata.namespace.as_deref().unwrap_or_default(),
-            decision: self.decision_name(),
-            plan: plan.name,
-            step,
-            purpose,
-            mode,
-            context: &context,
-            template,
-            timeout_seconds: timeout,
-        });
-        // The Decision owns its Jobs: deleting it deletes them, and their changes wake it.
-        let owner = kube_core::Resource::controller_owner_ref(decision, &()).map(|owner| {
-            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
-                block_owner_deletion: Some(true),
-                ..owner
-            }
-        });
-        job["metadata"]["ownerReferences"] =
-            serde_json::to_value(Vec::from_iter(owner)).unwrap_or_default();
-        job
+        decision_job(
+            self.input.decision,
+            &JobOf {
+                plan: plan.name,
+                step,
+                purpose,
+                name,
+                template,
+                timeout,
+                mode,
+            },
+        )
     }
 
     fn dry_run_step(&mut self, index: usize, step: &Step, plan: PlanView<'_>) -> StepOutcome {

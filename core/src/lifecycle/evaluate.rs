@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 
 use super::approvals::{counting, discount, progress, quorum_reached};
 use super::conditions::set_approved_condition;
-use super::{Advance, CONDITION_APPROVED, Input, created_at, expiry_after};
+use super::{Advance, CONDITION_APPROVED, Input, JobsCheck, created_at, expiry_after};
 use crate::answers::annotation;
 use crate::api::annotations;
 use crate::api::common::set_condition;
@@ -44,11 +44,9 @@ pub(super) fn first(
         input.expressions,
     );
     verdict.evaluation.criticality = Some(spec.criticality);
-    if let Some(why) = status
-        .plan
-        .as_ref()
-        .and_then(|p| crate::pin::refuses(p, &decision.spec.action_type))
-    {
+    if let Some(why) = status.plan.as_ref().and_then(|p| {
+        crate::pin::refuses(p, &decision.spec.action_type).or_else(|| never_runs(p, input.jobs))
+    }) {
         verdict.evaluation = Evaluation {
             policy: None,
             rule: None,
@@ -140,13 +138,28 @@ fn effective_spec(decision: &Decision, status: &DecisionStatus) -> DecisionSpec 
     spec
 }
 
-/// A Decision whose plan does not exist yet (or cannot be read): not evaluated, nobody
-/// asked, until the plan can be pinned; it still expires on time.
+/// Why the pinned plan can never run for this Decision, when the API server found one of
+/// its Jobs, as built for it, invalid.
+fn never_runs(plan: &PinnedPlan, jobs: Option<&JobsCheck>) -> Option<String> {
+    match jobs {
+        Some(JobsCheck::Invalid { job, message }) => Some(format!(
+            "the {job} of the ExecutionPlan {} could never run for this Decision: the API server refuses its Job: {message}",
+            plan.name
+        )),
+        _ => None,
+    }
+}
+
+/// A Decision whose plan does not exist yet, cannot be read, or whose Jobs the API server
+/// refuses for now: not evaluated, nobody asked, until the plan can be pinned; the
+/// condition says why (`reason`, `message`). It still expires on time, and is looked at
+/// again at `recheck` if that comes first.
 pub(super) fn wait_for_plan(
     input: &Input<'_>,
     mut status: DecisionStatus,
     plan: &str,
-    unreadable: Option<&str>,
+    (reason, message): (&str, String),
+    recheck: Option<DateTime<Utc>>,
 ) -> Advance {
     let decision = input.decision;
     let now = input.now;
@@ -173,16 +186,8 @@ pub(super) fn wait_for_plan(
             wake_at: None,
         };
     }
-    let message = match unreadable {
-        None => format!(
-            "the ExecutionPlan {plan} does not exist yet; nobody is asked to approve before it can be pinned"
-        ),
-        Some(why) => format!(
-            "the ExecutionPlan {plan} cannot be read ({why}); nobody is asked to approve before it can be pinned"
-        ),
-    };
     let waiting = crate::api::common::find_condition(&status.conditions, CONDITION_APPROVED)
-        .is_some_and(|c| c.reason == "WaitingForPlan" && c.message == message);
+        .is_some_and(|c| c.reason == reason && c.message == message);
     if !waiting {
         events.push(DecisionEvent::WaitingForPlan {
             plan: plan.to_owned(),
@@ -193,7 +198,7 @@ pub(super) fn wait_for_plan(
             Condition::new(
                 CONDITION_APPROVED,
                 ConditionStatus::Unknown,
-                "WaitingForPlan",
+                reason,
                 message,
             )
             .generation(decision.metadata.generation),
@@ -204,7 +209,7 @@ pub(super) fn wait_for_plan(
     Advance {
         status,
         events,
-        wake_at: Some(expires_at),
+        wake_at: Some(recheck.map_or(expires_at, |at| at.min(expires_at))),
     }
 }
 

@@ -45,7 +45,34 @@ pub struct Input<'a> {
     pub answers: &'a Answers,
     /// The rule expressions compiled so far.
     pub expressions: &'a Expressions,
+    /// What the API server said of the Jobs the plan would create for this Decision, asked
+    /// before it is first evaluated; None when not asked (it is not new, it names no plan,
+    /// or its plan creates no Jobs).
+    pub jobs: Option<&'a JobsCheck>,
 }
+
+/// The API server's verdict on the Jobs a new Decision's plan would create for it
+/// ([`crate::execution::precheck`]), given to a server-side dry run of each.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JobsCheck {
+    /// Every Job was admitted.
+    Admitted,
+    /// A Job is invalid as built for this Decision (the API server found it malformed or
+    /// too large): it can never run, since neither the Decision nor its pinned plan may
+    /// change. The Decision is rejected before anyone is asked.
+    Invalid {
+        /// Which Job: `step migrate-db`, `rollback of step migrate-db`.
+        job: String,
+        /// The API server's words.
+        message: String,
+    },
+    /// A Job is refused for now (forbidden, over a quota, turned down by an admission
+    /// webhook): the Decision waits, nobody asked, and the Jobs are checked again.
+    Refused { job: String, message: String },
+}
+
+/// How often the Jobs of a Decision whose Jobs were refused for now are checked again.
+pub const JOBS_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// What [`advance`] decided.
 #[derive(Clone, Debug, PartialEq)]
@@ -71,12 +98,39 @@ pub fn advance(input: &Input<'_>) -> Advance {
             // asked before the plan exists.
             let pinned = match (&decision.spec.plan_ref, input.plan) {
                 (None, _) => None,
-                (Some(_), Some(plan)) if plan.spec.unreadable.is_none() => {
+                (Some(plan_ref), Some(plan)) if plan.spec.unreadable.is_none() => {
+                    if let Some(JobsCheck::Refused { job, message }) = input.jobs {
+                        let message = format!(
+                            "the API server refuses the Job of the {job} of the ExecutionPlan {} for now ({message}); nobody is asked to approve before it admits it",
+                            plan_ref.name
+                        );
+                        return evaluate::wait_for_plan(
+                            input,
+                            status,
+                            &plan_ref.name,
+                            ("JobsRefused", message),
+                            Some(now + JOBS_RECHECK),
+                        );
+                    }
                     Some(crate::pin::pin(plan, now))
                 }
                 (Some(plan_ref), plan) => {
-                    let unreadable = plan.and_then(|p| p.spec.unreadable.as_deref());
-                    return evaluate::wait_for_plan(input, status, &plan_ref.name, unreadable);
+                    let name = &plan_ref.name;
+                    let message = match plan.and_then(|p| p.spec.unreadable.as_deref()) {
+                        None => format!(
+                            "the ExecutionPlan {name} does not exist yet; nobody is asked to approve before it can be pinned"
+                        ),
+                        Some(why) => format!(
+                            "the ExecutionPlan {name} cannot be read ({why}); nobody is asked to approve before it can be pinned"
+                        ),
+                    };
+                    return evaluate::wait_for_plan(
+                        input,
+                        status,
+                        name,
+                        ("WaitingForPlan", message),
+                        None,
+                    );
                 }
             };
             evaluate::first(input, &mut status, pinned, &mut events);

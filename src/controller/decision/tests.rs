@@ -94,6 +94,7 @@ fn evaluated(mut decision: Decision, policies: &[ApprovalPolicy]) -> Decision {
         plan: None,
         answers: &Answers::Verified,
         expressions: &Default::default(),
+        jobs: None,
     });
     decision.status = Some(advance.status);
     decision
@@ -190,9 +191,22 @@ async fn a_decision_its_policy_approves_starts_its_plan_in_the_same_reconcile() 
         ..Default::default()
     });
     let policy = testing::policy("gate", json!([{"name": "all", "outcome": "AutoApprove"}]));
-    // The approval and the plan's start are one status write; the plan is read afresh
-    // before its Job is created.
+    // The API server first judges the Job as it would run (a dry run); the approval and
+    // the plan's start are then one status write; the plan is read afresh before its Job
+    // is created.
     let (client, server) = scripted(vec![
+        testing::post(testing::JOBS)
+            .body(|job| {
+                assert_eq!(job["metadata"]["name"], "ship-migrate-1");
+                assert_eq!(
+                    job["metadata"]["labels"]["decisiongate.io/decision"],
+                    "ship"
+                );
+            })
+            .answer(
+                201,
+                json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {}}),
+            ),
         patch(&status_path()).body(|body| {
             assert_eq!(body["status"]["phase"], "Executing");
             assert_eq!(body["status"]["plan"]["name"], "deploy");
@@ -290,4 +304,44 @@ async fn a_deleted_decision_is_audited_with_its_last_state_then_let_go() {
     assert_eq!(lines[0]["event_type"], "decision_deleted");
     assert_eq!(lines[0]["details"]["status"]["phase"], "Pending");
     assert_eq!(lines[0]["details"]["spec"]["actionType"], "deploy");
+}
+
+#[tokio::test]
+async fn a_decision_whose_job_the_api_server_refuses_is_rejected_before_anyone_is_asked() {
+    let plan = testing::plan("deploy", "Real", &["migrate"]);
+    let policy = testing::policy(
+        "gate",
+        json!([{"name": "all", "outcome": "RequireApproval"}]),
+    );
+    let (client, server) = scripted(vec![
+        testing::post(testing::JOBS).answer(
+            422,
+            json!({
+                "kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 422,
+                "reason": "Invalid",
+                "message": "Job.batch \"ship-migrate-1\" is invalid: spec.template.spec.containers[0].image: Required value",
+            }),
+        ),
+        patch(&status_path()).body(|body| {
+            assert_eq!(body["status"]["phase"], "Rejected");
+            let reason = body["status"]["rejection"]["reason"].as_str().unwrap();
+            assert!(reason.contains("step migrate"), "{reason}");
+            assert!(reason.contains("containers[0].image: Required value"), "{reason}");
+        }),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = Context::for_tests(client, dir.path())
+        .with_policies(vec![policy])
+        .with_plans(vec![plan]);
+    let decision = testing::decision("ship", "Normal", Some("deploy"));
+    let (action, events) = reconciled(ctx, server, |ctx| {
+        reconcile(Arc::new(CachedDecision::pack(decision)), ctx)
+    })
+    .await;
+    action.unwrap();
+    assert!(
+        !reasons(&events).contains(&"ApprovalRequested"),
+        "{:?}",
+        reasons(&events)
+    );
 }

@@ -41,6 +41,7 @@ fn approved(plan: &ExecutionPlan) -> Decision {
         plan: Some(plan),
         answers: &Answers::Verified,
         expressions: &Default::default(),
+        jobs: None,
     });
     assert_eq!(advance.status.phase, Some(DecisionPhase::Approved));
     decision.status = Some(advance.status);

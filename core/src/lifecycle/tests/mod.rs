@@ -84,6 +84,7 @@ fn step(d: &mut Decision, policies: &[ApprovalPolicy], now: DateTime<Utc>) -> Ad
         plan: None,
         answers: &Answers::Verified,
         expressions: &Expressions::default(),
+        jobs: None,
     });
     d.status = Some(advance.status.clone());
     advance
@@ -105,6 +106,7 @@ fn step_under(
         plan: None,
         answers,
         expressions: &Expressions::default(),
+        jobs: None,
     });
     d.status = Some(advance.status.clone());
     advance
@@ -117,6 +119,17 @@ fn step_with(
     plan: Option<&ExecutionPlan>,
     now: DateTime<Utc>,
 ) -> Advance {
+    step_checked(d, policies, plan, None, now)
+}
+
+/// One step with the plan as it is now and the API server's verdict on its Jobs.
+fn step_checked(
+    d: &mut Decision,
+    policies: &[ApprovalPolicy],
+    plan: Option<&ExecutionPlan>,
+    jobs: Option<&JobsCheck>,
+    now: DateTime<Utc>,
+) -> Advance {
     let views = views(policies);
     let advance = advance(&Input {
         decision: d,
@@ -126,6 +139,7 @@ fn step_with(
         plan,
         answers: &Answers::Verified,
         expressions: &Expressions::default(),
+        jobs,
     });
     d.status = Some(advance.status.clone());
     advance

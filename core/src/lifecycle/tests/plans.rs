@@ -209,3 +209,73 @@ fn an_approval_counts_only_for_the_decision_it_names() {
     step_with(&mut d, &policies, Some(&plan), at(6));
     assert_eq!(phase(&d), DecisionPhase::Approved);
 }
+
+#[test]
+fn a_decision_whose_jobs_the_api_server_finds_invalid_is_rejected_before_anyone_is_asked() {
+    let plan = execution_plan(&["deploy"], None);
+    let mut d = with_plan("ship");
+    let invalid = JobsCheck::Invalid {
+        job: "step migrate".into(),
+        message: "Job.batch \"x\" is invalid: metadata.labels: Invalid value".into(),
+    };
+    let a = step_checked(
+        &mut d,
+        &[policy(Outcome::AutoApprove, None, &[])],
+        Some(&plan),
+        Some(&invalid),
+        at(1),
+    );
+    assert!(
+        !types(&a).contains(&"approval_requested"),
+        "{:?}",
+        types(&a)
+    );
+    let status = d.status.clone().unwrap();
+    assert_eq!(status.phase, Some(DecisionPhase::Rejected));
+    let rejection = status.rejection.unwrap();
+    assert_eq!(rejection.rejected_by, "decision-gate");
+    for words in [
+        "step migrate",
+        "ExecutionPlan ship",
+        "could never run",
+        "metadata.labels",
+    ] {
+        assert!(rejection.reason.contains(words), "{}", rejection.reason);
+    }
+    assert!(
+        status.plan.is_some(),
+        "what could not run is pinned, for the record"
+    );
+}
+
+#[test]
+fn a_decision_whose_jobs_are_refused_for_now_waits_and_is_checked_again() {
+    let plan = execution_plan(&["deploy"], None);
+    let mut d = with_plan("ship");
+    let policies = [policy(Outcome::RequireApproval, None, &[])];
+    let refused = JobsCheck::Refused {
+        job: "step migrate".into(),
+        message: "jobs.batch is forbidden: exceeded quota: jobs".into(),
+    };
+    let a = step_checked(&mut d, &policies, Some(&plan), Some(&refused), at(1));
+    assert_eq!(types(&a), ["waiting_for_plan"]);
+    assert_eq!(a.wake_at, Some(at(1) + chrono::Duration::seconds(30)));
+    let status = d.status.clone().unwrap();
+    assert_eq!(status.phase, None, "nobody is asked");
+    let c = crate::api::common::find_condition(&status.conditions, CONDITION_APPROVED).unwrap();
+    assert_eq!(c.reason, "JobsRefused");
+    assert!(c.message.contains("exceeded quota"), "{}", c.message);
+    // Said once.
+    let again = step_checked(&mut d, &policies, Some(&plan), Some(&refused), at(20));
+    assert!(again.events.is_empty());
+    // Admitted: evaluated, and approvers are asked.
+    let a = step_checked(
+        &mut d,
+        &policies,
+        Some(&plan),
+        Some(&JobsCheck::Admitted),
+        at(40),
+    );
+    assert!(types(&a).contains(&"approval_requested"), "{:?}", types(&a));
+    assert_eq!(d.status.unwrap().phase, Some(DecisionPhase::Pending));
+}
