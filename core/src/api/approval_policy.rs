@@ -121,6 +121,10 @@ pub struct RuleMatch {
     /// The Decision's `actionType` is one of these.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64), inner(length(min = 1, max = 63)))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self.all(t, t.matches('^[a-z0-9]([a-z0-9_.-]*[a-z0-9])?$'))",
+        "message": "action types are lower-case letters, digits, '_', '-' or '.', starting and ending with a letter or digit, such as deploy or delete_data (a Decision's actionType is never anything else)",
+    }]))]
     pub action_types: Vec<String>,
 
     /// The Decision's criticality is one of these (the higher of its own and its plan's).
@@ -128,9 +132,13 @@ pub struct RuleMatch {
     #[schemars(length(max = 4))]
     pub criticalities: Vec<Criticality>,
 
-    /// The Decision's `planRef` names one of these ExecutionPlans.
+    /// The Decision's `planRef` names one of these ExecutionPlans (at most 32).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64), inner(length(min = 1, max = 253)))]
+    #[schemars(length(max = 32), inner(length(min = 1, max = 253)))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self.all(p, p.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$'))",
+        "message": "each entry must be the name of an ExecutionPlan: lower-case letters, digits, '-' and '.', starting and ending with a letter or digit, such as deploy-api",
+    }]))]
     pub plans: Vec<String>,
 
     /// The Decision's priority is one of these.

@@ -118,8 +118,8 @@ pub struct Approvers {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16), inner(length(min = 3, max = 317)))]
     #[schemars(extend("x-kubernetes-validations" = [{
-        "rule": "self.all(s, s.matches('^[a-z0-9][-a-z0-9]*/[a-z0-9][-a-z0-9.]*$'))",
-        "message": "each entry must be a ServiceAccount as namespace/name, such as agents/release-bot",
+        "rule": "self.all(s, s.matches('^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?/[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$'))",
+        "message": "each entry must be a ServiceAccount as namespace/name, such as agents/release-bot: a namespace (lower-case letters, digits and '-', at most 63) and a ServiceAccount's name (lower-case letters, digits, '-' and '.'), each starting and ending with a letter or digit",
     }]))]
     pub service_accounts: Vec<String>,
 }

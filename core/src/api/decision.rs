@@ -199,6 +199,10 @@ pub enum Priority {
 pub struct PlanRef {
     /// The ExecutionPlan's name.
     #[schemars(length(min = 1, max = 253))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",
+        "message": "must be the name of an ExecutionPlan: lower-case letters, digits, '-' and '.', starting and ending with a letter or digit, such as deploy-api",
+    }]))]
     pub name: String,
 }
 

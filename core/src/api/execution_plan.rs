@@ -165,10 +165,43 @@ pub struct RollbackAction {
 
 // The full PodTemplateSpec schema would make the CRD enormous and tie it to one
 // Kubernetes version; the API server's own validation of the dry-run Job is the check.
+// What a Job needs of every template, and the names of objects it refers to, are checked
+// here, so that a plan that could never run is refused as it is written.
 fn pod_template(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
         "type": "object",
         "x-kubernetes-preserve-unknown-fields": true,
+        "properties": {
+            "spec": {
+                "type": "object",
+                "x-kubernetes-preserve-unknown-fields": true,
+                "properties": {
+                    "restartPolicy": {
+                        "type": "string",
+                        "x-kubernetes-validations": [{
+                            "rule": "self in ['Never', 'OnFailure']",
+                            "message": "a Job's pods restart Never or OnFailure",
+                        }],
+                    },
+                    "serviceAccountName": {
+                        "type": "string",
+                        "maxLength": 253,
+                        "x-kubernetes-validations": [{
+                            "rule": "self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",
+                            "message": "must be the name of a ServiceAccount in the plan's namespace: lower-case letters, digits, '-' and '.', starting and ending with a letter or digit, such as deployer",
+                        }],
+                    },
+                    "serviceAccount": {
+                        "type": "string",
+                        "maxLength": 253,
+                        "x-kubernetes-validations": [{
+                            "rule": "self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",
+                            "message": "must be the name of a ServiceAccount in the plan's namespace (serviceAccountName is the field to use)",
+                        }],
+                    },
+                },
+            },
+        },
     })
 }
 
