@@ -30,10 +30,9 @@ where
     let now = k8s_openapi::jiff::Timestamp::now();
     Event {
         metadata: kube::api::ObjectMeta {
-            name: Some(format!(
-                "{}.{:x}",
+            name: Some(event_name(
                 regarding.name.as_deref().unwrap_or("decision-gate"),
-                now.as_nanosecond()
+                now.as_nanosecond(),
             )),
             namespace: Some(namespace.clone()),
             ..Default::default()
@@ -47,13 +46,39 @@ where
         }),
         reason: Some(reason.to_owned()),
         action: Some(action.to_owned()),
-        // The API server limits a note to 1kB.
-        note: Some(note.chars().take(1000).collect()),
+        note: Some(bounded_note(note)),
         regarding: Some(regarding),
         reporting_controller: Some(REPORTING_CONTROLLER.to_owned()),
         reporting_instance: Some(instance.to_owned()),
         ..Default::default()
     }
+}
+
+/// An Event's name: the object's name, a dot and the time in hex, within the 253
+/// characters a name may have (a long object name is cut, never the time).
+fn event_name(object: &str, nanos: i128) -> String {
+    let time = format!("{nanos:x}");
+    let mut head: String = object.chars().take(253 - 1 - time.len()).collect();
+    while head.ends_with(['.', '-']) {
+        head.pop();
+    }
+    format!("{head}.{time}")
+}
+
+/// The most bytes an Event's note may have.
+const NOTE_BYTES_MAX: usize = 1024;
+
+/// `note` cut to the 1 KiB the API server allows a note, at a character's boundary.
+fn bounded_note(mut note: String) -> String {
+    if note.len() > NOTE_BYTES_MAX {
+        let mut end = NOTE_BYTES_MAX - '…'.len_utf8();
+        while !note.is_char_boundary(end) {
+            end -= 1;
+        }
+        note.truncate(end);
+        note.push('…');
+    }
+    note
 }
 
 /// How fast, and how many at once, Events are published: a token bucket shared by the
@@ -194,6 +219,26 @@ impl EventQueue {
 mod tests {
     use super::*;
     use std::time::{Duration, Instant};
+
+    #[test]
+    fn an_event_of_an_object_with_the_longest_name_has_a_valid_name() {
+        let long = format!("{}.{}", "a".repeat(200), "b".repeat(52));
+        let name = event_name(&long, 0x1234_5678_9abc_def0);
+        assert!(name.len() <= 253, "{}", name.len());
+        assert!(name.ends_with(".123456789abcdef0"), "{name}");
+        assert_eq!(event_name("ship", 255), "ship.ff");
+    }
+
+    #[test]
+    fn a_note_is_cut_to_a_kilobyte_at_a_character_boundary() {
+        for text in ["é".repeat(1000), "x".repeat(2000), "日本".repeat(400)] {
+            let note = bounded_note(text.clone());
+            assert!(note.len() <= NOTE_BYTES_MAX, "{}", note.len());
+            assert!(note.ends_with('…'));
+            assert!(text.starts_with(note.trim_end_matches('…')));
+        }
+        assert_eq!(bounded_note("short".into()), "short");
+    }
 
     #[tokio::test]
     async fn an_event_that_finds_its_queue_full_is_dropped_and_counted() {

@@ -40,6 +40,21 @@ impl Notification {
     }
 }
 
+/// The most characters Slack takes in a section's text, and in one of its fields.
+const SLACK_SECTION_MAX: usize = 3000;
+const SLACK_FIELD_MAX: usize = 2000;
+
+/// `text` within `max` characters, its end replaced by `…` when it is cut: Slack refuses
+/// a whole message with one block over its limit.
+fn cut(text: String, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text;
+    }
+    let mut out: String = text.chars().take(max - 1).collect();
+    out.push('…');
+    out
+}
+
 /// The JSON body a webhook receives.
 pub fn payload(format: WebhookFormat, n: &Notification) -> Value {
     let facts = [
@@ -57,13 +72,13 @@ pub fn payload(format: WebhookFormat, n: &Notification) -> Value {
         WebhookFormat::Slack => {
             let mut blocks = vec![
                 json!({"type": "header", "text": {"type": "plain_text", "text": n.trigger.title()}}),
-                json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("*{}*\n{}", n.description, n.message)}}),
-                json!({"type": "section", "fields": facts.iter().map(|(k, v)| json!({"type": "mrkdwn", "text": format!("*{k}:* {v}")})).collect::<Vec<_>>()}),
+                json!({"type": "section", "text": {"type": "mrkdwn", "text": cut(format!("*{}*\n{}", n.description, n.message), SLACK_SECTION_MAX)}}),
+                json!({"type": "section", "fields": facts.iter().map(|(k, v)| json!({"type": "mrkdwn", "text": cut(format!("*{k}:* {v}"), SLACK_FIELD_MAX)})).collect::<Vec<_>>()}),
             ];
             let plan = n.plan_lines();
             if !plan.is_empty() {
                 blocks.push(
-                    json!({"type": "section", "text": {"type": "mrkdwn", "text": plan.join("\n")}}),
+                    json!({"type": "section", "text": {"type": "mrkdwn", "text": cut(plan.join("\n"), SLACK_SECTION_MAX)}}),
                 );
             }
             // People who may answer can do it from here: the buttons carry the Decision
@@ -144,6 +159,24 @@ pub fn email(n: &Notification) -> (String, String) {
 pub(crate) mod tests {
     use super::*;
     use crate::audit::DecisionRef;
+
+    #[test]
+    fn the_longest_description_fits_slack_s_limits() {
+        let mut n = notification(Trigger::ApprovalRequired);
+        n.description = "é".repeat(4096);
+        n.decision.name = "n".repeat(253);
+        let slack = payload(WebhookFormat::Slack, &n);
+        for block in slack["blocks"].as_array().unwrap() {
+            if let Some(text) = block["text"]["text"].as_str() {
+                assert!(text.chars().count() <= SLACK_SECTION_MAX, "{}", text.len());
+            }
+            for field in block["fields"].as_array().into_iter().flatten() {
+                let text = field["text"].as_str().unwrap();
+                assert!(text.chars().count() <= SLACK_FIELD_MAX);
+            }
+        }
+        assert!(slack.to_string().contains("ééé"));
+    }
 
     /// A notification of `trigger` about ops/deploy, for the tests of every format.
     pub(crate) fn notification(trigger: Trigger) -> Notification {
