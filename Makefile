@@ -81,6 +81,10 @@ lint: ## Formatting and clippy with warnings as errors
 test: deps ## Every test: lint, unit, end to end and chart checks
 	@hack/test.sh
 
+.PHONY: test-limits
+test-limits: deps ## A long run of the generated limits test: LIMITS_COUNT objects (default 200) from LIMITS_SEED
+	@hack/test-limits.sh
+
 .PHONY: fuzz
 fuzz: deps ## Fuzz the pure core: every target for FUZZ_SECONDS (default 3600) each
 	@hack/fuzz.sh $${FUZZ_SECONDS:-3600}

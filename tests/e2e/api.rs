@@ -263,3 +263,102 @@ async fn a_decisions_spec_cannot_change_after_creation() {
     .success();
     assert_eq!(description, "Deploy 2.0");
 }
+
+#[tokio::test]
+async fn every_field_that_names_an_object_is_refused_unless_it_is_such_a_name() {
+    let ns = TestNamespace::new("names").await;
+    let n = ns.name.as_str();
+    let manifest = |kind: &str, spec: &str| {
+        format!(
+            "apiVersion: decisiongate.io/v1alpha1\nkind: {kind}\nmetadata: {{name: x}}\nspec: {spec}\n"
+        )
+    };
+    let step = |spec: &str| {
+        manifest(
+            "ExecutionPlan",
+            &format!("{{actionTypes: [deploy], steps: [{{name: a, template: {{spec: {spec}}}}}]}}"),
+        )
+    };
+    let rule = |rule: &str| {
+        manifest(
+            "ApprovalPolicy",
+            &format!("{{rules: [{{name: r, outcome: RequireApproval, {rule}}}]}}"),
+        )
+    };
+    let cases = [
+        (
+            manifest(
+                "Decision",
+                "{actionType: deploy, description: x, criticality: High, planRef: {name: 'Not A Name'}}",
+            ),
+            "spec.planRef.name",
+            "must be the name of an ExecutionPlan",
+        ),
+        (
+            step(
+                "{restartPolicy: Never, serviceAccountName: Deployer_1, containers: [{name: m, image: busybox}]}",
+            ),
+            "spec.steps[0].template.spec.serviceAccountName",
+            "must be the name of a ServiceAccount",
+        ),
+        (
+            step("{restartPolicy: Always, containers: [{name: m, image: busybox}]}"),
+            "spec.steps[0].template.spec.restartPolicy",
+            "Never or OnFailure",
+        ),
+        (
+            manifest(
+                "ExecutionPlan",
+                "{actionTypes: [deploy], steps: [{name: a, template: {spec: {restartPolicy: Never, containers: [{name: m, image: busybox}]}}, rollback: {template: {spec: {restartPolicy: Never, serviceAccountName: '-x', containers: [{name: m, image: busybox}]}}}}]}",
+            ),
+            "spec.steps[0].rollback.template.spec.serviceAccountName",
+            "must be the name of a ServiceAccount",
+        ),
+        (
+            rule("match: {plans: ['Deploy Plan']}"),
+            "spec.rules[0].match.plans",
+            "the name of an ExecutionPlan",
+        ),
+        (
+            rule("match: {actionTypes: [Deploy]}"),
+            "spec.rules[0].match.actionTypes",
+            "lower-case letters",
+        ),
+        (
+            rule(&format!(
+                "approvers: {{serviceAccounts: ['{}/bot']}}",
+                "n".repeat(64)
+            )),
+            "spec.rules[0].approvers.serviceAccounts",
+            "at most 63",
+        ),
+        (
+            rule("approvers: {serviceAccounts: ['agents/Release_Bot']}"),
+            "spec.rules[0].approvers.serviceAccounts",
+            "a ServiceAccount as namespace/name",
+        ),
+    ];
+    for (manifest, field, words) in cases {
+        let err = refused(n, &manifest);
+        assert!(err.contains(field), "{field}: {err}");
+        assert!(err.contains(words), "{field}: {err}");
+    }
+    // Names at their longest are accepted.
+    let longest_plan = format!("{}.{}", "p".repeat(126), "q".repeat(126));
+    apply(
+        n,
+        &format!(
+            "{}---\n{}",
+            manifest(
+                "Decision",
+                &format!("{{actionType: deploy, description: x, criticality: High, planRef: {{name: {longest_plan}}}}}"),
+            ),
+            rule(&format!(
+                "match: {{plans: [{longest_plan}]}}, approvers: {{serviceAccounts: ['{}/{}']}}",
+                "n".repeat(63),
+                "s".repeat(253)
+            )),
+        ),
+    )
+    .success();
+}

@@ -15,6 +15,7 @@ mod execution;
 mod followups;
 mod hook;
 mod kubeconform;
+mod limits;
 mod make_run;
 mod mcp;
 mod notifications;
