@@ -17,6 +17,7 @@ use kube::runtime::watcher::watch_object;
 use kube::{Api, Client, Config};
 
 use crate::api::Decision;
+use crate::error::{api_status, describe_kube, describe_status, describe_watch};
 use crate::plugin;
 use crate::request::{Request, Verdict};
 
@@ -51,7 +52,8 @@ pub async fn connect(
 ) -> Result<(Client, String), String> {
     let config = config(kubeconfig, context).await?;
     let namespace = config.default_namespace.clone();
-    let client = Client::try_from(config).map_err(|e| format!("no cluster to talk to: {e}"))?;
+    let client = Client::try_from(config)
+        .map_err(|e| format!("no cluster to talk to: {}", describe_kube(&e)))?;
     Ok((client, namespace))
 }
 
@@ -125,7 +127,7 @@ pub async fn watch_until(
                 }
                 Ok(Some(None)) => return Err(WaitEnd::Deleted),
                 Ok(None) => return Err(WaitEnd::Failed("the watch ended".to_owned())),
-                Err(e) => return Err(WaitEnd::Failed(e.to_string())),
+                Err(e) => return Err(WaitEnd::Failed(describe_watch(&e))),
             }
         }
     };
@@ -149,34 +151,26 @@ pub async fn wait_for_verdict(
 }
 
 /// An API server's refusal (or a failure to reach it) in plain words: what was refused,
-/// by which check, and what to do about it.
+/// by which check, in the API server's own message (never a dump of its Status), and what
+/// to do about it.
 pub fn refusal(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(s)
-            if s.code == 404 && s.message.contains("could not find the requested resource") =>
-        {
+    let Some(s) = api_status(e) else {
+        return format!("cannot reach the cluster: {}", describe_kube(e));
+    };
+    match s.code {
+        404 if s.message.contains("could not find the requested resource") => {
             "the decisiongate.io CRDs are not installed in this cluster (make install, or the Helm chart)"
                 .to_owned()
         }
-        kube::Error::Api(s) if s.message.contains("denied request") => plugin::refusal(&s.message),
-        kube::Error::Api(s) if s.code == 403 && s.message.contains("cannot create resource \"decisions\"") => format!(
+        _ if s.message.contains("denied request") => plugin::refusal(&s.message),
+        403 if s.message.contains("cannot create resource \"decisions\"") => format!(
             "not allowed: {}. Ask an admin to bind the ClusterRole decision-gate-requester to this identity in the namespace",
             s.message
         ),
-        kube::Error::Api(s) if s.code == 403 => format!("not allowed: {}", s.message),
-        kube::Error::Api(s) if s.code == 422 => format!("invalid: {}", s.message),
-        kube::Error::Api(s) if s.code == 404 => format!("not found: {}", s.message),
-        kube::Error::Api(s) if s.code == 409 => format!("already exists: {}", s.message),
-        kube::Error::Api(s) => s.message.clone(),
-        other => {
-            // The outer error says only what kind of failure it was; the causes say why.
-            let mut why = other.to_string();
-            let mut cause = std::error::Error::source(other);
-            while let Some(c) = cause {
-                why = format!("{why}: {c}");
-                cause = c.source();
-            }
-            format!("cannot reach the cluster: {why}")
-        }
+        403 => format!("not allowed: {}", s.message),
+        422 => format!("invalid: {}", s.message),
+        404 => format!("not found: {}", s.message),
+        409 => format!("already exists: {}", s.message),
+        _ => describe_status(s),
     }
 }

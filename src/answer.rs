@@ -176,7 +176,7 @@ impl std::fmt::Display for Refused {
             Refused::Denied(message) => f.write_str(&crate::plugin::refusal(message)),
             Refused::NotFound => f.write_str("there is no such Decision"),
             Refused::Identity(e) => write!(f, "cannot tell who you are: {e}"),
-            Refused::Api(e) => write!(f, "{e}"),
+            Refused::Api(e) => f.write_str(&crate::error::describe_kube(e)),
         }
     }
 }
@@ -357,6 +357,16 @@ mod tests {
         let patch = unreviewed.patch("bob", None, None, "t");
         assert!(patch["metadata"]["annotations"][annotations::APPROVAL_DIGEST].is_null());
         assert!(patch["metadata"]["annotations"][annotations::APPROVAL_UID].is_null());
+    }
+
+    #[test]
+    fn a_refused_answer_is_told_in_the_api_server_s_words() {
+        use crate::error::testing;
+        for (error, message) in testing::refusals() {
+            testing::assert_told(&Refused::Api(error).to_string(), message);
+            let denied = Refused::Denied(message.to_owned()).to_string();
+            testing::assert_told(&denied, message);
+        }
     }
 
     #[test]

@@ -162,37 +162,104 @@ impl ApiFailure {
 }
 
 /// A Kubernetes client error in words: the API server's own message once (with its code
-/// and reason), not a dump of its Status object.
+/// and reason), not a dump of its Status object. (kube's own Display of an API error
+/// prints the Status with `Debug`.)
 pub fn describe_kube(error: &kube::Error) -> String {
-    match error {
-        kube::Error::Api(status) => {
-            let mut out = format!("the API server answered {}", status.code);
-            if !status.reason.is_empty() {
-                out.push_str(&format!(" {}", status.reason));
-            }
-            if !status.message.is_empty() {
-                out.push_str(&format!(": {}", status.message));
-            }
-            out
-        }
-        other => {
-            // Name the underlying cause too (a refused connection, a TLS failure): the
-            // outer message alone rarely says what to fix.
-            let mut out = other.to_string();
-            let mut source = std::error::Error::source(other);
-            while let Some(cause) = source {
-                let text = cause.to_string();
-                if !out.contains(&text) {
-                    out.push_str(&format!(": {text}"));
-                }
-                source = cause.source();
-            }
-            out
-        }
+    describe_chain(error)
+}
+
+/// A watch's failure in words, the way [`describe_kube`] says a request's.
+pub fn describe_watch(error: &kube::runtime::watcher::Error) -> String {
+    describe_chain(error)
+}
+
+/// The API server's answer in words: "the API server answered 403 Forbidden: <its
+/// message>".
+pub fn describe_status(status: &kube::core::Status) -> String {
+    let mut out = format!("the API server answered {}", status.code);
+    if !status.reason.is_empty() {
+        out.push_str(&format!(" {}", status.reason));
     }
+    if !status.message.is_empty() {
+        out.push_str(&format!(": {}", status.message));
+    }
+    out
+}
+
+/// The API server's answer, when the error is one or wraps one.
+pub fn api_status<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a kube::core::Status> {
+    let mut link = Some(error);
+    while let Some(e) = link {
+        if let Some(kube::Error::Api(status)) = e.downcast_ref::<kube::Error>() {
+            return Some(status);
+        }
+        if let Some(status) = e.downcast_ref::<kube::core::Status>() {
+            return Some(status);
+        }
+        link = e.source();
+    }
+    None
+}
+
+fn describe_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    // The API server's answer, wherever it is in the chain, says it all; every Display
+    // above it would repeat it as a dump.
+    if let Some(status) = api_status(error) {
+        return describe_status(status);
+    }
+    // Otherwise name the underlying cause too (a refused connection, a TLS failure): the
+    // outer message alone rarely says what to fix.
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(&format!(": {text}"));
+        }
+        source = cause.source();
+    }
+    out
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Refusals made by hand, and the check that a person is told them plainly.
+#[cfg(test)]
+pub(crate) mod testing {
+    /// The API server's refusal of a request: `code`, `reason` and its own sentence.
+    pub(crate) fn refusal(code: u16, reason: &str, message: &str) -> kube::Error {
+        kube::Error::Api(Box::new(
+            kube::core::Status::failure(message, reason).with_code(code),
+        ))
+    }
+
+    /// A 403 of RBAC and a 422 of validation, each with the API server's sentence.
+    pub(crate) fn refusals() -> [(kube::Error, &'static str); 2] {
+        const FORBIDDEN: &str = "decisions.decisiongate.io \"deploy\" is forbidden: User \"dave\" cannot patch resource \"decisions\" in API group \"decisiongate.io\" in the namespace \"ops\"";
+        const INVALID: &str = "Decision.decisiongate.io \"deploy\" is invalid: spec.actionType: Invalid value: \"Deploy Now!\"";
+        [
+            (refusal(403, "Forbidden", FORBIDDEN), FORBIDDEN),
+            (refusal(422, "Invalid", INVALID), INVALID),
+        ]
+    }
+
+    /// `told` quotes the API server's `message` and dumps nothing of its answer.
+    #[track_caller]
+    pub(crate) fn assert_told(told: &str, message: &str) {
+        assert!(told.contains(message), "{told}");
+        for dump in [
+            "Status {",
+            "ErrorResponse",
+            "ApiError",
+            "Some(",
+            "StatusSummary",
+        ] {
+            assert!(!told.contains(dump), "{dump:?} in {told}");
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -212,6 +279,46 @@ mod tests {
         );
         assert!(!text.contains("Status {"), "{text}");
         assert!(!text.contains("Some("), "{text}");
+    }
+
+    #[test]
+    fn kube_s_own_words_for_an_api_error_are_a_dump_and_ours_are_not() {
+        for (error, message) in testing::refusals() {
+            // kube's Display prints the Status with Debug: never show it to anyone.
+            assert!(error.to_string().contains("Status {"), "{error}");
+            let told = describe_kube(&error);
+            testing::assert_told(&told, message);
+            let kube::Error::Api(status) = &error else {
+                unreachable!()
+            };
+            assert_eq!(told, describe_status(status));
+            assert!(told.starts_with(&format!("the API server answered {} ", status.code)));
+        }
+    }
+
+    #[test]
+    fn a_failed_watch_is_told_in_the_api_server_s_words() {
+        use kube::runtime::watcher::Error as Watch;
+        for (error, message) in testing::refusals() {
+            let kube::Error::Api(status) = &error else {
+                unreachable!()
+            };
+            let during = Watch::WatchError(status.clone());
+            testing::assert_told(&describe_watch(&during), message);
+            let listing =
+                Watch::InitialListFailed(testing::refusal(status.code, &status.reason, message));
+            testing::assert_told(&describe_watch(&listing), message);
+            // Wrapped once more, as a failed wait for an answer is.
+            let wrapped = kube::Error::Service(Box::new(Watch::WatchFailed(error)));
+            testing::assert_told(&describe_kube(&wrapped), message);
+        }
+        let unreachable =
+            Watch::WatchStartFailed(kube::Error::Service("connection refused".into()));
+        assert!(
+            describe_watch(&unreachable).contains("connection refused"),
+            "{}",
+            describe_watch(&unreachable)
+        );
     }
 
     fn api_error(code: u16) -> kube::Error {

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use crate::api::Decision;
 use crate::api::common::to_chrono;
 
-pub use self::explain::explain;
+pub use self::explain::{explain, explain_recorded};
 pub use self::printable::{printable, printable_json, printable_object};
 pub use self::show::{show, step_line};
 
@@ -139,6 +139,22 @@ pub fn why(d: &Decision) -> String {
         },
         None => "not evaluated yet".to_owned(),
     }
+}
+
+/// Who may approve under a rule, in words ("users a, b; groups g"); empty when the rule
+/// names nobody (then anyone allowed to approve in the namespace may).
+pub fn approvers(a: &crate::api::common::Approvers) -> String {
+    let mut who = Vec::new();
+    if !a.users.is_empty() {
+        who.push(format!("users {}", a.users.join(", ")));
+    }
+    if !a.groups.is_empty() {
+        who.push(format!("groups {}", a.groups.join(", ")));
+    }
+    if !a.service_accounts.is_empty() {
+        who.push(format!("ServiceAccounts {}", a.service_accounts.join(", ")));
+    }
+    who.join("; ")
 }
 
 /// The table of `kubectl decision list`.

@@ -66,15 +66,9 @@ pub fn show(d: &Decision, plan: Option<&ExecutionPlan>, now: DateTime<Utc>) -> S
         let _ = writeln!(o, "  why:          {}", e.message);
         if matches!(e.outcome, Outcome::RequireApproval | Outcome::Escalate) {
             let _ = writeln!(o, "  needs:        {} approval(s)", e.required_approvals);
-            let mut who = Vec::new();
-            if !e.approvers.users.is_empty() {
-                who.push(format!("users {}", e.approvers.users.join(", ")));
-            }
-            if !e.approvers.groups.is_empty() {
-                who.push(format!("groups {}", e.approvers.groups.join(", ")));
-            }
+            let who = super::approvers(&e.approvers);
             if !who.is_empty() {
-                let _ = writeln!(o, "  from:         {}", who.join("; "));
+                let _ = writeln!(o, "  from:         {who}");
             }
         }
     }

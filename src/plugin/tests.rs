@@ -81,21 +81,7 @@ fn the_list_is_a_table_with_the_reason() {
     )
     .unwrap();
     let mut d = decision("deploy-api", "deploy");
-    let views = [Policy {
-        name: "p",
-        generation: 1,
-        spec: &policy.spec,
-    }];
-    let advance = crate::lifecycle::advance(&crate::lifecycle::Input {
-        decision: &d,
-        policies: &views,
-        now: now(),
-        default_expiry: std::time::Duration::from_secs(3600),
-        plan: None,
-        answers: &crate::admission::Answers::Verified,
-        expressions: &Default::default(),
-    });
-    d.status = Some(advance.status);
+    evaluated(&mut d, &policy);
     let table = list_table(&[d.clone()], true, now());
     let lines: Vec<&str> = table.lines().collect();
     assert!(lines[0].starts_with("NAMESPACE   NAME"), "{table}");
@@ -125,4 +111,84 @@ fn the_list_is_a_table_with_the_reason() {
         explained.contains("=> decided by policy p, rule r: RequireApproval"),
         "{explained}"
     );
+}
+
+fn evaluated(d: &mut Decision, policy: &ApprovalPolicy) {
+    let views = [Policy::of(policy)];
+    let advance = crate::lifecycle::advance(&crate::lifecycle::Input {
+        decision: d,
+        policies: &views,
+        now: now(),
+        default_expiry: std::time::Duration::from_secs(3600),
+        plan: None,
+        answers: &crate::admission::Answers::Verified,
+        expressions: &Default::default(),
+        jobs: None,
+    });
+    d.status = Some(advance.status);
+}
+
+#[test]
+fn without_the_right_to_list_policies_explain_says_what_the_status_records() {
+    use crate::error::{describe_kube, testing};
+    let policy: ApprovalPolicy = yaml_serde::from_str(
+        "apiVersion: decisiongate.io/v1alpha1\nkind: ApprovalPolicy\nmetadata: {name: gate}\nspec: {rules: [{name: two-keys, outcome: RequireApproval, requiredApprovals: 2, approvers: {groups: [approvers], users: [alice]}}]}",
+    )
+    .unwrap();
+    let mut d = decision("deploy-api", "deploy");
+    evaluated(&mut d, &policy);
+    let forbidden = "approvalpolicies.decisiongate.io is forbidden: User \"dave\" cannot list resource \"approvalpolicies\" in API group \"decisiongate.io\" in the namespace \"ops\"";
+    let refused = testing::refusal(403, "Forbidden", forbidden);
+    let told = explain_recorded(&d, &describe_kube(&refused));
+    testing::assert_told(&told, forbidden);
+    let risk = d.status.as_ref().unwrap().risk.clone().unwrap();
+    for needle in [
+        format!("Risk {} (score {}): {}", risk.level, risk.score, risk.reasons.join("; ")),
+        "=> decided by policy gate, rule two-keys: RequireApproval.".to_owned(),
+        "needs 2 approval(s), from users alice; groups approvers".to_owned(),
+        "takes `list` on approvalpolicies.decisiongate.io in namespace ops, which you do not have; the API server answered 403 Forbidden: ".to_owned(),
+    ] {
+        assert!(told.contains(&needle), "no {needle:?} in:\n{told}");
+    }
+    assert!(!risk.reasons.is_empty());
+    // The evaluation's own words come along.
+    let message = &d
+        .status
+        .as_ref()
+        .unwrap()
+        .evaluation
+        .as_ref()
+        .unwrap()
+        .message;
+    assert!(told.contains(message.as_str()), "{told}");
+
+    // Not evaluated yet: said so, with whatever the API server said.
+    let fresh = decision("fresh", "deploy");
+    let unevaluated = testing::refusal(422, "Invalid", "the list is invalid: limit: Invalid value");
+    let told = explain_recorded(&fresh, &describe_kube(&unevaluated));
+    assert!(told.contains("=> not evaluated yet"), "{told}");
+    testing::assert_told(&told, "the list is invalid: limit: Invalid value");
+
+    // A rule that names no one leaves it to RBAC, and says so.
+    let anyone: ApprovalPolicy = yaml_serde::from_str(
+        "apiVersion: decisiongate.io/v1alpha1\nkind: ApprovalPolicy\nmetadata: {name: gate}\nspec: {rules: [{name: one, outcome: RequireApproval}]}",
+    )
+    .unwrap();
+    let mut d = decision("deploy-api", "deploy");
+    evaluated(&mut d, &anyone);
+    let told = explain_recorded(&d, &describe_kube(&refused));
+    assert!(
+        told.contains("from anyone allowed to approve Decisions in namespace ops"),
+        "{told}"
+    );
+}
+
+#[test]
+fn a_refusal_quoted_by_explain_cannot_steer_the_terminal() {
+    let d = decision("deploy-api", "deploy");
+    let told = explain_recorded(
+        &d,
+        "the API server answered 403 Forbidden: \u{1b}]0;owned\u{7}",
+    );
+    assert!(!told.contains('\u{1b}'), "{told:?}");
 }

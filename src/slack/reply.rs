@@ -319,6 +319,22 @@ mod tests {
     }
 
     #[test]
+    fn every_refusal_by_the_api_server_is_told_in_its_own_sentence() {
+        use crate::error::testing;
+        for (error, message) in testing::refusals() {
+            let reply = Reply::of("ops/deploy", "dave", &approve(), Err(Refused::Api(error)));
+            testing::assert_told(&reply.text(), message);
+        }
+        let broken = Reply::of(
+            "prod/deploy",
+            "bob",
+            &approve(),
+            Err(Refused::Api(status(500, "etcd is down"))),
+        );
+        testing::assert_told(&broken.text(), "etcd is down");
+    }
+
+    #[test]
     fn a_decision_that_no_longer_waits_or_is_gone_is_answered_by_nothing() {
         let late = Reply::of(
             "prod/deploy",

@@ -307,7 +307,13 @@ impl Slack {
             )]
             .into(),
         );
-        Client::try_from(config).map_err(|e| format!("cannot act as {}: {e}", person.user))
+        Client::try_from(config).map_err(|e| {
+            format!(
+                "cannot act as {}: {}",
+                person.user,
+                crate::error::describe_kube(&e)
+            )
+        })
     }
 
     /// Records what came of a click, then tells the person who clicked.

@@ -157,22 +157,11 @@ async fn follow(
                 shared.set_problem(Some(format!(
                     "cannot watch Decisions in {}: {}",
                     shared.scope,
-                    watch_failure(&e)
+                    crate::error::describe_watch(&e)
                 )));
                 shared.ping();
             }
         }
-    }
-}
-
-fn watch_failure(e: &watcher::Error) -> String {
-    use watcher::Error;
-    match e {
-        Error::InitialListFailed(kube::Error::Api(s))
-        | Error::WatchStartFailed(kube::Error::Api(s))
-        | Error::WatchFailed(kube::Error::Api(s)) => s.message.clone(),
-        Error::WatchError(s) => s.message.clone(),
-        other => other.to_string(),
     }
 }
 
@@ -308,10 +297,7 @@ async fn one(
         Some(r) => Api::<ExecutionPlan>::namespaced(shared.client.clone(), &namespace)
             .get_opt(&r.name)
             .await
-            .map_err(|e| match e {
-                kube::Error::Api(s) => s.message,
-                other => other.to_string(),
-            }),
+            .map_err(|e| crate::error::describe_kube(&e)),
         None => Ok(None),
     };
     let shown = view::decision(

@@ -272,7 +272,7 @@ pub fn decision(
             },
             message: e.message.clone(),
             required_approvals: asks_people.then_some(e.required_approvals),
-            approvers: approvers_text(&e.approvers),
+            approvers: crate::plugin::approvers(&e.approvers),
         }
     });
     let approval_holds = status
@@ -381,7 +381,7 @@ fn approvals(d: &Decision, me: Option<&str>, waiting: bool) -> ApprovalsView {
         .count() as u32;
     let still = status.evaluation.as_ref().filter(|_| waiting).map(|e| {
         let needed = e.required_approvals.saturating_sub(counted);
-        let who = approvers_text(&e.approvers);
+        let who = crate::plugin::approvers(&e.approvers);
         let from = if who.is_empty() {
             "any approver of the namespace".to_owned()
         } else {
@@ -431,20 +431,6 @@ fn approvals(d: &Decision, me: Option<&str>, waiting: bool) -> ApprovalsView {
         }),
         approved_by_me: approved_by(d, me),
     }
-}
-
-fn approvers_text(a: &crate::api::common::Approvers) -> String {
-    let mut who = Vec::new();
-    if !a.users.is_empty() {
-        who.push(format!("users {}", a.users.join(", ")));
-    }
-    if !a.groups.is_empty() {
-        who.push(format!("groups {}", a.groups.join(", ")));
-    }
-    if !a.service_accounts.is_empty() {
-        who.push(format!("ServiceAccounts {}", a.service_accounts.join(", ")));
-    }
-    who.join("; ")
 }
 
 fn check_of(plan: &ExecutionPlan) -> CheckView {
@@ -760,6 +746,29 @@ mod tests {
             p.check.message.as_deref(),
             Some("cannot read the plan: forbidden")
         );
+    }
+
+    #[test]
+    fn the_page_tells_every_refusal_in_the_api_server_s_words() {
+        use crate::error::{describe_kube, testing};
+        let approve = Answer::Approve {
+            reason: None,
+            digest: None,
+        };
+        for (error, message) in testing::refusals() {
+            let plan_read = describe_kube(&error);
+            let v = decision(&pending(), Err(plan_read), None, now());
+            let told = v.plan.unwrap().check.message.unwrap();
+            testing::assert_told(&told, message);
+            let told = answered(&approve, "ops", "d", &Err(Refused::Api(error)));
+            assert!(!told.counted);
+            testing::assert_told(&told.message, message);
+            let json = serde_json::to_string(&told).unwrap();
+            assert!(
+                !json.contains("Status {") && !json.contains("ApiError"),
+                "{json}"
+            );
+        }
     }
 
     #[test]

@@ -267,3 +267,114 @@ async fn history_and_the_audit_log_come_through_the_api_server() {
         "{err}"
     );
 }
+
+/// A Role in `namespace` with `verbs` on Decisions and nothing on ApprovalPolicies, bound
+/// to `user`; returns once the API server's RBAC grants it.
+async fn decisions_only(namespace: &str, user: &str, verbs: &str) {
+    let role = format!("decisions-only-{user}");
+    apply(
+        namespace,
+        &format!(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {{name: {role}}}\nrules:\n- {{apiGroups: [decisiongate.io], resources: [decisions], verbs: [{verbs}]}}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: {role}}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: {role}}}\nsubjects:\n- {{apiGroup: rbac.authorization.k8s.io, kind: User, name: {user}}}\n"
+        ),
+    )
+    .success();
+    wait_until(&format!("{user} to hold get on decisions"), || {
+        kubectl_admin(&[
+            "auth",
+            "can-i",
+            "get",
+            "decisions.decisiongate.io",
+            "-n",
+            namespace,
+            "--as",
+            user,
+        ])
+        .stdout
+        .trim()
+            == "yes"
+    })
+    .await;
+}
+
+#[track_caller]
+fn no_dump(said: &str) {
+    for dump in ["Status {", "ErrorResponse", "ApiError", "Some("] {
+        assert!(!said.contains(dump), "{dump:?} in:\n{said}");
+    }
+}
+
+#[tokio::test]
+async fn who_may_not_read_the_policies_is_told_what_the_status_records_and_refusals_are_sentences()
+{
+    let ns = TestNamespace::new("plugin-rights").await;
+    let n = ns.name.as_str();
+    // dave may read and answer Decisions but not read the policies; carol may only read
+    // Decisions.
+    decisions_only(n, "dave", "get, list, watch, patch, approve").await;
+    decisions_only(n, "carol", "get, list, watch").await;
+    let _operator = Operator::start(n).await;
+    apply(n, "apiVersion: decisiongate.io/v1alpha1\nkind: ApprovalPolicy\nmetadata: {name: gate}\nspec: {rules: [{name: mail, match: {actionTypes: [email]}, outcome: AutoApprove}, {name: two-keys, match: {actionTypes: [deploy]}, outcome: RequireApproval, requiredApprovals: 2, approvers: {users: [dave], groups: [approvers]}}]}\n").success();
+    apply(
+        n,
+        &decision(
+            "deploy-v2",
+            "{actionType: deploy, description: Deploy v2, criticality: High}",
+        ),
+    )
+    .success();
+    let api: Api<Decision> = Api::namespaced(admin().await, n);
+    let d = wait_for(&api, "deploy-v2", "Pending", |d: Option<&Decision>| {
+        phase(d) == Some(DecisionPhase::Pending)
+    })
+    .await;
+    let status = d.status.unwrap();
+    let evaluation = status.evaluation.unwrap();
+
+    // explain without the right to list ApprovalPolicies: what the status records, the
+    // right that would show more, and the API server's sentence.
+    let explained = plugin("dave", &["explain", "deploy-v2", "-n", n]).success();
+    no_dump(&explained);
+    for needle in [
+        "=> decided by policy gate, rule two-keys: RequireApproval.".to_owned(),
+        evaluation.message.clone(),
+        "needs 2 approval(s), from users dave; groups approvers".to_owned(),
+        format!(
+            "Risk {} (score {})",
+            status.risk.as_ref().unwrap().level,
+            status.risk.as_ref().unwrap().score
+        ),
+        format!("`list` on approvalpolicies.decisiongate.io in namespace {n}"),
+        format!(
+            "the API server answered 403 Forbidden: approvalpolicies.decisiongate.io is forbidden: User \"dave\" cannot list resource \"approvalpolicies\" in API group \"decisiongate.io\" in the namespace \"{n}\""
+        ),
+    ] {
+        assert!(
+            explained.contains(&needle),
+            "no {needle:?} in:\n{explained}"
+        );
+    }
+    // The rule-by-rule replay is not pretended.
+    assert!(!explained.contains("does not match"), "{explained}");
+
+    // A write the API server refuses is told in its own sentence.
+    let err = plugin("carol", &["approve", "deploy-v2", "-n", n]).refused();
+    no_dump(&err);
+    assert!(
+        err.contains(&format!("decisions.decisiongate.io \"deploy-v2\" is forbidden: User \"carol\" cannot patch resource \"decisions\" in API group \"decisiongate.io\" in the namespace \"{n}\"")),
+        "{err}"
+    );
+    // So is a read.
+    let err = plugin("carol", &["explain", "deploy-v2", "-n", "default"]).refused();
+    no_dump(&err);
+    assert!(
+        err.contains("User \"carol\" cannot get resource \"decisions\""),
+        "{err}"
+    );
+    // And a rejection: nothing is written.
+    let err = plugin("carol", &["reject", "deploy-v2", "-n", n, "-r", "no"]).refused();
+    no_dump(&err);
+    assert!(err.contains("cannot patch resource \"decisions\""), "{err}");
+    let unchanged = api.get("deploy-v2").await.unwrap();
+    assert_eq!(phase(Some(&unchanged)), Some(DecisionPhase::Pending));
+}

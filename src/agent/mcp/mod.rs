@@ -133,8 +133,8 @@ impl Gate {
             .namespace
             .clone()
             .unwrap_or_else(|| config.default_namespace.clone());
-        let client =
-            Client::try_from(config.clone()).map_err(|e| format!("no cluster to talk to: {e}"))?;
+        let client = Client::try_from(config.clone())
+            .map_err(|e| format!("no cluster to talk to: {}", crate::error::describe_kube(&e)))?;
         Ok(Gate {
             config: Arc::new(config),
             client,
@@ -162,7 +162,12 @@ impl Gate {
                     token: Some(token.into()),
                     ..AuthInfo::default()
                 };
-                Client::try_from(config).map_err(|e| format!("cannot use the request's token: {e}"))
+                Client::try_from(config).map_err(|e| {
+                    format!(
+                        "cannot use the request's token: {}",
+                        crate::error::describe_kube(&e)
+                    )
+                })
             }
             None if self.tokenless_as_server => Ok(self.client.clone()),
             None => Err(

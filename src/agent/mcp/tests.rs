@@ -377,3 +377,17 @@ fn a_bearer_token_is_read_from_an_authorization_header() {
     assert_eq!(bearer_token("Bearer "), None);
     assert_eq!(bearer_token("abc"), None);
 }
+
+#[test]
+fn a_refusal_is_a_tool_error_in_the_api_server_s_words() {
+    use crate::error::{describe_watch, testing};
+    for (error, message) in testing::refusals() {
+        let result = serde_json::to_value(super::refused(crate::agent::refusal(&error))).unwrap();
+        assert_eq!(result["isError"], true, "{result:#}");
+        testing::assert_told(result["content"][0]["text"].as_str().unwrap(), message);
+        // A wait whose watch the API server refused.
+        let watch = kube::runtime::watcher::Error::WatchFailed(error);
+        let ended = crate::agent::WaitEnd::Failed(describe_watch(&watch)).to_string();
+        testing::assert_told(&ended, message);
+    }
+}

@@ -10,8 +10,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use decision_gate::agent;
 use decision_gate::answer::Answer;
 use decision_gate::api::{ApprovalPolicy, Decision, DecisionPhase, ExecutionPlan};
+use decision_gate::error::{describe_kube, describe_status};
 use decision_gate::plugin;
 use kube::api::ListParams;
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -129,8 +131,27 @@ enum Format {
 /// A failure to report in one line.
 struct Failure(String);
 
-impl<E: std::fmt::Display> From<E> for Failure {
-    fn from(e: E) -> Self {
+/// A failed request in the API server's own words, never kube's dump of its answer.
+impl From<kube::Error> for Failure {
+    fn from(e: kube::Error) -> Self {
+        Failure(agent::refusal(&e))
+    }
+}
+
+impl From<serde_json::Error> for Failure {
+    fn from(e: serde_json::Error) -> Self {
+        Failure(e.to_string())
+    }
+}
+
+impl From<yaml_serde::Error> for Failure {
+    fn from(e: yaml_serde::Error) -> Self {
+        Failure(e.to_string())
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Self {
         Failure(e.to_string())
     }
 }
@@ -177,24 +198,21 @@ async fn connect(cli: &Cli) -> Result<(Client, String, Config), Failure> {
         .namespace
         .clone()
         .unwrap_or_else(|| config.default_namespace.clone());
-    let client = Client::try_from(config.clone())?;
+    let client = Client::try_from(config.clone())
+        .map_err(|e| Failure(format!("no cluster to talk to: {}", describe_kube(&e))))?;
     Ok((client, namespace, config))
 }
 
-/// Explains an API error the way a person needs it.
+/// A failed request about the Decision `what` in words: a Decision that is not there by
+/// its name, anything else in the API server's own words (see [`agent::refusal`]).
 pub(crate) fn api_failure(e: kube::Error, what: &str, namespace: &str) -> Failure {
-    match e {
+    match &e {
         kube::Error::Api(s)
-            if s.code == 404 && s.message.contains("could not find the requested resource") =>
+            if s.code == 404 && !s.message.contains("could not find the requested resource") =>
         {
-            Failure("the decisiongate.io CRDs are not installed in this cluster".to_owned())
-        }
-        kube::Error::Api(s) if s.code == 404 => {
             Failure(format!("no Decision {what} in namespace {namespace}"))
         }
-        kube::Error::Api(s) if s.code == 403 => Failure(format!("forbidden: {}", s.message)),
-        kube::Error::Api(s) => Failure(s.message),
-        other => Failure(format!("cannot reach the cluster: {other}")),
+        _ => e.into(),
     }
 }
 
@@ -275,18 +293,21 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             );
         }
         Command::Explain { name } => {
-            let d = get(&client, &namespace, name).await?;
+            let d = plugin::printable_object(&get(&client, &namespace, name).await?);
             let policies = Api::<ApprovalPolicy>::namespaced(client.clone(), &namespace)
                 .list(&ListParams::default())
-                .await?
-                .items;
-            print!(
-                "{}",
-                plugin::explain(
-                    &plugin::printable_object(&d),
-                    &plugin::printable_object(&policies)
-                )
-            );
+                .await;
+            match policies {
+                Ok(policies) => print!(
+                    "{}",
+                    plugin::explain(&d, &plugin::printable_object(&policies.items))
+                ),
+                // Who may not read the policies still sees what the status records.
+                Err(kube::Error::Api(s)) if s.code == 403 => {
+                    print!("{}", plugin::explain_recorded(&d, &describe_status(&s)));
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         Command::History {
             decision,
@@ -405,4 +426,63 @@ pub(crate) async fn get(client: &Client, namespace: &str, name: &str) -> Result<
         .get(name)
         .await
         .map_err(|e| api_failure(e, name, namespace))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(code: u16, reason: &str, message: &str) -> kube::Error {
+        kube::Error::Api(Box::new(
+            kube::core::Status::failure(message, reason).with_code(code),
+        ))
+    }
+
+    #[test]
+    fn a_refusal_is_told_in_the_api_server_s_own_sentence() {
+        for (code, reason, message) in [
+            (
+                403,
+                "Forbidden",
+                "decisions.decisiongate.io \"deploy\" is forbidden: User \"dave\" cannot patch resource \"decisions\" in API group \"decisiongate.io\" in the namespace \"ops\"",
+            ),
+            (
+                422,
+                "Invalid",
+                "Decision.decisiongate.io \"deploy\" is invalid: spec.actionType: Invalid value",
+            ),
+        ] {
+            let Failure(read) = api_failure(refused(code, reason, message), "deploy", "ops");
+            let Failure(other) = Failure::from(refused(code, reason, message));
+            for told in [read, other] {
+                assert!(told.contains(message), "{told}");
+                for dump in ["Status {", "ErrorResponse", "ApiError", "Some("] {
+                    assert!(!told.contains(dump), "{dump:?} in {told}");
+                }
+            }
+        }
+        let Failure(missing) = api_failure(
+            refused(
+                404,
+                "NotFound",
+                "decisions.decisiongate.io \"deploy\" not found",
+            ),
+            "deploy",
+            "ops",
+        );
+        assert_eq!(missing, "no Decision deploy in namespace ops");
+        let Failure(uninstalled) = api_failure(
+            refused(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            ),
+            "deploy",
+            "ops",
+        );
+        assert!(
+            uninstalled.contains("CRDs are not installed"),
+            "{uninstalled}"
+        );
+    }
 }

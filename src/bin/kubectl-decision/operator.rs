@@ -76,7 +76,10 @@ impl OperatorService {
                     self.operator_namespace, self.operator_service
                 )),
                 kube::Error::Api(s) => Failure(format!("the operator answered: {}", s.message)),
-                other => Failure(format!("cannot reach the operator: {other}")),
+                other => Failure(format!(
+                    "cannot reach the operator: {}",
+                    decision_gate::error::describe_kube(&other)
+                )),
             })
     }
 }
