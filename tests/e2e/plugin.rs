@@ -279,22 +279,7 @@ async fn decisions_only(namespace: &str, user: &str, verbs: &str) {
         ),
     )
     .success();
-    wait_until(&format!("{user} to hold get on decisions"), || {
-        kubectl_admin(&[
-            "auth",
-            "can-i",
-            "get",
-            "decisions.decisiongate.io",
-            "-n",
-            namespace,
-            "--as",
-            user,
-        ])
-        .stdout
-        .trim()
-            == "yes"
-    })
-    .await;
+    wait_can(user, namespace, &["get", "decisions.decisiongate.io"]).await;
 }
 
 #[track_caller]

@@ -173,10 +173,12 @@ fn pod_template(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         "x-kubernetes-preserve-unknown-fields": true,
         "properties": {
             "spec": {
+                        "description": "The pod's spec, as in a Pod; the fields below are checked as the plan is written, the rest by the API server's dry run of the Job.",
                 "type": "object",
                 "x-kubernetes-preserve-unknown-fields": true,
                 "properties": {
                     "restartPolicy": {
+                        "description": "Never or OnFailure: a Job's pods are not restarted Always.",
                         "type": "string",
                         "x-kubernetes-validations": [{
                             "rule": "self in ['Never', 'OnFailure']",
@@ -184,6 +186,7 @@ fn pod_template(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
                         }],
                     },
                     "serviceAccountName": {
+                        "description": "The ServiceAccount, in the plan's namespace, the step's pod runs as; empty means the namespace's default.",
                         "type": "string",
                         "maxLength": 253,
                         "x-kubernetes-validations": [{
@@ -192,6 +195,7 @@ fn pod_template(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
                         }],
                     },
                     "serviceAccount": {
+                        "description": "The deprecated spelling of serviceAccountName.",
                         "type": "string",
                         "maxLength": 253,
                         "x-kubernetes-validations": [{

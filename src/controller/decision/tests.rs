@@ -227,15 +227,7 @@ async fn a_decision_its_policy_approves_starts_its_plan_in_the_same_reconcile() 
             assert_eq!(body["status"]["execution"]["steps"][0]["phase"], "Running");
         }),
     ]);
-    let dir = tempfile::tempdir().unwrap();
-    let ctx = Context::for_tests(client, dir.path())
-        .with_policies(vec![policy])
-        .with_plans(vec![plan]);
-    let decision = testing::decision("ship", "Normal", Some("deploy"));
-    let (action, events) = reconciled(ctx, server, |ctx| {
-        reconcile(Arc::new(CachedDecision::pack(decision)), ctx)
-    })
-    .await;
+    let (action, events) = reconcile_ship(client, server, policy, plan).await;
     // The Job's change wakes it next.
     assert_eq!(action.unwrap(), Action::await_change());
     assert_eq!(
@@ -329,19 +321,32 @@ async fn a_decision_whose_job_the_api_server_refuses_is_rejected_before_anyone_i
             assert!(reason.contains("containers[0].image: Required value"), "{reason}");
         }),
     ]);
-    let dir = tempfile::tempdir().unwrap();
-    let ctx = Context::for_tests(client, dir.path())
-        .with_policies(vec![policy])
-        .with_plans(vec![plan]);
-    let decision = testing::decision("ship", "Normal", Some("deploy"));
-    let (action, events) = reconciled(ctx, server, |ctx| {
-        reconcile(Arc::new(CachedDecision::pack(decision)), ctx)
-    })
-    .await;
+    let (action, events) = reconcile_ship(client, server, policy, plan).await;
     action.unwrap();
     assert!(
         !reasons(&events).contains(&"ApprovalRequested"),
         "{:?}",
         reasons(&events)
     );
+}
+
+/// Reconciles a new Normal Decision `ship` that names the plan `deploy`, under `policy`.
+async fn reconcile_ship(
+    client: kube::Client,
+    server: testing::ApiServer,
+    policy: ApprovalPolicy,
+    plan: crate::api::ExecutionPlan,
+) -> (
+    crate::error::Result<Action>,
+    Vec<k8s_openapi::api::events::v1::Event>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = Context::for_tests(client, dir.path())
+        .with_policies(vec![policy])
+        .with_plans(vec![plan]);
+    let decision = testing::decision("ship", "Normal", Some("deploy"));
+    reconciled(ctx, server, |ctx| {
+        reconcile(Arc::new(CachedDecision::pack(decision)), ctx)
+    })
+    .await
 }

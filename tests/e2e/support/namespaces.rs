@@ -355,22 +355,22 @@ pub fn bind_service_account(namespace: &str, role: &str, account: &str) {
 
 /// Waits until the API server's RBAC lets `user` read the audit log in `namespace`.
 pub async fn wait_can_read_audit(user: &str, namespace: &str) {
-    wait_until(&format!("{user} to hold get on decisions/audit"), || {
-        kubectl_admin(&[
-            "auth",
-            "can-i",
-            "get",
-            "decisions.decisiongate.io",
-            "--subresource",
-            "audit",
-            "-n",
-            namespace,
-            "--as",
-            user,
-        ])
-        .stdout
-        .trim()
-            == "yes"
+    wait_can(
+        user,
+        namespace,
+        &["get", "decisions.decisiongate.io", "--subresource", "audit"],
+    )
+    .await;
+}
+
+/// Waits until the API server's RBAC grants `user` what `kubectl auth can-i` is asked
+/// (`verb`, resource and flags such as `--subresource`) in `namespace`.
+pub async fn wait_can(user: &str, namespace: &str, asked: &[&str]) {
+    let mut args = vec!["auth", "can-i"];
+    args.extend_from_slice(asked);
+    args.extend_from_slice(&["-n", namespace, "--as", user]);
+    wait_until(&format!("{user} to be allowed {}", asked.join(" ")), || {
+        kubectl_admin(&args).stdout.trim() == "yes"
     })
     .await;
 }
