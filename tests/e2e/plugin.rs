@@ -349,8 +349,10 @@ async fn who_may_not_read_the_policies_is_told_what_the_status_records_and_refus
         err.contains(&format!("decisions.decisiongate.io \"deploy-v2\" is forbidden: User \"carol\" cannot patch resource \"decisions\" in API group \"decisiongate.io\" in the namespace \"{n}\"")),
         "{err}"
     );
-    // So is a read.
-    let err = plugin("carol", &["explain", "deploy-v2", "-n", "default"]).refused();
+    // So is a read, in a namespace where nothing grants her anything (other tests bind
+    // roles in namespaces such as default).
+    let nowhere = unique_name("nowhere");
+    let err = plugin("carol", &["explain", "deploy-v2", "-n", &nowhere]).refused();
     no_dump(&err);
     assert!(
         err.contains("User \"carol\" cannot get resource \"decisions\""),
