@@ -9,8 +9,8 @@
 
 pub use decision_gate_core::policy::STACK_SIZE;
 pub use decision_gate_core::{
-    admission, answers, api, crd, events, execution, jobs, lifecycle, observed, pin, plan, policy,
-    reminders, request, risk,
+    admission, answers, api, bounded, crd, events, execution, jobs, lifecycle, observed, pin, plan,
+    policy, reminders, request, risk,
 };
 
 pub mod access;

@@ -154,25 +154,7 @@ pub fn label_value(name: &str) -> String {
     if is_label_value(name) {
         return name.to_owned();
     }
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(name.as_bytes());
-    let hash: String = digest[..5].iter().map(|b| format!("{b:02x}")).collect();
-    let mut head: String = name
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        .take(LABEL_VALUE_MAX - hash.len() - 1)
-        .collect();
-    while head.ends_with(|c: char| !c.is_ascii_alphanumeric()) {
-        head.pop();
-    }
-    while head.starts_with(|c: char| !c.is_ascii_alphanumeric()) {
-        head.remove(0);
-    }
-    if head.is_empty() {
-        hash
-    } else {
-        format!("{head}-{hash}")
-    }
+    crate::bounded::hashed(name, LABEL_VALUE_MAX, 5)
 }
 
 /// Whether `value` may be a label value as it is: at most 63 characters, letters, digits,

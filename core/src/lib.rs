@@ -20,6 +20,7 @@
 pub mod admission;
 pub mod answers;
 pub mod api;
+pub mod bounded;
 pub mod crd;
 pub mod events;
 pub mod execution;

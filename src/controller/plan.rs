@@ -116,11 +116,7 @@ async fn reconcile(obj: Arc<ExecutionPlan>, ctx: Arc<Context>) -> Result<Action>
 /// The prefix of a checked Job's generated name: short enough for the five random
 /// characters the API server adds, and a valid name.
 fn check_name_prefix(plan: &str, step: &str) -> String {
-    let mut prefix: String = format!("{plan}-{step}").chars().take(50).collect();
-    while prefix.ends_with('-') || prefix.ends_with('.') {
-        prefix.pop();
-    }
-    prefix
+    crate::bounded::prefix(&format!("{plan}-{step}"), 50)
 }
 
 #[cfg(test)]

@@ -58,10 +58,7 @@ where
 /// characters a name may have (a long object name is cut, never the time).
 fn event_name(object: &str, nanos: i128) -> String {
     let time = format!("{nanos:x}");
-    let mut head: String = object.chars().take(253 - 1 - time.len()).collect();
-    while head.ends_with(['.', '-']) {
-        head.pop();
-    }
+    let head = crate::bounded::prefix(object, 253 - 1 - time.len());
     format!("{head}.{time}")
 }
 

@@ -112,14 +112,7 @@ pub fn job_name(decision: &str, step: &str, suffix: &str) -> String {
     if full.len() <= 63 {
         return full;
     }
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(full.as_bytes());
-    let hash: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
-    let mut head: String = full.chars().take(63 - 9).collect();
-    while head.ends_with(['-', '.']) {
-        head.pop();
-    }
-    format!("{head}-{hash}")
+    crate::bounded::hashed(&full, 63, 4)
 }
 
 /// Whether the execution machinery has anything to do with this Decision.
