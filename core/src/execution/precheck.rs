@@ -20,12 +20,21 @@ pub struct JobToCheck {
 
 /// The Jobs `plan` would create for `decision`: every step's and every rollback action's,
 /// as they run in the mode the plan would run in (`allow_real` says whether Real runs as
-/// Real or as DryRun). A Simulated plan creates none.
+/// Real or as DryRun). A Simulated plan creates none, and a plan made for another action
+/// type is not asked about: the Decision is rejected for that before anyone is asked.
 pub fn jobs_to_check(
     decision: &Decision,
     plan: &ExecutionPlan,
     allow_real: bool,
 ) -> Vec<JobToCheck> {
+    if !plan
+        .spec
+        .action_types
+        .iter()
+        .any(|t| *t == decision.spec.action_type)
+    {
+        return Vec::new();
+    }
     let mode = match plan.spec.mode {
         ExecutionMode::Simulated => return Vec::new(),
         ExecutionMode::Real if allow_real => ExecutionMode::Real,
@@ -211,6 +220,9 @@ mod tests {
         let env = dry[0].job["spec"]["template"]["spec"]["containers"][0]["env"].to_string();
         assert!(env.contains("DryRun"), "{env}");
         assert!(jobs_to_check(&d, &plan(ExecutionMode::Simulated), true).is_empty());
+        let mut elsewhere = plan(ExecutionMode::Real);
+        elsewhere.spec.action_types = vec!["delete_data".into()];
+        assert!(jobs_to_check(&d, &elsewhere, true).is_empty());
         assert_eq!(beyond_limits(&d, &jobs), None);
     }
 
