@@ -398,6 +398,12 @@ async fn dry_runs_and_simulations_create_nothing() {
         audit.contains("WOULD EXECUTE step a"),
         "the audit says what would execute"
     );
+    assert!(
+        audit.contains(
+            "rejected by decision-gate: the step broken of the ExecutionPlan refused could never run for this Decision"
+        ),
+        "the audit says why d-refused was rejected before anyone was asked"
+    );
     let all: Api<Job> = Api::namespaced(admin().await, n);
     assert!(
         all.list(&ListParams::default())
