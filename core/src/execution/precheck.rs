@@ -27,12 +27,7 @@ pub fn jobs_to_check(
     plan: &ExecutionPlan,
     allow_real: bool,
 ) -> Vec<JobToCheck> {
-    if !plan
-        .spec
-        .action_types
-        .iter()
-        .any(|t| *t == decision.spec.action_type)
-    {
+    if !plan.spec.action_types.contains(&decision.spec.action_type) {
         return Vec::new();
     }
     let mode = match plan.spec.mode {
