@@ -8,7 +8,10 @@ use super::{age, created, phase_text};
 use crate::api::decision::{Outcome, StepStatus};
 use crate::api::{Decision, DecisionPhase, ExecutionPlan};
 
-/// Everything a reviewer needs before deciding.
+/// Everything a reviewer needs before deciding: what `kubectl decision show` prints of `d`
+/// (made printable by the caller) and of the plan it names, as read from the API server.
+/// Only the plan's digest is compared with the pinned one, so the plan must not be escaped
+/// first: an escaped newline is another plan.
 pub fn show(d: &Decision, plan: Option<&ExecutionPlan>, now: DateTime<Utc>) -> String {
     let mut o = String::new();
     let status = d.status.clone().unwrap_or_default();

@@ -192,3 +192,32 @@ fn a_refusal_quoted_by_explain_cannot_steer_the_terminal() {
     );
     assert!(!told.contains('\u{1b}'), "{told:?}");
 }
+
+#[test]
+fn a_plan_with_a_newline_in_a_command_is_not_taken_for_a_changed_one() {
+    let plan: crate::api::ExecutionPlan = serde_json::from_value(serde_json::json!({
+        "apiVersion": "decisiongate.io/v1alpha1",
+        "kind": "ExecutionPlan",
+        "metadata": {"name": "deploy", "namespace": "ops", "uid": "plan-uid"},
+        "spec": {"actionTypes": ["deploy"], "mode": "Real", "steps": [{"name": "migrate",
+            "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "m",
+                "image": "busybox", "command": ["sh", "-c", "echo one\necho two"]}]}}}]},
+    }))
+    .unwrap();
+    let mut d = decision("deploy-api", "deploy");
+    d.spec.plan_ref = Some(crate::api::decision::PlanRef {
+        name: "deploy".into(),
+    });
+    d.status = Some(crate::api::DecisionStatus {
+        plan: Some(crate::pin::pin(&plan, now())),
+        ..Default::default()
+    });
+    let shown = show(&printable_object(&d), Some(&plan), now());
+    assert!(!shown.contains("changed after"), "{shown}");
+    // The pinned command is shown escaped.
+    assert!(shown.contains(r"echo one\necho two"), "{shown}");
+    // A plan whose text really differs is reported.
+    let mut other = plan.clone();
+    other.spec.steps[0].name = "migrate-again".into();
+    assert!(show(&d, Some(&other), now()).contains("changed after"));
+}

@@ -285,8 +285,9 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 }
                 None => None,
             };
-            // What people wrote is shown escaped, never obeyed by the terminal.
-            let plan = plan.as_ref().map(plugin::printable_object);
+            // What people wrote is shown escaped, never obeyed by the terminal. The plan is
+            // passed as read: its digest is compared with the pinned one, and none of its
+            // text is printed.
             print!(
                 "{}",
                 plugin::show(&plugin::printable_object(&d), plan.as_ref(), now)
