@@ -4,7 +4,7 @@
 # the go command (so GOPROXY and the other go settings apply), into a cache outside the
 # repository keyed by version. A component already in the cache is skipped.
 #
-#   hack/build-tools.sh [cluster|helm|all]     (default: cluster)
+#   hack/build-tools.sh [cluster|node|helm|all]     (default: cluster)
 . "$(dirname "$0")/lib.sh"
 
 command -v go >/dev/null || die "Go is required to build the local control plane (https://go.dev/dl)"
@@ -53,7 +53,8 @@ module_go_mod() {
 }
 
 build_kubernetes() {
-  local bins=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+  # The node's programs (kubelet, kube-proxy) come from the same module as the control plane.
+  local bins=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
   local missing=0 b
   for b in "${bins[@]}"; do [ -x "$K8S_BIN/$b" ] || missing=1; done
   [ $missing = 1 ] || return 0
@@ -79,18 +80,11 @@ build_kubernetes() {
       grep -v -e sample- -e code-generator | while read -r m; do echo "	$m => $m $staging_version"; done
     echo ")"
   } >"$work/go.mod"
-  cat >"$work/tools.go" <<'GO'
-//go:build tools
-
-package tools
-
-import (
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
-	_ "k8s.io/kubernetes/cmd/kube-scheduler"
-	_ "k8s.io/kubernetes/cmd/kubectl"
-)
-GO
+  {
+    printf '//go:build tools\n\npackage tools\n\nimport (\n'
+    for b in "${bins[@]}"; do printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' "$b"; done
+    printf ')\n'
+  } >"$work/tools.go"
   with_progress "resolving Kubernetes $KUBERNETES_VERSION modules" "$CACHE_DIR/logs/kubernetes-mod.log" \
     in_dir "$work" go mod tidy
 
@@ -170,10 +164,36 @@ build_argocd_health() {
     go build -C "$dir" -trimpath -ldflags "-s -w" -o "$ARGOCD_HEALTH_BIN/argocd-health" .
 }
 
+# The real node's runtime: containerd, its runc shim and ctr (pure Go), and runc itself,
+# which needs cgo and libseccomp (Debian's libseccomp-dev and pkg-config) for the seccomp
+# profiles pods ask for.
+build_containerd() {
+  local b
+  for b in containerd containerd-shim-runc-v2 ctr; do
+    go_install "$b" "$CONTAINERD_VERSION" "github.com/containerd/containerd/v2/cmd/$b" "$CONTAINERD_BIN" \
+      "-X github.com/containerd/containerd/v2/version.Version=$CONTAINERD_VERSION"
+  done
+}
+build_runc() {
+  pkg-config --exists libseccomp || die "runc needs libseccomp's headers: apt-get install libseccomp-dev pkg-config"
+  CGO_ENABLED=1 GOFLAGS="$GOFLAGS -tags=seccomp" go_install runc "$RUNC_VERSION" github.com/opencontainers/runc "$RUNC_BIN" ""
+}
+build_crictl() { go_install crictl "$CRI_TOOLS_VERSION" sigs.k8s.io/cri-tools/cmd/crictl "$CRI_TOOLS_BIN" ""; }
+build_coredns() { go_install coredns "$COREDNS_VERSION" github.com/coredns/coredns "$COREDNS_BIN" ""; }
+build_registry() {
+  go_install registry "$DISTRIBUTION_VERSION" github.com/distribution/distribution/v3/cmd/registry "$REGISTRY_BIN" ""
+}
+build_crane() { go_install crane "$CRANE_VERSION" github.com/google/go-containerregistry/cmd/crane "$CRANE_BIN" ""; }
+node_tools() {
+  locked containerd build_containerd; locked runc build_runc; locked crictl build_crictl
+  locked coredns build_coredns; locked registry build_registry; locked crane build_crane
+}
+
 case "${1:-cluster}" in
   cluster) locked etcd build_etcd; locked kwok build_kwok; locked kubernetes build_kubernetes ;;
+  node) locked kubernetes build_kubernetes; node_tools ;;
   helm) locked helm build_helm ;;
   all) locked etcd build_etcd; locked kwok build_kwok; locked kubernetes build_kubernetes; locked helm build_helm
-    locked kubeconform build_kubeconform; locked argocd-health build_argocd_health ;;
-  *) die "usage: $0 [cluster|helm|all]" ;;
+    locked kubeconform build_kubeconform; locked argocd-health build_argocd_health; node_tools ;;
+  *) die "usage: $0 [cluster|node|helm|all]" ;;
 esac

@@ -3,6 +3,8 @@
 # kube-scheduler and kwok (fake nodes), on loopback, with real RBAC, client certificates
 # for the admin and the components, and bearer tokens for the people.
 #
+# With root, a real node beside them runs containers for real (hack/node.sh).
+#
 #   hack/cluster.sh up       start what is not running (idempotent)
 #   hack/cluster.sh down     stop every process of the control plane
 #   hack/cluster.sh status   what runs, and the API server's version and nodes
@@ -22,7 +24,8 @@ binary_of() {
   case $1 in
     etcd) echo "$ETCD_BIN/etcd" ;;
     kwok) echo "$KWOK_BIN/kwok" ;;
-    *) echo "$K8S_BIN/$1" ;;
+    kube-apiserver | kube-controller-manager | kube-scheduler) echo "$K8S_BIN/$1" ;;
+    *) node_binary_of "$1" ;;
   esac
 }
 
@@ -93,6 +96,20 @@ ensure_pki() {
   openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$PKI/sa.key" 2>/dev/null
   openssl pkey -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
   touch "$PKI/done"
+}
+
+# Certificates added since a cluster's PKI was first made.
+ensure_pki_additions() {
+  [ -f "$PKI/apiserver-kubelet-client.crt" ] ||
+    issue apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "$CLIENT_EXT"
+}
+
+# started_with NAME ARGS...: the running component NAME was started with exactly ARGS.
+started_with() {
+  local want have
+  want=$(printf '%s\0' "$(binary_of "$1")" "${@:2}" | base64 -w0)
+  have=$(base64 -w0 <"/proc/$(pid_of "$1")/cmdline")
+  [ "$want" = "$have" ]
 }
 
 # A serving certificate of the local CA for 127.0.0.1, in the layout the operator reads
@@ -189,6 +206,9 @@ OPERATOR_HOST_ENV=$CLUSTER_DIR/operator-host.env
 HOST_IP=10.213.$subnet_octet.1
 NETNS_IP=10.213.$subnet_octet.2
 
+# shellcheck source=node.sh
+. "$REPO_ROOT/hack/node.sh"
+
 ensure_operator_netns() {
   if [ "$(id -u)" != 0 ] || ! command -v ip >/dev/null; then
     rm -f "$OPERATOR_HOST_ENV"
@@ -222,6 +242,7 @@ up() {
   "$REPO_ROOT/hack/build-tools.sh" cluster
   command -v openssl >/dev/null || die "openssl is required (apt-get install openssl)"
   ensure_pki
+  ensure_pki_additions
   ensure_witness_cert
   ensure_tokens
   ensure_kubeconfigs
@@ -236,24 +257,29 @@ up() {
   fi
   wait_until "etcd to be healthy" 60 etcd_healthy || { tail -n 20 "$LOGS/etcd.log" >&2; exit 1; }
 
-  # An API server started before the people had tokens does not know them: start it again.
-  if is_running kube-apiserver && ! grep -q -- --token-auth-file "/proc/$(pid_of kube-apiserver)/cmdline"; then
-    log "restarting kube-apiserver to read the people's tokens"
+  # The Node authorizer and NodeRestriction judge the real node's kubelet, as on any
+  # cluster; the API server reaches kubelets with a client certificate of the local CA.
+  # shellcheck disable=SC2046 # the advertise arguments are words of their own
+  local apiserver_args=(
+    --etcd-servers "http://127.0.0.1:$ETCD_PORT"
+    --bind-address 127.0.0.1 --secure-port "$APISERVER_PORT" $(apiserver_advertise_args)
+    --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key"
+    --client-ca-file "$PKI/ca.crt" --token-auth-file "$TOKENS"
+    --authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction
+    --kubelet-client-certificate "$PKI/apiserver-kubelet-client.crt" --kubelet-client-key "$PKI/apiserver-kubelet-client.key"
+    --kubelet-certificate-authority "$PKI/ca.crt" --kubelet-preferred-address-types InternalIP
+    --service-account-issuer https://kubernetes.default.svc.cluster.local
+    --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key"
+    --service-cluster-ip-range 10.0.0.0/24
+    --allow-privileged=true --profiling=false
+  )
+  # An API server started with other flags (before the people had tokens, or before the
+  # real node) is started again with these.
+  if is_running kube-apiserver && ! started_with kube-apiserver "${apiserver_args[@]}"; then
+    log "restarting kube-apiserver: its flags have changed"
     stop kube-apiserver
   fi
-  if ! is_running kube-apiserver; then
-    start kube-apiserver \
-      --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
-      --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
-      --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
-      --client-ca-file "$PKI/ca.crt" --token-auth-file "$TOKENS" \
-      --authorization-mode RBAC \
-      --service-account-issuer https://kubernetes.default.svc.cluster.local \
-      --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
-      --service-cluster-ip-range 10.0.0.0/24 \
-      --endpoint-reconciler-type none \
-      --allow-privileged=true --profiling=false
-  fi
+  is_running kube-apiserver || start kube-apiserver "${apiserver_args[@]}"
   wait_until "kube-apiserver to be ready" 120 apiserver_ready || { tail -n 30 "$LOGS/kube-apiserver.log" >&2; exit 1; }
 
   if ! is_running kube-controller-manager; then
@@ -288,6 +314,7 @@ up() {
   wait_until "the controller manager to create the default ServiceAccount" 90 \
     kubectl_admin get serviceaccount default -n default ||
     { tail -n 20 "$LOGS/kube-controller-manager.log" >&2; exit 1; }
+  node_up
   log "local control plane is up: export KUBECONFIG=$ADMIN_KUBECONFIG"
 }
 
@@ -317,6 +344,7 @@ stop() {
 
 down() {
   local i name pid found
+  node_down
   for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
     name=${COMPONENTS[$i]}
     stop "$name"
@@ -333,7 +361,7 @@ down() {
 # crash and restart of that component would.
 restart() {
   local name=$1
-  [[ " ${COMPONENTS[*]} " == *" $name "* ]] || die "no component $name; one of ${COMPONENTS[*]}"
+  [[ " ${COMPONENTS[*]} ${NODE_COMPONENTS[*]} " == *" $name "* ]] || die "no component $name; one of ${COMPONENTS[*]} ${NODE_COMPONENTS[*]}"
   stop "$name"
   up
 }
@@ -356,7 +384,9 @@ no_leftovers() { [ -z "$(leftovers)" ]; }
 
 status() {
   local name rc=0
-  for name in "${COMPONENTS[@]}"; do
+  local components=("${COMPONENTS[@]}")
+  node_enabled && components+=("${NODE_COMPONENTS[@]}")
+  for name in "${components[@]}"; do
     if is_running "$name"; then
       printf '%-24s running (pid %s)\n' "$name" "$(pid_of "$name")"
     else
@@ -377,6 +407,7 @@ case "${1:-}" in
   down) down ;;
   status) status ;;
   reset) down; rm -rf "$CLUSTER_DIR" ;;
+  residue) node_residue ;;
   restart) restart "${2:?which component}" ;;
-  *) die "usage: $0 up|down|status|reset|restart COMPONENT" ;;
+  *) die "usage: $0 up|down|status|reset|residue|restart COMPONENT" ;;
 esac

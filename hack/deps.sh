@@ -7,6 +7,15 @@ missing=()
 for tool in openssl curl base64 setsid flock lua5.1 ip socat chromium chromedriver; do
   command -v "$tool" >/dev/null || missing+=("$tool")
 done
+# The real node (hack/node.sh), which runs as root: kube-proxy's iptables and conntrack, the
+# CNI plugins, busybox for the step image, and libseccomp's headers to build runc.
+if [ "$(id -u)" = 0 ]; then
+  for tool in iptables conntrack busybox pkg-config; do
+    command -v "$tool" >/dev/null || missing+=("$tool")
+  done
+  [ -x /usr/lib/cni/bridge ] || missing+=(cni-plugins)
+  [ -f /usr/include/seccomp.h ] || missing+=(seccomp.h)
+fi
 command -v go >/dev/null || die "Go is required to build the local control plane: install it from https://go.dev/dl"
 command -v cargo >/dev/null || die "Rust is required: install it with rustup (https://rustup.rs)"
 [ ${#missing[@]} -eq 0 ] && exit 0
@@ -23,6 +32,12 @@ for tool in "${missing[@]}"; do
     socat) packages+=(socat) ;; # relays the API server's service proxy to a test operator
     chromium) packages+=(chromium) ;; # the browser test of the review page (kubectl decision ui)
     chromedriver) packages+=(chromium-driver) ;;
+    iptables) packages+=(iptables) ;;
+    conntrack) packages+=(conntrack) ;;
+    busybox) packages+=(busybox-static) ;;
+    pkg-config) packages+=(pkg-config) ;;
+    cni-plugins) packages+=(containernetworking-plugins) ;;
+    seccomp.h) packages+=(libseccomp-dev) ;;
   esac
 done
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

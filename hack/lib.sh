@@ -15,6 +15,12 @@ KWOK_BIN=$CACHE_DIR/bin/kwok-$KWOK_VERSION
 HELM_BIN=$CACHE_DIR/bin/helm-$HELM_VERSION
 KUBECONFORM_BIN=$CACHE_DIR/bin/kubeconform-$KUBECONFORM_VERSION
 ARGOCD_HEALTH_BIN=$CACHE_DIR/bin/argocd-health-$ARGOCD_VERSION
+CONTAINERD_BIN=$CACHE_DIR/bin/containerd-$CONTAINERD_VERSION
+RUNC_BIN=$CACHE_DIR/bin/runc-$RUNC_VERSION
+CRI_TOOLS_BIN=$CACHE_DIR/bin/cri-tools-$CRI_TOOLS_VERSION
+COREDNS_BIN=$CACHE_DIR/bin/coredns-$COREDNS_VERSION
+REGISTRY_BIN=$CACHE_DIR/bin/distribution-$DISTRIBUTION_VERSION
+CRANE_BIN=$CACHE_DIR/bin/crane-$CRANE_VERSION
 
 log() { printf '\033[1m==>\033[0m %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -45,6 +51,9 @@ with_progress() {
 ETCD_PORT=${DECISION_GATE_ETCD_PORT:-23790}
 ETCD_PEER_PORT=${DECISION_GATE_ETCD_PEER_PORT:-23800}
 APISERVER_PORT=${DECISION_GATE_APISERVER_PORT:-26443}
+# The image registry the real node pulls from (hack/node.sh), on loopback.
+REGISTRY_PORT=${DECISION_GATE_REGISTRY_PORT:-25000}
+REGISTRY=127.0.0.1:$REGISTRY_PORT
 ADMIN_KUBECONFIG=$CLUSTER_DIR/admin.kubeconfig
 
 kubectl_admin() { "$K8S_BIN/kubectl" --kubeconfig "$ADMIN_KUBECONFIG" "$@"; }
@@ -100,6 +109,15 @@ refuse_live_operator() {
 stop_started_cluster() {
   local rc=$?
   # The chart the suite installed stays: `make run` runs the operator as its ServiceAccount.
-  if [ "${STARTED_LOCAL_CLUSTER:-0}" = 1 ]; then "$REPO_ROOT/hack/cluster.sh" down || true; fi
+  if [ "${STARTED_LOCAL_CLUSTER:-0}" = 1 ]; then
+    "$REPO_ROOT/hack/cluster.sh" down || { [ $rc != 0 ] || rc=1; }
+    # Stopping leaves nothing of the real node behind on this host.
+    local residue
+    residue=$("$REPO_ROOT/hack/cluster.sh" residue)
+    if [ -n "$residue" ]; then
+      printf 'error: the stopped cluster left behind:\n%s\n' "$residue" >&2
+      [ $rc != 0 ] || rc=1
+    fi
+  fi
   exit $rc
 }
