@@ -7,6 +7,7 @@ mod kubectl;
 mod namespaces;
 mod operator;
 mod wait;
+mod walkthrough;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -19,6 +20,9 @@ pub use self::kubectl::*;
 pub use self::namespaces::*;
 pub use self::operator::*;
 pub use self::wait::*;
+// Only the suites that follow a README section use it.
+#[allow(unused_imports)]
+pub use self::walkthrough::*;
 
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
