@@ -3,7 +3,7 @@
 //! reconciler fetches the objects; everything they are taken to mean is decided here.
 
 use k8s_openapi::api::batch::v1::{Job, JobCondition};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ContainerStateTerminated, Pod};
 
 use crate::api::ExecutionPlan;
 use crate::api::common::to_chrono;
@@ -70,14 +70,16 @@ impl JobOutcome {
         !matches!(self, JobOutcome::Running)
     }
 
-    /// The step's view of the Job, with what its container said (see
-    /// [`termination_message`]) as the result of a step that succeeded, and appended to
-    /// the message of one that failed.
-    pub fn into_state(self, said: Option<String>) -> JobState {
+    /// The step's view of the Job, with how its container ended (see [`container_end`]):
+    /// its exit code, and what it said as the result of a step that succeeded or appended
+    /// to the message of one that failed.
+    pub fn into_state(self, end: Option<ContainerEnd>) -> JobState {
+        let exit_code = end.as_ref().map(|e| e.exit_code);
         match self {
             JobOutcome::Running => JobState::Running,
             JobOutcome::Succeeded { finished_at } => JobState::Succeeded {
-                result: said,
+                result: end.and_then(|e| e.message),
+                exit_code,
                 finished_at,
             },
             JobOutcome::Failed {
@@ -86,11 +88,15 @@ impl JobOutcome {
                 finished_at,
             } => {
                 let mut message = format!("{reason}: {message}");
-                if let Some(said) = said {
-                    message.push_str(&format!("; the container said: {said}"));
+                if let Some(end) = end {
+                    message.push_str(&format!("; the container exited {}", end.exit_code));
+                    if let Some(said) = end.message {
+                        message.push_str(&format!(" and said: {said}"));
+                    }
                 }
                 JobState::Failed {
                     message,
+                    exit_code,
                     finished_at,
                 }
             }
@@ -98,17 +104,46 @@ impl JobOutcome {
     }
 }
 
-/// The first non-empty termination message among the containers of a Job's pods, trimmed.
-pub fn termination_message(pods: &[Pod]) -> Option<String> {
-    pods.iter()
+/// How a Job's container ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerEnd {
+    pub exit_code: i32,
+    /// Its termination message, trimmed; None when it left none.
+    pub message: Option<String>,
+}
+
+/// How the containers of a Job's pods ended, in one: the one that ended last among those
+/// that exited non-zero, else the one that ended last. Its message is its own termination
+/// message, else the first any container left. None while no container has ended.
+pub fn container_end(pods: &[Pod]) -> Option<ContainerEnd> {
+    let ended: Vec<&ContainerStateTerminated> = pods
+        .iter()
         .flat_map(|p| {
             p.status
                 .iter()
                 .flat_map(|s| s.container_statuses.iter().flatten())
         })
-        .filter_map(|c| c.state.as_ref()?.terminated.as_ref()?.message.clone())
-        .map(|m| m.trim().to_owned())
-        .find(|m| !m.is_empty())
+        .filter_map(|c| c.state.as_ref()?.terminated.as_ref())
+        .collect();
+    let last = |failed: bool| {
+        ended
+            .iter()
+            .copied()
+            .filter(|t| !failed || t.exit_code != 0)
+            .max_by_key(|t| t.finished_at.as_ref().map(|at| at.0))
+    };
+    let chosen = last(true).or_else(|| last(false))?;
+    let said = |t: &ContainerStateTerminated| {
+        t.message
+            .as_deref()
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+            .map(str::to_owned)
+    };
+    Some(ContainerEnd {
+        exit_code: chosen.exit_code,
+        message: said(chosen).or_else(|| ended.iter().find_map(|t| said(t))),
+    })
 }
 
 /// The label that selects a Job's pods.
@@ -201,9 +236,13 @@ mod tests {
         );
         assert!(outcome.is_finished());
         assert_eq!(
-            outcome.into_state(Some("migrated 12 tables".into())),
+            outcome.into_state(Some(ContainerEnd {
+                exit_code: 0,
+                message: Some("migrated 12 tables".into()),
+            })),
             JobState::Succeeded {
                 result: Some("migrated 12 tables".into()),
+                exit_code: Some(0),
                 finished_at: at("2027-01-15T08:00:05Z"),
             }
         );
@@ -215,6 +254,7 @@ mod tests {
             JobOutcome::of(&done).into_state(None),
             JobState::Succeeded {
                 result: None,
+                exit_code: None,
                 finished_at: at("2027-01-15T08:00:07Z")
             }
         );
@@ -228,9 +268,24 @@ mod tests {
             "lastTransitionTime": "2027-01-15T08:01:00Z",
         }]}));
         assert_eq!(
-            JobOutcome::of(&failed).into_state(Some("table users is locked".into())),
+            JobOutcome::of(&failed).into_state(Some(ContainerEnd {
+                exit_code: 3,
+                message: Some("table users is locked".into()),
+            })),
             JobState::Failed {
-                message: "BackoffLimitExceeded: Job has reached the specified backoff limit; the container said: table users is locked".into(),
+                message: "BackoffLimitExceeded: Job has reached the specified backoff limit; the container exited 3 and said: table users is locked".into(),
+                exit_code: Some(3),
+                finished_at: at("2027-01-15T08:01:00Z"),
+            }
+        );
+        assert_eq!(
+            JobOutcome::of(&failed).into_state(Some(ContainerEnd {
+                exit_code: 3,
+                message: None,
+            })),
+            JobState::Failed {
+                message: "BackoffLimitExceeded: Job has reached the specified backoff limit; the container exited 3".into(),
+                exit_code: Some(3),
                 finished_at: at("2027-01-15T08:01:00Z"),
             }
         );
@@ -239,6 +294,7 @@ mod tests {
             JobOutcome::of(&bare).into_state(None),
             JobState::Failed {
                 message: "Failed: the Job failed".into(),
+                exit_code: None,
                 finished_at: None
             }
         );
@@ -256,15 +312,19 @@ mod tests {
         ));
     }
 
-    fn pod(messages: &[Option<&str>]) -> Pod {
-        let statuses: Vec<serde_json::Value> = messages
+    /// A pod whose containers ended: (exit code, when, termination message) each.
+    fn pod(ends: &[(i32, Option<&str>, Option<&str>)]) -> Pod {
+        let statuses: Vec<serde_json::Value> = ends
             .iter()
             .enumerate()
-            .map(|(i, m)| {
-                let terminated = match m {
-                    Some(m) => json!({"exitCode": 0, "message": m}),
-                    None => json!({"exitCode": 0}),
-                };
+            .map(|(i, (code, finished, message))| {
+                let mut terminated = json!({"exitCode": code});
+                if let Some(finished) = finished {
+                    terminated["finishedAt"] = json!(finished);
+                }
+                if let Some(message) = message {
+                    terminated["message"] = json!(message);
+                }
                 json!({"name": format!("c{i}"), "image": "busybox", "imageID": "", "ready": false,
                        "restartCount": 0, "state": {"terminated": terminated}})
             })
@@ -276,23 +336,89 @@ mod tests {
         .unwrap()
     }
 
+    fn end(exit_code: i32, message: Option<&str>) -> Option<ContainerEnd> {
+        Some(ContainerEnd {
+            exit_code,
+            message: message.map(str::to_owned),
+        })
+    }
+
     #[test]
-    fn the_first_message_a_container_left_is_the_result() {
-        assert_eq!(termination_message(&[]), None);
+    fn no_container_ended_while_none_terminated() {
+        assert_eq!(container_end(&[]), None);
         let running: Pod = serde_json::from_value(json!({
             "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
             "status": {"containerStatuses": [{"name": "c", "image": "i", "imageID": "", "ready": true,
                 "restartCount": 0, "state": {"running": {}}}]},
         }))
         .unwrap();
-        assert_eq!(termination_message(&[running]), None);
-        assert_eq!(
-            termination_message(&[pod(&[None, Some("  \n")]), pod(&[Some(" done: 3 rows\n")])]),
-            Some("done: 3 rows".into())
-        );
+        assert_eq!(container_end(&[running]), None);
         assert_eq!(
             job_pods_selector("ship-migrate-1"),
             "batch.kubernetes.io/job-name=ship-migrate-1"
+        );
+    }
+
+    #[test]
+    fn the_first_message_a_container_left_is_the_result() {
+        assert_eq!(
+            container_end(&[
+                pod(&[(0, None, None), (0, None, Some("  \n"))]),
+                pod(&[(0, None, Some(" done: 3 rows\n"))]),
+            ]),
+            end(0, Some("done: 3 rows"))
+        );
+        assert_eq!(container_end(&[pod(&[(0, None, None)])]), end(0, None));
+    }
+
+    #[test]
+    fn a_container_that_exited_non_zero_says_how_it_ended() {
+        // It ended before the one that exited 0, and still it is the one.
+        assert_eq!(
+            container_end(&[pod(&[
+                (2, Some("2027-01-15T08:00:01Z"), Some("disk full")),
+                (0, Some("2027-01-15T08:00:09Z"), Some("fine")),
+            ])]),
+            end(2, Some("disk full"))
+        );
+        // Among those that exited non-zero, the one that ended last.
+        assert_eq!(
+            container_end(&[
+                pod(&[(1, Some("2027-01-15T08:00:05Z"), Some("first try"))]),
+                pod(&[(
+                    3,
+                    Some("2027-01-15T08:01:05Z"),
+                    Some("table users is locked")
+                )]),
+                pod(&[(0, Some("2027-01-15T08:02:05Z"), None)]),
+            ]),
+            end(3, Some("table users is locked"))
+        );
+    }
+
+    #[test]
+    fn without_a_failure_the_container_that_ended_last_says_how_it_ended() {
+        assert_eq!(
+            container_end(&[
+                pod(&[(0, Some("2027-01-15T08:00:09Z"), Some("second"))]),
+                pod(&[(0, Some("2027-01-15T08:00:01Z"), Some("first"))]),
+            ]),
+            end(0, Some("second"))
+        );
+    }
+
+    #[test]
+    fn a_container_that_said_nothing_borrows_the_first_message_left() {
+        assert_eq!(
+            container_end(&[
+                pod(&[(0, Some("2027-01-15T08:00:01Z"), Some("copied 3 files"))]),
+                pod(&[(137, Some("2027-01-15T08:00:09Z"), Some(" "))]),
+            ]),
+            end(137, Some("copied 3 files"))
+        );
+        assert_eq!(
+            container_end(&[pod(&[(137, None, None)]), pod(&[(0, None, None)])]),
+            end(137, None)
         );
     }
 

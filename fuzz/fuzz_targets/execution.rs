@@ -129,8 +129,8 @@ fuzz_target!(|input: Input| {
                 );
                 created.insert(name.clone());
                 let state = match outcomes.next().map(|o| o % 4) {
-                    Some(0) | None => JobState::Succeeded { result: Some("ok".into()), finished_at: Some(now) },
-                    Some(1) => JobState::Failed { message: "failed".into(), finished_at: Some(now) },
+                    Some(0) | None => JobState::Succeeded { result: Some("ok".into()), exit_code: Some(0), finished_at: Some(now) },
+                    Some(1) => JobState::Failed { message: "failed".into(), exit_code: Some(1), finished_at: Some(now) },
                     Some(2) => JobState::Running,
                     _ => JobState::Missing,
                 };

@@ -220,6 +220,7 @@ async fn create(
                     message: format!(
                         "a Job named {name} already exists and does not belong to this Decision"
                     ),
+                    exit_code: None,
                     finished_at: None,
                 })
             }
@@ -227,6 +228,7 @@ async fn create(
         Err(kube::Error::Api(s)) if ApiFailure::of_code(s.code).is_verdict() => {
             Ok(JobState::Failed {
                 message: format!("the API server refused the Job: {}", s.message),
+                exit_code: None,
                 finished_at: None,
             })
         }
@@ -252,18 +254,19 @@ async fn observe(
     Ok(seen)
 }
 
-/// A Job's outcome, with its container's termination message once it finished.
+/// A Job's outcome, with how its container ended (exit code, termination message) once
+/// it finished.
 async fn job_state(ctx: &Context, namespace: &str, job: &Job) -> Result<JobState> {
     let outcome = JobOutcome::of(job);
-    let said = if outcome.is_finished() {
+    let end = if outcome.is_finished() {
         let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
         let selector = observed::job_pods_selector(&job.name_any());
         let list = pods.list(&ListParams::default().labels(&selector)).await?;
-        observed::termination_message(&list.items)
+        observed::container_end(&list.items)
     } else {
         None
     };
-    Ok(outcome.into_state(said))
+    Ok(outcome.into_state(end))
 }
 
 #[cfg(test)]

@@ -238,7 +238,8 @@ pub fn show(d: &Decision, plan: Option<&ExecutionPlan>, now: DateTime<Utc>) -> S
     o
 }
 
-/// One step of an execution or rollback, in one line: phase, time, attempts, result.
+/// One step of an execution or rollback, in one line: phase, time, attempts, an exit code
+/// other than 0, result.
 pub fn step_line(s: &StepStatus) -> String {
     let mut line = format!("{:<20} {}", s.name, s.phase);
     if let Some(d) = s.duration_seconds {
@@ -246,6 +247,9 @@ pub fn step_line(s: &StepStatus) -> String {
     }
     if s.attempts > 1 {
         let _ = write!(line, " after {} attempts", s.attempts);
+    }
+    if let Some(code) = s.exit_code.filter(|c| *c != 0) {
+        let _ = write!(line, " (exit {code})");
     }
     if let Some(r) = s.result.as_ref().or(s.message.as_ref()) {
         let _ = write!(line, " — {r}");

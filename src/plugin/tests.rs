@@ -221,3 +221,32 @@ fn a_plan_with_a_newline_in_a_command_is_not_taken_for_a_changed_one() {
     other.spec.steps[0].name = "migrate-again".into();
     assert!(show(&d, Some(&other), now()).contains("changed after"));
 }
+
+#[test]
+fn a_step_line_says_an_exit_code_other_than_0() {
+    let step = |json: serde_json::Value| -> crate::api::decision::StepStatus {
+        serde_json::from_value(json).unwrap()
+    };
+    assert_eq!(
+        step_line(&step(serde_json::json!({
+            "name": "migrate-db", "phase": "Succeeded", "attempts": 1, "durationSeconds": 2.7,
+            "exitCode": 0, "result": "migrated the schema",
+        }))),
+        "migrate-db           Succeeded in 2.7s — migrated the schema"
+    );
+    assert_eq!(
+        step_line(&step(serde_json::json!({
+            "name": "migrate-db", "phase": "Failed", "attempts": 2, "durationSeconds": 3.1,
+            "exitCode": 3, "message": "BackoffLimitExceeded: Job has reached the specified backoff limit; the container exited 3",
+        }))),
+        "migrate-db           Failed in 3.1s after 2 attempts (exit 3) — BackoffLimitExceeded: Job has reached the specified backoff limit; the container exited 3"
+    );
+    // Without a container that ended (a deleted Job, a dry run), no code.
+    assert_eq!(
+        step_line(&step(serde_json::json!({
+            "name": "deploy", "phase": "Failed", "attempts": 1, "durationSeconds": 0.5,
+            "message": "its Job ship-deploy-1 was deleted before it finished",
+        }))),
+        "deploy               Failed in 0.5s — its Job ship-deploy-1 was deleted before it finished"
+    );
+}

@@ -621,6 +621,9 @@ pub struct StepStatus {
     /// What happened, in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The exit code of the step's container, once it ended (Real mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
     /// The step's result: its container's termination message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<String>,

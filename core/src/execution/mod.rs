@@ -60,10 +60,14 @@ pub enum JobState {
     Running,
     Succeeded {
         result: Option<String>,
+        /// Its container's exit code, when one was seen.
+        exit_code: Option<i32>,
         finished_at: Option<DateTime<Utc>>,
     },
     Failed {
         message: String,
+        /// Its container's exit code, when one was seen.
+        exit_code: Option<i32>,
         finished_at: Option<DateTime<Utc>>,
     },
 }
@@ -205,6 +209,7 @@ fn pending(name: &str) -> StepStatus {
         duration_seconds: None,
         attempts: 0,
         message: None,
+        exit_code: None,
         result: None,
     }
 }
@@ -214,6 +219,7 @@ fn finish(
     phase: StepPhase,
     at: DateTime<Utc>,
     message: Option<String>,
+    exit_code: Option<i32>,
     result: Option<String>,
 ) {
     s.phase = phase;
@@ -222,6 +228,7 @@ fn finish(
         .started_at
         .map(|start| ((at - start).num_milliseconds().max(0) as f64) / 1000.0);
     s.message = message;
+    s.exit_code = exit_code;
     s.result = result.filter(|r| !r.is_empty());
 }
 

@@ -233,6 +233,7 @@ impl Run<'_, '_> {
                     StepPhase::Running,
                     Some(JobState::Succeeded {
                         result,
+                        exit_code,
                         finished_at,
                     }),
                 ) => {
@@ -247,6 +248,7 @@ impl Run<'_, '_> {
                         StepPhase::Succeeded,
                         finished_at.unwrap_or(now),
                         Some(format!("Job {name} succeeded")),
+                        exit_code,
                         result.clone(),
                     );
                     if let Some(original) = self
@@ -263,9 +265,14 @@ impl Run<'_, '_> {
                     });
                 }
                 (StepPhase::Running, other) => {
-                    let message = match other {
-                        Some(JobState::Failed { message, .. }) => message,
-                        _ => format!("its Job {name} was deleted before it finished"),
+                    let (message, exit_code) = match other {
+                        Some(JobState::Failed {
+                            message, exit_code, ..
+                        }) => (message, exit_code),
+                        _ => (
+                            format!("its Job {name} was deleted before it finished"),
+                            None,
+                        ),
                     };
                     let s = &mut self
                         .exec()
@@ -273,7 +280,14 @@ impl Run<'_, '_> {
                         .as_mut()
                         .expect("a rollback runs")
                         .steps[index];
-                    finish(s, StepPhase::Failed, now, Some(message.clone()), None);
+                    finish(
+                        s,
+                        StepPhase::Failed,
+                        now,
+                        Some(message.clone()),
+                        exit_code,
+                        None,
+                    );
                     return self.rollback_failed(current.name.clone(), message);
                 }
                 _ => return,

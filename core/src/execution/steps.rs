@@ -215,6 +215,7 @@ impl Run<'_, '_> {
             ends,
             Some(format!("simulated: took {seconds}s, created nothing")),
             None,
+            None,
         );
         self.emit(ExecutionEvent::StepExecuted {
             step: step.name.clone(),
@@ -285,6 +286,7 @@ impl Run<'_, '_> {
                 JobState::Running => StepOutcome::Blocked,
                 JobState::Succeeded {
                     result,
+                    exit_code,
                     finished_at,
                 } => {
                     let s = &mut self.exec().steps[index];
@@ -293,6 +295,7 @@ impl Run<'_, '_> {
                         StepPhase::Succeeded,
                         finished_at.unwrap_or(now),
                         Some(format!("Job {name} succeeded")),
+                        exit_code,
                         result.clone(),
                     );
                     self.emit(ExecutionEvent::StepExecuted {
@@ -303,13 +306,15 @@ impl Run<'_, '_> {
                     StepOutcome::Done
                 }
                 failure => {
-                    let (message, finished_at) = match failure {
+                    let (message, exit_code, finished_at) = match failure {
                         JobState::Failed {
                             message,
+                            exit_code,
                             finished_at,
-                        } => (message, finished_at.unwrap_or(now)),
+                        } => (message, exit_code, finished_at.unwrap_or(now)),
                         _ => (
                             format!("its Job {name} was deleted before it finished"),
+                            None,
                             now,
                         ),
                     };
@@ -335,6 +340,7 @@ impl Run<'_, '_> {
                             StepPhase::Failed,
                             finished_at,
                             Some(message.clone()),
+                            exit_code,
                             None,
                         );
                         StepOutcome::Failed(format!(

@@ -177,11 +177,13 @@ impl World {
         let state = if ok {
             JobState::Succeeded {
                 result: Some(format!("{job} done")),
+                exit_code: Some(0),
                 finished_at: Some(self.now),
             }
         } else {
             JobState::Failed {
                 message: "exit code 1".into(),
+                exit_code: Some(1),
                 finished_at: Some(self.now),
             }
         };

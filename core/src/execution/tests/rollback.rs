@@ -31,6 +31,7 @@ fn automatic_rollback_undoes_the_succeeded_steps_last_first() {
     assert_eq!(rollback.phase, RollbackPhase::Succeeded);
     let order: Vec<&str> = rollback.steps.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(order, ["b", "a"]);
+    assert!(rollback.steps.iter().all(|s| s.exit_code == Some(0)));
     assert!(
         w.events.ends_with(&[
             "step_failed:c".to_owned(),
@@ -57,8 +58,13 @@ fn a_failing_rollback_leaves_the_decision_failed() {
     w.finish("ship-b-1", false);
     w.finish("ship-a-rollback", false);
     assert_eq!(w.phase(), DecisionPhase::Failed);
-    let rollback = w.status().execution.clone().unwrap().rollback.unwrap();
+    let execution = w.status().execution.clone().unwrap();
+    assert_eq!(execution.steps[1].phase, StepPhase::Failed);
+    assert_eq!(execution.steps[1].exit_code, Some(1));
+    let rollback = execution.rollback.unwrap();
     assert_eq!(rollback.phase, RollbackPhase::Failed);
+    assert_eq!(rollback.steps[0].phase, StepPhase::Failed);
+    assert_eq!(rollback.steps[0].exit_code, Some(1));
     assert_eq!(w.events.last().unwrap(), "rollback_failed:a");
 }
 

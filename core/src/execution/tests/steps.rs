@@ -26,6 +26,7 @@ fn real_steps_run_in_order_each_after_the_last_succeeded() {
             .all(|s| s.phase == StepPhase::Succeeded && s.attempts == 1)
     );
     assert_eq!(e.steps[1].result.as_deref(), Some("ship-b-1 done"));
+    assert_eq!(e.steps[1].exit_code, Some(0));
     assert_eq!(e.steps[0].duration_seconds, Some(3.0));
     assert_eq!(
         w.events,
@@ -66,6 +67,9 @@ fn retries_run_new_attempts_under_new_names() {
     w.finish("ship-broken-2", false);
     assert_eq!(w.phase(), DecisionPhase::Failed);
     assert_eq!(w.created.len(), 2);
+    let broken = &w.status().execution.as_ref().unwrap().steps[0];
+    assert_eq!(broken.phase, StepPhase::Failed);
+    assert_eq!(broken.exit_code, Some(1));
 }
 
 #[test]
@@ -211,6 +215,11 @@ fn a_job_deleted_while_running_fails_its_step() {
     w.settle();
     assert_eq!(w.phase(), DecisionPhase::Failed);
     assert_eq!(w.created, ["ship-a-1"]);
+    // No container was seen to end.
+    assert_eq!(
+        w.status().execution.as_ref().unwrap().steps[0].exit_code,
+        None
+    );
 }
 
 #[test]
