@@ -250,7 +250,7 @@ fn the_chart_and_the_examples_pass_kubeconform_strictly_and_mistakes_do_not() {
     }
 
     let mut examples = Vec::new();
-    for dir in ["examples", "examples/agents"] {
+    for dir in ["examples", "examples/agents", "examples/real-node"] {
         for entry in std::fs::read_dir(repo_root().join(dir)).unwrap() {
             let path = entry.unwrap().path();
             let text = std::fs::read_to_string(&path).unwrap_or_default();
