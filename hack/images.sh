@@ -4,12 +4,15 @@
 #
 #   pause         the pods' sandbox, from hack/node/pause.go
 #   busybox       a small step image (Debian's busybox-static) for tests and examples
+#   python        Debian's Python 3 with its standard library and nothing else, from
+#                 Debian's packages (the agents' example plans run their steps with it)
+#   kubectl       busybox and the pinned kubectl, for steps that act on the cluster
 #   decision-gate the operator: the release binary in the layout of the Dockerfile's
 #                 runtime stage (its path, user 65532, entrypoint and command), with the few
 #                 runtime files of the distroless base it needs (the C library it links,
 #                 the users, CA certificates)
 #
-#   hack/images.sh [pause|busybox|operator|all]   (default: all)
+#   hack/images.sh [pause|busybox|python|kubectl|operator|all]   (default: all)
 #
 # Each is one layer, made reproducible (sorted, owners by number, mtime 0), appended to an
 # empty OCI image and configured by crane (go-containerregistry): a single static program
@@ -68,17 +71,64 @@ busybox_image() {
   [ -n "$version" ] && ! ldd /bin/busybox >/dev/null 2>&1 ||
     die "a static busybox is required, Debian's busybox-static (apt-get install busybox-static)"
   root=$(stage busybox)
+  busybox_root "$root"
+  push busybox "$version" "$root" --entrypoint /bin/sh --env PATH=/bin >"$IMAGES_DIR/busybox.ref"
+}
+
+# A root filesystem of busybox (its applets linked beside it) in DIR, with /tmp and the
+# users root and nobody.
+busybox_root() {
+  local root=$1 applet
   mkdir -p "$root/bin" "$root/etc" "$root/tmp" "$root/root"
   chmod 1777 "$root/tmp"
   install -m 0755 /bin/busybox "$root/bin/busybox"
   # Each applet a link beside busybox (its own --install links to the host's path).
-  local applet
   for applet in $(/bin/busybox --list); do
     [ "$applet" = busybox ] || ln -s busybox "$root/bin/$applet"
   done
   printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$root/etc/passwd"
   printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
-  push busybox "$version" "$root" --entrypoint /bin/sh --env PATH=/bin >"$IMAGES_DIR/busybox.ref"
+}
+
+# Python from Debian's packages: the interpreter, its standard library and the libraries
+# they link, unpacked (not installed: no maintainer scripts run) into one layer. The
+# packages are downloaded once into the cache.
+python_image() {
+  local version debs root deb
+  version=$(apt-cache policy python3.11-minimal | awk '/Candidate:/ {print $2}')
+  [ -n "$version" ] && [ "$version" != "(none)" ] || die "apt knows no python3.11-minimal: run apt-get update"
+  debs=$CACHE_DIR/debs/python-$version
+  if [ ! -f "$debs/done" ]; then
+    log "downloading Debian's Python $version and what it needs"
+    rm -rf "$debs" && mkdir -p "$debs"
+    # What the interpreter and its standard library depend on, without the tools that
+    # only install packages (dpkg, tar) and mailcap's perl.
+    local packages
+    packages=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
+      --no-replaces --no-enhances --no-pre-depends python3-minimal python3.11-minimal libpython3.11-stdlib |
+      grep '^[a-z0-9]' | grep -vE '^(perl.*|libperl.*|mailcap|mime-support|dpkg|install-info|tar)$' | sort -u)
+    # shellcheck disable=SC2086 # one package per word
+    (cd "$debs" && apt-get download $packages >download.log 2>&1) || { cat "$debs/download.log" >&2; die "apt-get download failed"; }
+    touch "$debs/done"
+  fi
+  root=$(stage python)
+  for deb in "$debs"/*.deb; do dpkg-deb -x "$deb" "$root"; done
+  mkdir -p "$root/tmp" "$root/root"
+  chmod 1777 "$root/tmp"
+  printf 'root:x:0:0:root:/root:/bin/false\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$root/etc/passwd"
+  printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
+  push python "${version%%-*}" "$root" --entrypoint /usr/bin/python3 \
+    --env PATH=/usr/local/bin:/usr/bin:/bin >"$IMAGES_DIR/python.ref"
+}
+
+# busybox and the pinned kubectl (a static Go binary built with the control plane).
+kubectl_image() {
+  local root
+  root=$(stage kubectl)
+  busybox_root "$root"
+  install -D -m 0755 "$K8S_BIN/kubectl" "$root/usr/local/bin/kubectl"
+  push kubectl "$KUBERNETES_VERSION" "$root" --entrypoint /usr/local/bin/kubectl \
+    --env PATH=/usr/local/bin:/bin >"$IMAGES_DIR/kubectl.ref"
 }
 
 # The release binary and, from this (Debian) host, what the distroless base gives it.
@@ -110,7 +160,9 @@ operator_image() {
 case "${1:-all}" in
   pause) pause_image ;;
   busybox) busybox_image ;;
+  python) python_image ;;
+  kubectl) kubectl_image ;;
   operator) operator_image ;;
-  all) pause_image; busybox_image; operator_image ;;
-  *) die "usage: $0 [pause|busybox|operator|all]" ;;
+  all) pause_image; busybox_image; python_image; kubectl_image; operator_image ;;
+  *) die "usage: $0 [pause|busybox|python|kubectl|operator|all]" ;;
 esac

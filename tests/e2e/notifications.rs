@@ -57,39 +57,6 @@ impl Receiver {
     }
 }
 
-/// A real SMTP server (mailin) that keeps every message it accepts.
-#[derive(Clone, Default)]
-struct Mailbox {
-    current: Arc<Mutex<Vec<u8>>>,
-    messages: Arc<Mutex<Vec<String>>>,
-}
-
-impl mailin_embedded::Handler for Mailbox {
-    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        self.current.lock().unwrap().extend_from_slice(buf);
-        Ok(())
-    }
-
-    fn data_end(&mut self) -> mailin_embedded::Response {
-        let message = String::from_utf8_lossy(&std::mem::take(&mut *self.current.lock().unwrap()))
-            .into_owned();
-        self.messages.lock().unwrap().push(message);
-        mailin_embedded::response::OK
-    }
-}
-
-fn start_smtp() -> (Mailbox, u16) {
-    let listener = StdListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let mailbox = Mailbox::default();
-    let mut server = mailin_embedded::Server::new(mailbox.clone());
-    server.with_name("smtp.test").with_tcp_listener(listener);
-    std::thread::spawn(move || {
-        let _ = server.serve();
-    });
-    (mailbox, port)
-}
-
 fn audit_entries(namespace: &str) -> Vec<Value> {
     Operator::audit_entries(namespace)
 }
@@ -99,7 +66,7 @@ async fn every_trigger_reaches_webhooks_and_email_and_failures_are_retried_and_a
     let ns = TestNamespace::new("notify").await;
     let n = ns.name.as_str();
     let (receiver, port) = Receiver::start().await;
-    let (mailbox, smtp_port) = start_smtp();
+    let (mailbox, smtp_port) = start_smtp("127.0.0.1");
     let dead_port = StdListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

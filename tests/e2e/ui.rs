@@ -1,92 +1,13 @@
 //! `kubectl decision ui` in a real browser: bob reviews a Decision and its plan on the page
 //! and approves it; dave, who may not answer, is told so in the admission policy's words.
 
-use std::io::BufRead;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 
 use decision_gate::api::annotations;
 use decision_gate::api::{Decision, DecisionPhase, ExecutionPlan};
 use kube::{Api, ResourceExt};
 
 use crate::support::*;
-
-/// `kubectl decision ui --no-browser` as one of the test users, until dropped.
-struct ReviewPage {
-    child: Child,
-    /// The address it printed, with its secret.
-    url: String,
-    log: PathBuf,
-}
-
-impl ReviewPage {
-    fn start(user: &str, namespace: &str) -> ReviewPage {
-        let log = repo_root().join(format!("target/e2e-logs/ui-{namespace}-{user}.log"));
-        std::fs::create_dir_all(log.parent().unwrap()).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kubectl-decision"))
-            .arg("--kubeconfig")
-            .arg(user_kubeconfig(user))
-            .args(["-n", namespace, "ui", "--no-browser"])
-            .args(["--operator-namespace", namespace])
-            .env("BROWSER", "/bin/false")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("kubectl-decision starts");
-        let (lines, printed) = std::sync::mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if lines.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let url = loop {
-            match printed.recv_timeout(DEADLINE) {
-                Ok(line) => {
-                    if let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://")) {
-                        break url.to_owned();
-                    }
-                }
-                Err(_) => panic!(
-                    "kubectl decision ui printed no address; its errors:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                ),
-            }
-        };
-        ReviewPage { child, url, log }
-    }
-
-    /// The origin served, such as `http://127.0.0.1:41234`.
-    fn origin(&self) -> &str {
-        self.url.split("/?").next().unwrap()
-    }
-
-    /// The cookie the page's secret is kept in.
-    fn cookie(&self) -> String {
-        let port = self.origin().rsplit(':').next().unwrap();
-        let token = self.url.split("token=").nth(1).unwrap();
-        format!("decision-gate-ui-{port}={token}")
-    }
-}
-
-impl Drop for ReviewPage {
-    fn drop(&mut self) {
-        let pid = self.child.id().to_string();
-        terminate(&mut self.child, &pid);
-        if std::thread::panicking() {
-            eprintln!(
-                "kubectl decision ui's errors:\n{}",
-                std::fs::read_to_string(&self.log).unwrap_or_default()
-            );
-        }
-    }
-}
 
 const POLICY: &str = "apiVersion: decisiongate.io/v1alpha1\nkind: ApprovalPolicy\nmetadata: {name: gate}\nspec: {rules: [{name: deploys-need-an-approver, match: {actionTypes: [deploy]}, outcome: RequireApproval, approvers: {groups: [approvers]}}]}\n";
 
@@ -155,7 +76,7 @@ async fn approvers_review_and_answer_in_the_browser() {
     pinned_and_pending(&api, "deploy-web").await;
     wait_can_read_audit("bob", n).await;
 
-    let bob = ReviewPage::start("bob", n);
+    let bob = ReviewPage::start("bob", n, n);
 
     // Without this run's secret the page serves nothing, and a change from another origin
     // is refused even with it.
@@ -280,7 +201,7 @@ async fn approvers_review_and_answer_in_the_browser() {
     // dave may read Decisions but not answer them: the page says why, in the admission
     // policy's words, and nothing is recorded. He may not read the audit log either, and
     // the page says that too and works otherwise.
-    let dave = ReviewPage::start("dave", n);
+    let dave = ReviewPage::start("dave", n, n);
     browser.open(&dave.url).await;
     let link = format!(r##"#decisions a[href="#/{n}/deploy-web"]"##);
     browser
@@ -339,7 +260,7 @@ async fn approvers_review_and_answer_in_the_browser() {
     // Where dave holds no role at all, the page shows the API server's refusal instead of
     // a list.
     let elsewhere = TestNamespace::new("ui-no-role").await;
-    let nowhere = ReviewPage::start("dave", &elsewhere.name);
+    let nowhere = ReviewPage::start("dave", &elsewhere.name, &elsewhere.name);
     browser.open(&nowhere.url).await;
     let refusal = browser
         .wait_text("#watch", "the refusal to list Decisions", |t| {

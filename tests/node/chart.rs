@@ -160,3 +160,111 @@ fn the_operator_image_is_laid_out_as_the_dockerfile_says() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_review_page_reads_the_audit_trail_through_the_operators_service() {
+    let ns = NodeNamespace::new("node-ui").await;
+    let n = ns.name.as_str();
+    let log = node_volume(n);
+    let step = serde_json::json!({"name": "only", "template": crate::plans::on_node("only", "echo done > /dev/termination-log", &log)});
+    apply(n, AUTO_APPROVE_SHIPPING).success();
+    apply(n, &crate::plans::plan("one", "None", vec![step])).success();
+    apply(n, &crate::plans::ship("v6", "one", serde_json::json!({}))).success();
+    let api: Api<decision_gate::api::Decision> = Api::namespaced(admin().await, n);
+    crate::plans::reaches_on_node(&api, "v6", decision_gate::api::DecisionPhase::Succeeded).await;
+
+    // carol reads this namespace's entries, through the operator's namespace.
+    bind_role(n, "decision-gate-auditor", "User", &["carol"]);
+    bind_role(
+        RELEASE_NAMESPACE,
+        "decision-gate-auditor",
+        "User",
+        &["carol"],
+    );
+    wait_can_read_audit("carol", n).await;
+    wait_can_read_audit("carol", RELEASE_NAMESPACE).await;
+    // The page's default way to the log: the Service of the release in decision-gate-system.
+    let page = ReviewPage::start("carol", n, RELEASE_NAMESPACE);
+    let response = reqwest::Client::new()
+        .get(format!("{}/api/decisions/{n}/v6/audit", page.origin()))
+        .header("Cookie", page.cookie())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body = response.text().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let view: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(view["unavailable"].is_null(), "{view}");
+    let events: Vec<&str> = view["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    for event in [
+        "decision_requested",
+        "auto_approved",
+        "step_executed",
+        "execution_completed",
+    ] {
+        assert!(
+            events.contains(&event),
+            "no {event} in the page's audit trail: {events:?}"
+        );
+    }
+}
+
+/// The host's processes whose command line is exactly `argv`.
+fn processes(argv: &[&str]) -> Vec<u32> {
+    let want: Vec<u8> = argv.iter().flat_map(|a| a.bytes().chain([0])).collect();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == want))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_operator_runs_as_65532_on_a_read_only_root_and_owns_its_log_on_the_claim() {
+    installed().await;
+    let pod = operator_pod().await;
+    let args: Vec<String> = pod.spec.as_ref().unwrap().containers[0]
+        .args
+        .clone()
+        .unwrap();
+    let mut argv = vec!["/usr/local/bin/decision-gate"];
+    argv.extend(args.iter().map(String::as_str));
+    // The operator's own process, as the node's kernel sees it.
+    let found = processes(&argv);
+    let [pid] = found.as_slice() else {
+        panic!("not exactly one operator process runs {argv:?}: {found:?}");
+    };
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let ids = |key: &str| -> Vec<String> {
+        let line = status.lines().find(|l| l.starts_with(key)).unwrap();
+        line.split_whitespace().skip(1).map(str::to_owned).collect()
+    };
+    assert!(ids("Uid:").iter().all(|id| id == "65532"), "{status}");
+    assert!(ids("Gid:").iter().all(|id| id == "65532"), "{status}");
+    let mounts = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
+    let root = mounts
+        .lines()
+        .find(|l| l.split_whitespace().nth(4) == Some("/"))
+        .unwrap();
+    assert!(
+        root.split_whitespace()
+            .nth(5)
+            .unwrap()
+            .split(',')
+            .any(|o| o == "ro"),
+        "the root filesystem is writable: {root}"
+    );
+    // The log on the node's volume: the operator's file, in a directory fsGroup made its
+    // group's.
+    use std::os::unix::fs::MetadataExt;
+    let dir = node_volume("decision-gate-audit");
+    let log = std::fs::metadata(dir.join("audit.jsonl")).unwrap();
+    assert_eq!((log.uid(), log.gid()), (65532, 65532));
+    assert_eq!(std::fs::metadata(&dir).unwrap().gid(), 65532);
+}

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::ListParams;
 use tokio::sync::OnceCell;
@@ -173,15 +173,7 @@ impl NodeNamespace {
     pub async fn new(prefix: &str) -> Self {
         installed().await;
         let name = unique_name(prefix);
-        kubectl_admin(&["create", "namespace", &name]).success();
-        let accounts: Api<ServiceAccount> = Api::namespaced(admin().await, &name);
-        wait_for(
-            &accounts,
-            "default",
-            "created",
-            |sa: Option<&ServiceAccount>| sa.is_some(),
-        )
-        .await;
+        create_namespace(&name).await;
         NodeNamespace { name }
     }
 }

@@ -7,6 +7,7 @@
 #[path = "../e2e/support/mod.rs"]
 mod support;
 
+mod agents;
 mod chart;
 mod install;
 mod plans;

@@ -12,13 +12,40 @@ use crate::install::*;
 use crate::plans::*;
 use crate::support::*;
 
-/// carol reads the whole audit log (the auditor role, cluster-wide), as the README binds it.
-pub fn carol_audits() {
+/// A kubeconfig of a ServiceAccount of `namespace` that may read the whole audit log (the
+/// auditor role, cluster-wide, bound until the returned guard is dropped).
+pub fn auditor(namespace: &str) -> (std::path::PathBuf, Unbound) {
     apply(
-        "default",
-        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: carol-audits}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: decision-gate-auditor}\nsubjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: carol}]\n",
+        namespace,
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: auditor}\n",
     )
     .success();
+    let binding = format!("{namespace}-auditor");
+    apply(
+        namespace,
+        &format!(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {{name: {binding}}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: decision-gate-auditor}}\nsubjects: [{{kind: ServiceAccount, name: auditor, namespace: {namespace}}}]\n"
+        ),
+    )
+    .success();
+    (
+        service_account_kubeconfig(namespace, "auditor"),
+        Unbound(binding),
+    )
+}
+
+/// Deletes a ClusterRoleBinding when dropped.
+pub struct Unbound(String);
+
+impl Drop for Unbound {
+    fn drop(&mut self) {
+        let _ = kubectl_admin(&[
+            "delete",
+            "clusterrolebinding",
+            &self.0,
+            "--ignore-not-found",
+        ]);
+    }
 }
 
 #[tokio::test]
@@ -104,16 +131,22 @@ async fn the_operator_pod_deleted_mid_plan_is_replaced_and_every_step_runs_once(
     );
 
     // Through the operator's Service: the history of this Decision, and the whole log.
-    carol_audits();
-    wait_can_read_audit("carol", &ns.name).await;
+    let (kubeconfig, _bound) = auditor(&ns.name);
+    let account = format!("system:serviceaccount:{}:auditor", ns.name);
+    wait_can(
+        &account,
+        RELEASE_NAMESPACE,
+        &["get", "decisions.decisiongate.io", "--subresource", "audit"],
+    )
+    .await;
     let who = format!("{}/v5", ns.name);
-    let history = plugin("carol", &["history", "--decision", &who]).success();
+    let history = plugin_with(&kubeconfig, &["history", "--decision", &who]).success();
     for seen in ["step_started", "step_executed", "execution_completed"] {
         assert!(history.contains(seen), "history has no {seen}: {history}");
     }
     let export = repo_root().join(format!("target/e2e-logs/{}-audit.jsonl", ns.name));
-    plugin(
-        "carol",
+    plugin_with(
+        &kubeconfig,
         &["audit", "export", "-o", export.to_str().unwrap()],
     )
     .success();
@@ -145,7 +178,7 @@ async fn the_operator_pod_deleted_mid_plan_is_replaced_and_every_step_runs_once(
     );
     // One chain across both pods: the operator checks it, and so does the CLI on the copy
     // and on the claim's own file on the node.
-    plugin("carol", &["audit", "verify"]).success();
+    plugin_with(&kubeconfig, &["audit", "verify"]).success();
     decision_gate(&["audit", "verify", export.to_str().unwrap()]).success();
     let on_claim = node_volume("decision-gate-audit").join("audit.jsonl");
     decision_gate(&["audit", "verify", on_claim.to_str().unwrap()]).success();

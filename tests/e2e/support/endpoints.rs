@@ -74,8 +74,16 @@ pub async fn serve_http<F>(answer: F) -> u16
 where
     F: Fn(&str, &str) -> (&'static str, Option<serde_json::Value>) + Send + Sync + 'static,
 {
+    serve_http_on("127.0.0.1", answer).await
+}
+
+/// [`serve_http`] on a free port of the address `ip` (one of this host's).
+pub async fn serve_http_on<F>(ip: &str, answer: F) -> u16
+where
+    F: Fn(&str, &str) -> (&'static str, Option<serde_json::Value>) + Send + Sync + 'static,
+{
     use tokio::io::AsyncWriteExt;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let answer = std::sync::Arc::new(answer);
     tokio::spawn(async move {
@@ -104,4 +112,38 @@ where
 /// The path a request's head asks for.
 pub fn request_path(head: &str) -> String {
     head.split_whitespace().nth(1).unwrap_or("/").to_owned()
+}
+
+/// A real SMTP server (mailin) that keeps every message it accepts.
+#[derive(Clone, Default)]
+pub struct Mailbox {
+    current: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    pub messages: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl mailin_embedded::Handler for Mailbox {
+    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.current.lock().unwrap().extend_from_slice(buf);
+        Ok(())
+    }
+
+    fn data_end(&mut self) -> mailin_embedded::Response {
+        let message = String::from_utf8_lossy(&std::mem::take(&mut *self.current.lock().unwrap()))
+            .into_owned();
+        self.messages.lock().unwrap().push(message);
+        mailin_embedded::response::OK
+    }
+}
+
+/// Starts an SMTP server on a free port of the address `ip`: its mailbox and port.
+pub fn start_smtp(ip: &str) -> (Mailbox, u16) {
+    let listener = std::net::TcpListener::bind((ip, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mailbox = Mailbox::default();
+    let mut server = mailin_embedded::Server::new(mailbox.clone());
+    server.with_name("smtp.test").with_tcp_listener(listener);
+    std::thread::spawn(move || {
+        let _ = server.serve();
+    });
+    (mailbox, port)
 }

@@ -149,10 +149,14 @@ fn annotate_args<'a>(namespace: &'a str, decision: &'a str, pairs: &[&'a str]) -
 
 /// Runs the `kubectl decision` plugin as one of the test users.
 pub fn plugin(user: &str, args: &[&str]) -> Kubectl {
-    let kubeconfig = user_kubeconfig(user);
+    plugin_with(&user_kubeconfig(user), args)
+}
+
+/// `kubectl decision` with a kubeconfig of its own (a ServiceAccount's, say).
+pub fn plugin_with(kubeconfig: &Path, args: &[&str]) -> Kubectl {
     ran(Command::new(env!("CARGO_BIN_EXE_kubectl-decision"))
         .arg("--kubeconfig")
-        .arg(&kubeconfig)
+        .arg(kubeconfig)
         .args(args))
 }
 

@@ -6,6 +6,7 @@ mod endpoints;
 mod kubectl;
 mod namespaces;
 mod operator;
+mod review_page;
 mod wait;
 mod walkthrough;
 
@@ -19,6 +20,9 @@ pub use self::endpoints::*;
 pub use self::kubectl::*;
 pub use self::namespaces::*;
 pub use self::operator::*;
+// Only the suites that open the review page use it.
+#[allow(unused_imports)]
+pub use self::review_page::*;
 pub use self::wait::*;
 // Only the suites that follow a README section use it.
 #[allow(unused_imports)]

@@ -186,18 +186,23 @@ impl TestNamespace {
     /// Creates the namespace `name` (see [`unique_name`]).
     pub async fn create(name: String) -> Self {
         ensure_crds().await;
-        kubectl_admin(&["create", "namespace", &name]).success();
-        // The controller manager creates the default ServiceAccount that pods need.
-        let accounts: Api<ServiceAccount> = Api::namespaced(admin().await, &name);
-        wait_for(
-            &accounts,
-            "default",
-            "created",
-            |sa: Option<&ServiceAccount>| sa.is_some(),
-        )
-        .await;
+        create_namespace(&name).await;
         TestNamespace { name }
     }
+}
+
+/// Creates the namespace `name`, and waits for the default ServiceAccount that pods need
+/// (the controller manager creates it).
+pub async fn create_namespace(name: &str) {
+    kubectl_admin(&["create", "namespace", name]).success();
+    let accounts: Api<ServiceAccount> = Api::namespaced(admin().await, name);
+    wait_for(
+        &accounts,
+        "default",
+        "created",
+        |sa: Option<&ServiceAccount>| sa.is_some(),
+    )
+    .await;
 }
 
 impl Drop for TestNamespace {
