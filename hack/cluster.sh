@@ -31,7 +31,7 @@ binary_of() {
 
 # runs BINARY PID: process PID is alive and is BINARY started for this cluster: its argv[0]
 # is BINARY, /proc/PID/exe is BINARY's file, and one of its arguments lies in this cluster's
-# directory. Any other process, such as a `tail -f` of a log here, a reused pid, a zombie or
+# directory (or the real node's runtime directory, which containerd's shims name). Any other process, such as a `tail -f` of a log here, a reused pid, a zombie or
 # the same component of another cluster, fails the check.
 runs() {
   local binary=$1 pid=$2 arg exe args=()
@@ -39,7 +39,7 @@ runs() {
   mapfile -d '' -t args 2>/dev/null <"/proc/$pid/cmdline" || return 1
   [ "${args[0]:-}" = "$binary" ] || return 1
   for arg in "${args[@]:1}"; do
-    if [[ $arg == "$CLUSTER_DIR"/* ]]; then
+    if [[ $arg == "$CLUSTER_DIR"/* || $arg == "$NODE_RUN"/* ]]; then
       # The same file, or the file at that path before it was replaced.
       [ "/proc/$pid/exe" -ef "$binary" ] && return 0
       exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
@@ -406,7 +406,7 @@ case "${1:-}" in
   up) up ;;
   down) down ;;
   status) status ;;
-  reset) down; rm -rf "$CLUSTER_DIR" ;;
+  reset) down; node_forget; rm -rf "$CLUSTER_DIR" ;;
   residue) node_residue ;;
   restart) restart "${2:?which component}" ;;
   *) die "usage: $0 up|down|status|reset|residue|restart COMPONENT" ;;

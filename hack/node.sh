@@ -9,7 +9,14 @@
 #   tolerations: [{key: decisiongate.io/real-node, operator: Exists, effect: NoSchedule}]
 # Every other pod goes to the kwok nodes.
 
+# The node's configuration, its volumes and what down must put back live with the cluster;
+# what the kubelet and containerd keep (mounts, sockets, images) lives under short paths of
+# their own, keyed by the cluster's directory: a unix socket's path has at most 107
+# characters, and the kubelet's sockets are deep in its directory.
 NODE_DIR=$CLUSTER_DIR/node
+NODE_ID=$(printf '%s' "$CLUSTER_DIR" | cksum | cut -d' ' -f1)
+NODE_STATE=/var/lib/decision-gate/$NODE_ID
+NODE_RUN=/run/decision-gate/$NODE_ID
 NODE_NAME=${DECISION_GATE_NODE_NAME:-real-node}
 NODE_LABEL=decisiongate.io/node=real
 NODE_TAINT=decisiongate.io/real-node
@@ -25,7 +32,7 @@ KUBELET_HEALTHZ_PORT=${DECISION_GATE_KUBELET_HEALTHZ_PORT:-20248}
 KUBE_PROXY_HEALTHZ_PORT=${DECISION_GATE_KUBE_PROXY_HEALTHZ_PORT:-20256}
 KUBE_PROXY_METRICS_PORT=${DECISION_GATE_KUBE_PROXY_METRICS_PORT:-20249}
 SANDBOX_IMAGE=$REGISTRY/decision-gate/pause:1.0
-CONTAINERD_SOCKET=$NODE_DIR/containerd.sock
+CONTAINERD_SOCKET=$NODE_RUN/containerd.sock
 CNI_BIN_DIR=/usr/lib/cni
 NODE_COMPONENTS=(registry containerd kubelet kube-proxy apiserver-relay coredns)
 
@@ -111,8 +118,8 @@ TOML
   # else under the node's directory, so that down can find and remove all of it.
   cat >"$conf/containerd.toml" <<TOML
 version = 3
-root = "$NODE_DIR/containerd/root"
-state = "$NODE_DIR/containerd/state"
+root = "$NODE_STATE/containerd"
+state = "$NODE_RUN/containerd"
 
 [grpc]
   address = "$CONTAINERD_SOCKET"
@@ -139,7 +146,7 @@ state = "$NODE_DIR/containerd/state"
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
         BinaryName = "$RUNC_BIN/runc"
-        Root = "$NODE_DIR/runc"
+        Root = "$NODE_RUN/runc"
         SystemdCgroup = false
   [plugins."io.containerd.cri.v1.runtime".cni]
     bin_dirs = ["$CNI_BIN_DIR"]
@@ -162,7 +169,7 @@ TOML
       "ipam": {
         "type": "host-local",
         "ranges": [[{"subnet": "$POD_CIDR", "gateway": "$NODE_IP"}]],
-        "dataDir": "$NODE_DIR/ipam"
+        "dataDir": "$NODE_STATE/ipam"
       }
     }
   ]
@@ -192,7 +199,7 @@ authentication:
 authorization: {mode: Webhook}
 clusterDomain: cluster.local
 clusterDNS: [$NODE_IP]
-podLogsDir: $NODE_DIR/pod-logs
+podLogsDir: $NODE_STATE/pod-logs
 registerWithTaints:
 - {key: $NODE_TAINT, effect: NoSchedule}
 # A build machine's disk is often fuller than a node's: evict only when it is nearly full.
@@ -287,7 +294,7 @@ node_up() {
   [ -x "$CNI_BIN_DIR/bridge" ] || die "the CNI plugins are missing from $CNI_BIN_DIR (apt-get install containernetworking-plugins)"
   command -v iptables-restore >/dev/null || die "kube-proxy needs iptables (apt-get install iptables)"
   "$REPO_ROOT/hack/build-tools.sh" node
-  mkdir -p "$NODE_DIR" "$LOGS"
+  mkdir -p "$NODE_DIR" "$NODE_STATE" "$NODE_RUN" "$LOGS"
   ensure_node_pki
   local c
   for c in "kubelet-$NODE_NAME" kube-proxy coredns; do kubeconfig "$CLUSTER_DIR/components/$c.kubeconfig" "$c"; done
@@ -308,7 +315,7 @@ node_up() {
   if ! is_running kubelet; then
     start kubelet --config "$NODE_DIR/config/kubelet.yaml" \
       --kubeconfig "$CLUSTER_DIR/components/kubelet-$NODE_NAME.kubeconfig" \
-      --root-dir "$NODE_DIR/kubelet" --hostname-override "$NODE_NAME" --node-ip "$NODE_IP" \
+      --root-dir "$NODE_STATE/kubelet" --hostname-override "$NODE_NAME" --node-ip "$NODE_IP" \
       --node-labels "$NODE_LABEL,type=real"
   fi
   is_running kube-proxy || start kube-proxy --config "$NODE_DIR/config/kube-proxy.yaml"
@@ -344,16 +351,16 @@ node_sweep() {
   done
   [ "$(id -u)" = 0 ] || return 0
   # Containers whose shim is gone still run under runc.
-  if [ -d "$NODE_DIR/runc" ] && [ -x "$RUNC_BIN/runc" ]; then
-    for dir in "$NODE_DIR"/runc/*/; do
+  if [ -d "$NODE_RUN/runc" ] && [ -x "$RUNC_BIN/runc" ]; then
+    for dir in "$NODE_RUN"/runc/*/; do
       [ -d "$dir" ] || continue
       for id in $("$RUNC_BIN/runc" --root "$dir" list -q 2>/dev/null); do
         "$RUNC_BIN/runc" --root "$dir" delete --force "$id" >/dev/null 2>&1 || true
       done
     done
   fi
-  # Mounts under the node's directory, deepest first.
-  awk -v dir="$NODE_DIR/" 'index($5, dir) == 1 {print $5}' /proc/self/mountinfo | sort -r | while read -r mountpoint; do
+  # Mounts under the node's directories, deepest first.
+  node_mounts | sort -r | while read -r mountpoint; do
     umount "$mountpoint" 2>/dev/null || umount -l "$mountpoint" 2>/dev/null || true
   done
   # The pods' interfaces, then the bridge.
@@ -378,12 +385,24 @@ node_sweep() {
   done
   # The kubelet's cgroups, deepest first, once nothing runs in them.
   find /sys/fs/cgroup/*/kubepods -depth -type d -exec rmdir {} \; 2>/dev/null || true
-  rm -rf "$NODE_DIR/ipam"
+  rm -rf "$NODE_STATE/ipam" "$NODE_RUN"
   if [ -f "$NODE_DIR/sysctl.before" ]; then
     local key value
     while IFS== read -r key value; do echo "$value" >"/proc/sys/${key//.//}" || true; done <"$NODE_DIR/sysctl.before"
     rm -f "$NODE_DIR/sysctl.before"
   fi
+}
+
+# The mount points under the node's directories.
+node_mounts() {
+  awk -v a="$NODE_DIR/" -v b="$NODE_STATE/" -v c="$NODE_RUN/" \
+    'index($5, a) == 1 || index($5, b) == 1 || index($5, c) == 1 {print $5}' /proc/self/mountinfo
+}
+
+# Forgets the node's state (images, the kubelet's directory) once it is down.
+node_forget() {
+  [ -z "$(node_mounts)" ] || die "the node's directories still have mounts: $(node_mounts | head -n 3)"
+  rm -rf "$NODE_STATE" "$NODE_RUN"
 }
 
 # Lines of an iptables-save dump that belong to the node: its chains and the rules in them
@@ -399,7 +418,7 @@ iptables_residue() {
 
 # Prints what the node left behind (nothing when down cleaned up), one line each.
 node_residue() {
-  awk -v dir="$NODE_DIR/" 'index($5, dir) == 1 {print "mount " $5}' /proc/self/mountinfo
+  node_mounts | sed 's/^/mount /'
   ip -o link show 2>/dev/null | awk -F': ' -v br="$NODE_BRIDGE" '$2 == br || $0 ~ ("master " br " ") {print "interface " $2}'
   iptables_residue
   ls -d /sys/fs/cgroup/*/kubepods 2>/dev/null | sed 's/^/cgroup /' || true
