@@ -85,7 +85,7 @@ ensure_node_network() {
   ip link set "$NODE_BRIDGE" up
   local key file
   if [ ! -f "$NODE_DIR/sysctl.before" ]; then
-    for key in "${NODE_SYSCTLS[@]}"; do printf '%s=%s\n' "$key" "$(sysctl -n "$key")"; done >"$NODE_DIR/sysctl.before"
+    for key in "${NODE_SYSCTLS[@]}"; do printf '%s=%s\n' "$key" "$(cat "/proc/sys/${key//.//}")"; done >"$NODE_DIR/sysctl.before"
   fi
   for key in "${NODE_SYSCTLS[@]}"; do
     file=/proc/sys/${key//.//}
