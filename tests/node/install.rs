@@ -60,11 +60,12 @@ pub async fn installed() {
             let ready = node.get(NODE).await.unwrap_or_else(|e| {
                 panic!("no node {NODE} ({e}): the real node runs only as root (hack/node.sh)")
             });
-            assert!(
-                format!("{:?}", ready.status).contains("KubeletReady"),
-                "the node {NODE} is not Ready: {:?}",
-                ready.status
-            );
+            let is_ready = ready
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+            assert!(is_ready, "the node {NODE} is not Ready: {:?}", ready.status);
             let audit = node_volume("decision-gate-audit");
             apply(
                 "default",
