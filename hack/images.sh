@@ -95,8 +95,13 @@ busybox_root() {
 # packages are downloaded once into the cache.
 python_image() {
   local version debs root deb
-  version=$(apt-cache policy python3.11-minimal | awk '/Candidate:/ {print $2}')
-  [ -n "$version" ] && [ "$version" != "(none)" ] || die "apt knows no python3.11-minimal: run apt-get update"
+  candidate() { apt-cache policy python3.11-minimal | awk '/Candidate:/ && $2 != "(none)" {print $2}'; }
+  version=$(candidate)
+  if [ -z "$version" ] && [ "$(id -u)" = 0 ]; then
+    log "apt knows no python3.11-minimal yet: apt-get update"
+    apt-get update -qq && version=$(candidate)
+  fi
+  [ -n "$version" ] || die "apt knows no python3.11-minimal: run apt-get update"
   debs=$CACHE_DIR/debs/python-$version
   if [ ! -f "$debs/done" ]; then
     log "downloading Debian's Python $version and what it needs"
