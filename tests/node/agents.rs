@@ -52,15 +52,6 @@ fn example_steps() -> Vec<(String, Value)> {
     steps
 }
 
-/// A cluster-wide object that goes when the test ends, as its namespace does.
-struct Deleted(String);
-
-impl Drop for Deleted {
-    fn drop(&mut self) {
-        let _ = kubectl_admin(&["delete", &self.0, "--ignore-not-found", "--wait=false"]);
-    }
-}
-
 /// The node's address, where the receivers listen and its pods reach them.
 async fn node_ip() -> String {
     let nodes: Api<Node> = Api::all(admin().await);

@@ -184,3 +184,12 @@ impl Drop for NodeNamespace {
         let _ = kubectl_admin(&["delete", "namespace", &self.name, "--wait=false"]);
     }
 }
+
+/// A cluster-wide object that goes when the test ends, as its namespace does.
+pub struct Deleted(pub String);
+
+impl Drop for Deleted {
+    fn drop(&mut self) {
+        let _ = kubectl_admin(&["delete", &self.0, "--ignore-not-found", "--wait=false"]);
+    }
+}

@@ -14,7 +14,7 @@ use crate::support::*;
 
 /// A kubeconfig of a ServiceAccount of `namespace` that may read the whole audit log (the
 /// auditor role, cluster-wide, bound until the returned guard is dropped).
-pub fn auditor(namespace: &str) -> (std::path::PathBuf, Unbound) {
+pub fn auditor(namespace: &str) -> (std::path::PathBuf, Deleted) {
     apply(
         namespace,
         "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: auditor}\n",
@@ -30,22 +30,8 @@ pub fn auditor(namespace: &str) -> (std::path::PathBuf, Unbound) {
     .success();
     (
         service_account_kubeconfig(namespace, "auditor"),
-        Unbound(binding),
+        Deleted(format!("clusterrolebinding/{binding}")),
     )
-}
-
-/// Deletes a ClusterRoleBinding when dropped.
-pub struct Unbound(String);
-
-impl Drop for Unbound {
-    fn drop(&mut self) {
-        let _ = kubectl_admin(&[
-            "delete",
-            "clusterrolebinding",
-            &self.0,
-            "--ignore-not-found",
-        ]);
-    }
 }
 
 #[tokio::test]
