@@ -164,6 +164,33 @@ build_argocd_health() {
     go build -C "$dir" -trimpath -ldflags "-s -w" -o "$ARGOCD_HEALTH_BIN/argocd-health" .
 }
 
+# Argo CD's application controller and repo server (hack/argocd), with the manifests of the
+# same release that hack/argocd.sh applies. The module as published does not build:
+# controller/cache calls settings.ValidateExternalURL, which its util/settings does not
+# export. The build uses a copy of the module with one file added that exports it
+# (hack/argocd/overlay; go build -overlay may not touch the module cache).
+build_argocd() {
+  local dir=$REPO_ROOT/hack/argocd module work=$CACHE_DIR/build/argocd-$ARGOCD_VERSION
+  [ -x "$ARGOCD_BIN/argocd" ] && [ -d "$ARGOCD_BIN/manifests" ] && return 0
+  grep -q "github.com/argoproj/argo-cd/v3 $ARGOCD_VERSION\$" "$dir/go.mod" ||
+    die "hack/argocd/go.mod does not require Argo CD $ARGOCD_VERSION (hack/versions.env)"
+  module=$(go -C "$dir" mod download -json "github.com/argoproj/argo-cd/v3@$ARGOCD_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  [ -d "$module" ] || die "cannot download Argo CD $ARGOCD_VERSION from the module proxy"
+  rm -rf "$work" && mkdir -p "$work/argo-cd" "$ARGOCD_BIN"
+  cp "$dir/go.mod" "$dir/go.sum" "$dir/main.go" "$work/"
+  tar -C "$module" --exclude=./ui --exclude=./docs --exclude=./test --exclude=./hack -cf - . | tar -C "$work/argo-cd" -xf -
+  chmod -R u+w "$work/argo-cd"
+  cp "$dir/overlay/external_url.go" "$work/argo-cd/util/settings/"
+  go -C "$work" mod edit -replace "github.com/argoproj/argo-cd/v3=./argo-cd"
+  with_progress "building Argo CD $ARGOCD_VERSION's application controller and repo server" "$CACHE_DIR/logs/argocd-build.log" \
+    go build -C "$work" -trimpath -ldflags "-s -w -X github.com/argoproj/argo-cd/v3/common.version=${ARGOCD_VERSION#v}" -o "$ARGOCD_BIN/argocd.new" .
+  rm -rf "$ARGOCD_BIN/manifests" && mkdir -p "$ARGOCD_BIN/manifests/crds" "$ARGOCD_BIN/manifests/rbac"
+  cp "$module/manifests/crds/application-crd.yaml" "$module/manifests/crds/appproject-crd.yaml" "$ARGOCD_BIN/manifests/crds/"
+  cp "$module"/manifests/cluster-rbac/application-controller/argocd-application-controller-cluster*.yaml "$ARGOCD_BIN/manifests/rbac/"
+  mv "$ARGOCD_BIN/argocd.new" "$ARGOCD_BIN/argocd"
+  rm -rf "$work"
+}
+
 # The real node's runtime: containerd, its runc shim and ctr (pure Go), and runc itself,
 # which needs cgo and libseccomp (Debian's libseccomp-dev and pkg-config) for the seccomp
 # profiles pods ask for.
@@ -193,7 +220,9 @@ case "${1:-cluster}" in
   cluster) locked etcd build_etcd; locked kwok build_kwok; locked kubernetes build_kubernetes ;;
   node) locked kubernetes build_kubernetes; node_tools ;;
   helm) locked helm build_helm ;;
+  argocd) locked helm build_helm; locked argocd build_argocd ;;
   all) locked etcd build_etcd; locked kwok build_kwok; locked kubernetes build_kubernetes; locked helm build_helm
-    locked kubeconform build_kubeconform; locked argocd-health build_argocd_health; node_tools ;;
-  *) die "usage: $0 [cluster|node|helm|all]" ;;
+    locked kubeconform build_kubeconform; locked argocd-health build_argocd_health
+    locked argocd build_argocd; node_tools ;;
+  *) die "usage: $0 [cluster|node|helm|argocd|all]" ;;
 esac

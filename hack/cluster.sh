@@ -10,6 +10,7 @@
 #   hack/cluster.sh status   what runs, and the API server's version and nodes
 #   hack/cluster.sh reset    down, then forget all state (certificates, etcd data)
 #   hack/cluster.sh restart COMPONENT   stop one component and start it again
+#   hack/cluster.sh argocd up|down|status   Argo CD beside it (hack/argocd.sh)
 . "$(dirname "$0")/lib.sh"
 
 PKI=$CLUSTER_DIR/pki
@@ -25,20 +26,22 @@ binary_of() {
     etcd) echo "$ETCD_BIN/etcd" ;;
     kwok) echo "$KWOK_BIN/kwok" ;;
     kube-apiserver | kube-controller-manager | kube-scheduler) echo "$K8S_BIN/$1" ;;
+    argocd-* | git-daemon) argocd_binary_of "$1" ;;
     *) node_binary_of "$1" ;;
   esac
 }
 
 # runs BINARY PID: process PID is alive and is BINARY started for this cluster: its argv[0]
-# is BINARY, /proc/PID/exe is BINARY's file, and one of its arguments lies in this cluster's
-# directory (or the real node's runtime directory, which containerd's shims name). Any other process, such as a `tail -f` of a log here, a reused pid, a zombie or
-# the same component of another cluster, fails the check.
+# is BINARY, /proc/PID/exe is BINARY's file, and it or one of its arguments lies in this
+# cluster's directory (or the real node's runtime directory, which containerd's shims name).
+# Any other process, such as a `tail -f` of a log here, a reused pid, a zombie or the same
+# component of another cluster, fails the check.
 runs() {
   local binary=$1 pid=$2 arg exe args=()
   [[ $pid =~ ^[0-9]+$ ]] || return 1
   mapfile -d '' -t args 2>/dev/null <"/proc/$pid/cmdline" || return 1
   [ "${args[0]:-}" = "$binary" ] || return 1
-  for arg in "${args[@]:1}"; do
+  for arg in "${args[@]}"; do
     if [[ $arg == "$CLUSTER_DIR"/* || $arg == "$NODE_RUN"/* ]]; then
       # The same file, or the file at that path before it was replaced.
       [ "/proc/$pid/exe" -ef "$binary" ] && return 0
@@ -208,6 +211,8 @@ NETNS_IP=10.213.$subnet_octet.2
 
 # shellcheck source=node.sh
 . "$REPO_ROOT/hack/node.sh"
+# shellcheck source=argocd.sh
+. "$REPO_ROOT/hack/argocd.sh"
 
 ensure_operator_netns() {
   if [ "$(id -u)" != 0 ] || ! command -v ip >/dev/null; then
@@ -344,6 +349,7 @@ stop() {
 
 down() {
   local i name pid found
+  argocd_down
   node_down
   for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
     name=${COMPONENTS[$i]}
@@ -409,5 +415,12 @@ case "${1:-}" in
   reset) down; node_forget; rm -rf "$CLUSTER_DIR" ;;
   residue) node_residue ;;
   restart) restart "${2:?which component}" ;;
-  *) die "usage: $0 up|down|status|reset|residue|restart COMPONENT" ;;
+  argocd)
+    case "${2:-}" in
+      up) argocd_up ;;
+      down) argocd_down ;;
+      status) argocd_status ;;
+      *) die "usage: $0 argocd up|down|status" ;;
+    esac ;;
+  *) die "usage: $0 up|down|status|reset|residue|restart COMPONENT|argocd up|down|status" ;;
 esac

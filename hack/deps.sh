@@ -4,7 +4,7 @@
 . "$(dirname "$0")/lib.sh"
 
 missing=()
-for tool in openssl curl base64 setsid flock lua5.1 ip socat chromium chromedriver; do
+for tool in openssl curl base64 setsid flock lua5.1 ip socat chromium chromedriver redis-server git; do
   command -v "$tool" >/dev/null || missing+=("$tool")
 done
 # The real node (hack/node.sh), which runs as root: kube-proxy's iptables and conntrack, the
@@ -32,6 +32,8 @@ for tool in "${missing[@]}"; do
     socat) packages+=(socat) ;; # relays the API server's service proxy to a test operator
     chromium) packages+=(chromium) ;; # the browser test of the review page (kubectl decision ui)
     chromedriver) packages+=(chromium-driver) ;;
+    redis-server) packages+=(redis-server) ;; # Argo CD's cache (hack/argocd.sh)
+    git) packages+=(git) ;; # the repositories Argo CD syncs from, served by git daemon
     iptables) packages+=(iptables) ;;
     conntrack) packages+=(conntrack) ;;
     busybox) packages+=(busybox-static) ;;

@@ -13,6 +13,7 @@ mod confined;
 mod decisions;
 mod execution;
 mod followups;
+mod gitops;
 mod hook;
 mod kubeconform;
 mod limits;

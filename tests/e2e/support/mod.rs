@@ -1,6 +1,7 @@
 //! The harness of the end-to-end suite: the local control plane's kubeconfigs, kubectl,
 //! throw-away namespaces, the operator as a real process, and waits with deadlines.
 
+mod argocd;
 mod browser;
 mod endpoints;
 mod kubectl;
@@ -13,6 +14,9 @@ mod walkthrough;
 use std::path::PathBuf;
 use std::time::Duration;
 
+// Only the GitOps suite drives Argo CD.
+#[allow(unused_imports)]
+pub use self::argocd::*;
 // The cluster benchmark shares this harness and drives no browser.
 #[allow(unused_imports)]
 pub use self::browser::*;

@@ -1,0 +1,549 @@
+//! Argo CD syncs applications that hold Decisions: its real application controller and
+//! repo server (hack/argocd.sh), configured with the chart's health checks as
+//! charts/decision-gate/argocd/README.md says, syncing from git repositories on loopback.
+//! Every statement of that README is shown here.
+
+use decision_gate::api::{Decision, DecisionPhase};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, ServiceAccount};
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::{Api, ResourceExt};
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+/// An ExecutionPlan in sync wave -2, so that it is checked before the Decision that
+/// refers to it: one step that takes `delay`.
+fn plan(delay: &str) -> String {
+    format!(
+        r#"apiVersion: decisiongate.io/v1alpha1
+kind: ExecutionPlan
+metadata:
+  name: ship
+  annotations: {{argocd.argoproj.io/sync-wave: "-2"}}
+spec:
+  actionTypes: [deploy]
+  mode: Real
+  rollbackStrategy: None
+  steps:
+  - name: check
+    template:
+      metadata:
+        annotations: {{decisiongate.io/test-delay: {delay}, decisiongate.io/test-result: checked}}
+      spec:
+        restartPolicy: Never
+        containers: [{{name: check, image: busybox}}]
+"#
+    )
+}
+
+/// A Decision in sync wave -1 (the gate), with more of its spec in YAML flow style.
+fn gate(name: &str, description: &str, more: &str) -> String {
+    format!(
+        r#"apiVersion: decisiongate.io/v1alpha1
+kind: Decision
+metadata:
+  name: {name}
+  annotations: {{argocd.argoproj.io/sync-wave: "-1"}}
+spec: {{actionType: deploy, description: {description}, criticality: High{more}}}
+"#
+    )
+}
+
+/// What the gate guards, in wave 0.
+fn web(replicas: u32) -> String {
+    format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec: {{containers: [{{name: web, image: busybox}}]}}
+"#
+    )
+}
+
+/// A test's namespace (where its Decisions are answered by the approvers), its operator
+/// (allowed to run Real plans) and its git repository.
+async fn gated(prefix: &str) -> (TestNamespace, Operator, GitRepo) {
+    let ns = TestNamespace::new(prefix).await;
+    grant_answering(&ns.name);
+    let operator = Operator::start_allowing_real(&ns.name).await;
+    let repo = GitRepo::new(prefix);
+    (ns, operator, repo)
+}
+
+async fn deployment(namespace: &str) -> Option<Deployment> {
+    let api: Api<Deployment> = Api::namespaced(admin().await, namespace);
+    api.get_opt("web").await.unwrap()
+}
+
+fn waits_on(app: &Value, decision: &str) -> bool {
+    let (phase, message) = operation(app);
+    phase == "Running" && message.contains(&format!("decisiongate.io/Decision/{decision}"))
+}
+
+fn succeeded_synced_healthy(app: &Value) -> bool {
+    operation(app).0 == "Succeeded" && sync_and_health(app) == ("Synced", "Healthy")
+}
+
+/// The message of the sync's result for one resource.
+fn result_of<'a>(app: &'a Value, kind: &str, name: &str) -> &'a str {
+    app["status"]["operationState"]["syncResult"]["resources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["kind"] == kind && r["name"] == name)
+        .and_then(|r| r["message"].as_str())
+        .unwrap_or("")
+}
+
+#[tokio::test]
+async fn a_sync_waits_at_the_decision_and_applies_the_later_wave_once_approved_and_run() {
+    let (ns, _operator, repo) = gated("gitops-wait").await;
+    let n = ns.name.as_str();
+    repo.write("app/plan.yaml", &plan("4s"));
+    repo.write(
+        "app/gate.yaml",
+        &gate("ship-web-1", "Ship web 1", ", planRef: {name: ship}"),
+    );
+    repo.write("app/web.yaml", &web(1));
+    repo.commit("web 1, behind a Decision");
+    let app = Application::of_directory(&repo, "app", n, Value::Null).await;
+    app.sync().await;
+
+    // Applied, the Decision waits for people; the sync waits on it, wave 0 unapplied.
+    let decisions: Api<Decision> = Api::namespaced(admin().await, n);
+    reaches(&decisions, "ship-web-1", DecisionPhase::Pending).await;
+    // The application's health is its worst resource's: the Deployment that wave 0 has
+    // not created yet.
+    let waiting = app
+        .wait("waiting on the Decision, Missing", |a| {
+            waits_on(a, "ship-web-1") && sync_and_health(a) == ("OutOfSync", "Missing")
+        })
+        .await;
+    assert!(deployment(n).await.is_none(), "{:#}", waiting["status"]);
+    app.refresh().await;
+    assert!(waits_on(&app.get().await, "ship-web-1"));
+    assert!(deployment(n).await.is_none());
+
+    // Approved, its plan runs; the sync still waits, wave 0 still unapplied.
+    plugin(
+        "alice",
+        &["approve", "ship-web-1", "-n", n, "-r", "ship it"],
+    )
+    .success();
+    reaches(&decisions, "ship-web-1", DecisionPhase::Executing).await;
+    assert!(waits_on(&app.get().await, "ship-web-1"));
+    assert!(deployment(n).await.is_none());
+
+    // Once the plan succeeded, wave 0 applies and the application is Synced and Healthy.
+    reaches(&decisions, "ship-web-1", DecisionPhase::Succeeded).await;
+    let done = app
+        .wait("synced and healthy", succeeded_synced_healthy)
+        .await;
+    assert!(deployment(n).await.is_some(), "{:#}", done["status"]);
+}
+
+#[tokio::test]
+async fn a_rejection_or_an_expiry_fails_the_sync_naming_the_decision_before_the_later_wave() {
+    let (ns, _operator, repo) = gated("gitops-no").await;
+    let n = ns.name.as_str();
+    repo.write("app/gate.yaml", &gate("ship-web-1", "Ship web 1", ""));
+    repo.write("app/web.yaml", &web(1));
+    repo.commit("web 1, behind a Decision");
+    let app = Application::of_directory(&repo, "app", n, Value::Null).await;
+    app.sync().await;
+    app.wait("waiting on the Decision", |a| waits_on(a, "ship-web-1"))
+        .await;
+
+    plugin(
+        "bob",
+        &["reject", "ship-web-1", "-n", n, "-r", "not during the sale"],
+    )
+    .success();
+    let failed = app.wait("failed", |a| operation(a).0 == "Failed").await;
+    let message = result_of(&failed, "Decision", "ship-web-1");
+    assert!(
+        message.contains("not during the sale"),
+        "{:#}",
+        failed["status"]["operationState"]
+    );
+    assert_eq!(sync_and_health(&failed).1, "Degraded");
+    assert!(deployment(n).await.is_none());
+
+    // Nobody answers the next one: it expires, and that sync fails the same way.
+    repo.write(
+        "app/gate.yaml",
+        &gate("ship-web-2", "Ship web 1 again", ", expiresAfter: 5s"),
+    );
+    repo.commit("ask again, briefly");
+    app.refresh().await;
+    app.sync().await;
+    app.wait("waiting on the second Decision", |a| {
+        waits_on(a, "ship-web-2")
+    })
+    .await;
+    let decisions: Api<Decision> = Api::namespaced(admin().await, n);
+    reaches(&decisions, "ship-web-2", DecisionPhase::Expired).await;
+    let expired = app
+        .wait("failed again", |a| {
+            operation(a).0 == "Failed" && !result_of(a, "Decision", "ship-web-2").is_empty()
+        })
+        .await;
+    assert!(
+        result_of(&expired, "Decision", "ship-web-2").contains("xpired"),
+        "{:#}",
+        expired["status"]["operationState"]
+    );
+    assert!(deployment(n).await.is_none());
+}
+
+/// The example application (examples/gitops), as a user would install it: its Application
+/// pointed at this test's repository and namespace.
+async fn example_application(repo: &GitRepo, namespace: &str) -> Application {
+    let text =
+        std::fs::read_to_string(repo_root().join("examples/gitops/application.yaml")).unwrap();
+    let mut manifest: Value = yaml_serde::from_str(&text).unwrap();
+    manifest["metadata"]["name"] = json!(namespace);
+    manifest["spec"]["source"]["repoURL"] = json!(repo.url);
+    manifest["spec"]["destination"]["namespace"] = json!(namespace);
+    Application::create(manifest).await
+}
+
+async fn jobs_in(namespace: &str) -> Vec<String> {
+    let api: Api<Job> = Api::namespaced(admin().await, namespace);
+    let jobs = api.list(&ListParams::default()).await.unwrap().items;
+    jobs.iter().map(|j| j.name_any()).collect()
+}
+
+#[tokio::test]
+async fn self_heal_keeps_approvals_runs_each_plan_once_and_each_revision_asks_once() {
+    let (ns, _operator, repo) = gated("gitops-heal").await;
+    let n = ns.name.as_str();
+    repo.copy_dir(&repo_root().join("examples/gitops/web"), "web");
+    let first = repo.commit("web, behind a Decision per revision");
+    let app = example_application(&repo, n).await;
+
+    // Auto-sync starts on its own and waits on the revision's Decision.
+    let gate1 = format!("ship-web-{}", &first[..7]);
+    let decisions: Api<Decision> = Api::namespaced(admin().await, n);
+    reaches(&decisions, &gate1, DecisionPhase::Pending).await;
+    app.wait("waiting on the Decision", |a| waits_on(a, &gate1))
+        .await;
+    assert!(deployment(n).await.is_none());
+    plugin("alice", &["approve", &gate1, "-n", n, "-r", "reviewed"]).success();
+    reaches(&decisions, &gate1, DecisionPhase::Succeeded).await;
+    app.wait("synced and healthy", succeeded_synced_healthy)
+        .await;
+    let approved = decisions.get(&gate1).await.unwrap();
+    let jobs_before = jobs_in(n).await;
+    assert_eq!(jobs_before.len(), 1, "{jobs_before:?}");
+
+    // Someone scales the Deployment by hand; self-heal puts it back, syncing the whole
+    // application again: the Decision is applied again and nothing else happens to it.
+    let deployments: Api<Deployment> = Api::namespaced(admin().await, n);
+    deployments
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 5}})),
+        )
+        .await
+        .unwrap();
+    wait_for(
+        &deployments,
+        "web",
+        "healed to 2 replicas",
+        |d: Option<&Deployment>| {
+            d.and_then(|d| d.spec.as_ref()).and_then(|s| s.replicas) == Some(2)
+        },
+    )
+    .await;
+    app.refresh().await;
+    let healed = app
+        .wait(
+            "synced and healthy after self-heal",
+            succeeded_synced_healthy,
+        )
+        .await;
+    let after = decisions.get(&gate1).await.unwrap();
+    assert_eq!(after.uid(), approved.uid(), "{:#}", healed["status"]);
+    assert_eq!(
+        after.annotations().get("approved-by").map(String::as_str),
+        Some("alice")
+    );
+    assert_eq!(after.status, approved.status);
+    assert_eq!(jobs_in(n).await, jobs_before);
+    let started = |decision: &str| {
+        Operator::audited(n, "execution_started")
+            .iter()
+            .filter(|e| e["decision"]["name"] == decision)
+            .count()
+    };
+    assert_eq!(started(&gate1), 1);
+
+    // A new revision asks again, under its own name: the sync waits, the Deployment keeps
+    // its old spec, and the earlier Decision is pruned only once the sync completes.
+    repo.write(
+        "web/values.yaml",
+        &std::fs::read_to_string(repo_root().join("examples/gitops/web/values.yaml"))
+            .unwrap()
+            .replace("replicas: 2", "replicas: 3"),
+    );
+    let second = repo.commit("three replicas");
+    let gate2 = format!("ship-web-{}", &second[..7]);
+    app.refresh().await;
+    reaches(&decisions, &gate2, DecisionPhase::Pending).await;
+    // What runs is Healthy, the new Decision Suspended: the application shows Suspended.
+    app.wait("Suspended, waiting on the new Decision", |a| {
+        waits_on(a, &gate2) && sync_and_health(a) == ("OutOfSync", "Suspended")
+    })
+    .await;
+    let unchanged = deployments.get("web").await.unwrap();
+    assert_eq!(unchanged.spec.unwrap().replicas, Some(2));
+    assert!(decisions.get_opt(&gate1).await.unwrap().is_some());
+    plugin("alice", &["approve", &gate2, "-n", n, "-r", "reviewed"]).success();
+    reaches(&decisions, &gate2, DecisionPhase::Succeeded).await;
+    app.wait("synced and healthy at the new revision", |a| {
+        succeeded_synced_healthy(a) && a["status"]["sync"]["revision"] == second.as_str()
+    })
+    .await;
+    assert_eq!(
+        deployments.get("web").await.unwrap().spec.unwrap().replicas,
+        Some(3)
+    );
+    wait_gone(&decisions, &gate1).await;
+    assert_eq!(started(&gate1), 1);
+    assert_eq!(started(&gate2), 1);
+    // Pruning a Decision removes its Jobs; the new one ran its step once.
+    let jobs = jobs_in(n).await;
+    assert!(
+        jobs.len() == 1 && !jobs.contains(&jobs_before[0]),
+        "{jobs:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_changed_spec_fails_the_sync_and_a_presync_hook_asks_on_every_sync() {
+    let (ns, _operator, repo) = gated("gitops-change").await;
+    let n = ns.name.as_str();
+    repo.write("app/gate.yaml", &gate("ship-web", "Ship web 1", ""));
+    repo.write("app/web.yaml", &web(1));
+    repo.commit("web 1, behind a Decision");
+    let app = Application::of_directory(&repo, "app", n, Value::Null).await;
+    app.sync().await;
+    app.wait("waiting on the Decision", |a| waits_on(a, "ship-web"))
+        .await;
+    plugin("alice", &["approve", "ship-web", "-n", n]).success();
+    app.wait("synced and healthy", succeeded_synced_healthy)
+        .await;
+
+    // The same name with another spec: the API server refuses the change, and the sync
+    // fails saying why. The approved Decision stays as it was.
+    repo.write("app/gate.yaml", &gate("ship-web", "Ship web 2", ""));
+    repo.commit("web 2, same Decision");
+    app.refresh().await;
+    app.sync().await;
+    let refused = app.wait("failed", |a| operation(a).0 == "Failed").await;
+    assert!(
+        operation(&refused).1.contains("spec is immutable"),
+        "{:#}",
+        refused["status"]["operationState"]
+    );
+    assert_eq!(sync_and_health(&refused).0, "OutOfSync");
+    let decisions: Api<Decision> = Api::namespaced(admin().await, n);
+    let kept = decisions.get("ship-web").await.unwrap();
+    assert_eq!(kept.spec.description, "Ship web 1");
+    assert_eq!(phase(Some(&kept)), Some(DecisionPhase::Approved));
+
+    // generateName, outside a hook: Argo CD applies, and apply needs a name.
+    repo.write(
+        "app/gate.yaml",
+        &gate("ship-web", "Ship web 2", "")
+            .replace("  name: ship-web\n", "  generateName: ship-web-\n"),
+    );
+    repo.commit("web 2, a generated name");
+    app.refresh().await;
+    app.sync().await;
+    let unnamed = app
+        .wait("failed", |a| {
+            operation(a).0 == "Failed" && operation(a).1 != operation(&refused).1
+        })
+        .await;
+    assert!(
+        result_of(&unnamed, "Decision", "").contains("cannot use generate name with apply"),
+        "{:#}",
+        unnamed["status"]["operationState"]
+    );
+
+    // A PreSync hook with generateName: every sync creates a Decision of its own and
+    // waits for it, even a sync of the same revision again.
+    repo.write(
+        "app/gate.yaml",
+        "apiVersion: decisiongate.io/v1alpha1\nkind: Decision\nmetadata:\n  generateName: ship-web-\n  annotations: {argocd.argoproj.io/hook: PreSync}\nspec: {actionType: deploy, description: Ship web 2, criticality: High}\n",
+    );
+    repo.write("app/web.yaml", &web(2));
+    repo.commit("web 2, asked by a PreSync hook");
+    app.refresh().await;
+    for round in 1..=2 {
+        app.sync().await;
+        let hooked = app
+            .wait("waiting on a hook", |a| {
+                operation(a).0 == "Running"
+                    && operation(a)
+                        .1
+                        .contains("hook decisiongate.io/Decision/ship-web-")
+            })
+            .await;
+        let message = operation(&hooked).1;
+        let hook = message[message.find("decisiongate.io/Decision/").unwrap()..]
+            .trim_start_matches("decisiongate.io/Decision/")
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned();
+        reaches(&decisions, &hook, DecisionPhase::Pending).await;
+        if round == 1 {
+            assert_eq!(deployment(n).await.unwrap().spec.unwrap().replicas, Some(1));
+        }
+        plugin("alice", &["approve", &hook, "-n", n]).success();
+        app.wait("synced and healthy", |a| {
+            succeeded_synced_healthy(a)
+                && a["status"]["operationState"]["syncResult"]["resources"]
+                    .as_array()
+                    .is_some_and(|r| r.iter().any(|r| r["name"] == hook.as_str()))
+        })
+        .await;
+    }
+    assert_eq!(deployment(n).await.unwrap().spec.unwrap().replicas, Some(2));
+    let hooks = decisions
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|d| d.name_any().contains("-presync-"))
+        .count();
+    assert_eq!(hooks, 2);
+}
+
+#[tokio::test]
+async fn the_audit_claim_is_never_pruned_and_outlives_its_application() {
+    let ns = TestNamespace::new("gitops-audit").await;
+    let n = ns.name.as_str();
+    let repo = GitRepo::new("gitops-audit");
+    repo.copy_dir(&repo_root().join("charts/decision-gate"), "chart");
+    repo.commit("the chart");
+    // A second release of the chart, in the test's namespace: no operator pod, and none
+    // of what one release per cluster owns (CRDs, people's roles, admission policies).
+    let values = |persist: bool| {
+        json!({
+            "replicaCount": 0,
+            "image": {"repository": "localhost/decision-gate"},
+            "crds": {"install": false},
+            "userRoles": {"create": false},
+            "admission": {"enabled": false},
+            "audit": {"persistence": {"enabled": persist}},
+        })
+        .to_string()
+    };
+    let manifest = |persist: bool| {
+        json!({
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "Application",
+            "metadata": {
+                "name": n,
+                "finalizers": ["resources-finalizer.argocd.argoproj.io"],
+            },
+            "spec": {
+                "project": "default",
+                "source": {
+                    "repoURL": repo.url, "targetRevision": "main", "path": "chart",
+                    "helm": {"releaseName": "audited", "values": values(persist)},
+                },
+                "destination": {"server": "https://kubernetes.default.svc", "namespace": n},
+            }
+        })
+    };
+    let _cluster_wide = ClusterWideOfRelease("audited".into());
+    let app = Application::create(manifest(true)).await;
+    app.sync().await;
+    app.wait("synced", |a| {
+        operation(a).0 == "Succeeded" && sync_and_health(a).0 == "Synced"
+    })
+    .await;
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(admin().await, n);
+    let claim = "audited-decision-gate-audit";
+    let created = claims.get(claim).await.unwrap();
+
+    // The chart no longer renders the claim: a pruning sync leaves it.
+    let patch = json!({"spec": {"source": {"helm": {"values": values(false)}}}});
+    kubectl_admin(&[
+        "-n",
+        &ArgoCd::get().namespace,
+        "patch",
+        "application",
+        n,
+        "--type",
+        "merge",
+        "-p",
+        &patch.to_string(),
+    ])
+    .success();
+    app.refresh().await;
+    app.sync().await;
+    let pruned = app
+        .wait("synced without the claim", |a| {
+            operation(a).0 == "Succeeded"
+                && a["status"]["operationState"]["syncResult"]["source"]["helm"]["values"]
+                    == values(false).as_str()
+        })
+        .await;
+    assert!(
+        result_of(&pruned, "PersistentVolumeClaim", claim).contains("ignored (no prune)"),
+        "{:#}",
+        pruned["status"]["operationState"]
+    );
+    assert_eq!(claims.get(claim).await.unwrap().uid(), created.uid());
+
+    // Deleting the application deletes what it synced, but not the claim.
+    let accounts: Api<ServiceAccount> = Api::namespaced(admin().await, n);
+    assert!(
+        accounts
+            .get_opt("audited-decision-gate")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    app.delete().await;
+    assert!(
+        accounts
+            .get_opt("audited-decision-gate")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(claims.get(claim).await.unwrap().uid(), created.uid());
+}
+
+/// Deletes the cluster-wide objects of a release of the chart when a test ends, however
+/// it ends.
+struct ClusterWideOfRelease(String);
+
+impl Drop for ClusterWideOfRelease {
+    fn drop(&mut self) {
+        let selector = format!("app.kubernetes.io/instance={}", self.0);
+        let _ = kubectl_admin(&[
+            "delete",
+            "clusterrole,clusterrolebinding",
+            "-l",
+            &selector,
+            "--ignore-not-found",
+        ]);
+    }
+}
