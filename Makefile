@@ -2,7 +2,8 @@
 #
 #   make run    build what is missing, start the local control plane when no cluster is
 #               configured (KUBECONFIG unset), install the CRDs and the chart without an
-#               operator pod, run the operator as the chart's ServiceAccount (hack/run.sh)
+#               operator pod, run the operator as the chart's ServiceAccount (hack/run.sh);
+#               `make run ARGOCD=1` starts Argo CD beside the local control plane too
 #   make test   every test: lint, unit, end to end (against the local control plane,
 #               started and stopped here), chart checks
 
@@ -51,6 +52,14 @@ cluster-down: ## Stop every process of the local control plane
 cluster-status: ## Show what of the local control plane runs
 	@hack/cluster.sh status
 
+.PHONY: argocd-up
+argocd-up: deps ## Start Argo CD beside the local control plane (and the control plane, if need be)
+	@hack/cluster.sh argocd up
+
+.PHONY: argocd-down
+argocd-down: ## Stop Argo CD (make cluster-down stops it too)
+	@hack/cluster.sh argocd down
+
 .PHONY: cluster-reset
 cluster-reset: ## Stop the local control plane and forget its state
 	@hack/cluster.sh reset
@@ -69,8 +78,8 @@ uninstall: ## Remove the CRDs (and with them every Decision, policy and plan)
 	$(KUBECTL) delete --ignore-not-found -f crds/
 
 .PHONY: run
-run: deps ## Install the chart (no operator pod) and run the operator as its ServiceAccount, in the foreground
-	@$(if $(USE_LOCAL),env -u KUBECONFIG )hack/run.sh
+run: deps ## Install the chart (no operator pod) and run the operator as its ServiceAccount, in the foreground (ARGOCD=1: with Argo CD beside it)
+	@$(if $(USE_LOCAL),env -u KUBECONFIG )$(if $(filter 1 true,$(ARGOCD)),DECISION_GATE_ARGOCD=1 )hack/run.sh
 
 .PHONY: lint
 lint: ## Formatting and clippy with warnings as errors

@@ -19,6 +19,10 @@
 #      WITNESS_ADDR (the webhook through which the API server says who deletes a Decision).
 #      Ctrl-C stops it; running this again is safe.
 #
+# With DECISION_GATE_ARGOCD=1 (make run ARGOCD=1) and the local control plane, Argo CD runs
+# beside it (hack/argocd.sh), to watch a sync wait for approvers
+# (charts/decision-gate/argocd/README.md).
+#
 # Environment: HTTP_ADDR (default 127.0.0.1:8080), WITNESS_ADDR (default 127.0.0.1:9443),
 # RUST_LOG (default info),
 # DECISION_GATE_BIN, DECISION_GATE_TOKEN_DURATION (how long the tokens written under
@@ -61,6 +65,9 @@ fi
 
 if [ $on_local_cluster = 1 ]; then
   "$REPO_ROOT/hack/cluster.sh" up
+  if [ "${DECISION_GATE_ARGOCD:-0}" = 1 ]; then
+    "$REPO_ROOT/hack/cluster.sh" argocd up
+  fi
 else
   context=$(k config current-context 2>/dev/null) || die "KUBECONFIG=$KUBECONFIG has no current context"
   server=$(k config view --minify -o jsonpath='{.clusters[0].cluster.server}')

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Every test of the project, in the order that fails fastest: lint, unit tests, a short
 # fuzz run of the pure core, then the end-to-end suite against the local control plane
-# (started here when it is not already running, and stopped again at the end), then the
-# chart checks.
+# (started here when it is not already running, and stopped again at the end) with Argo CD
+# beside it, then the chart checks.
 . "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
 
@@ -21,6 +21,8 @@ hack/fuzz.sh "${FUZZ_SMOKE_SECONDS:-20}"
 
 use_local_cluster
 refuse_live_operator
+log "Argo CD beside the local control plane, for the GitOps tests"
+hack/cluster.sh argocd up
 DECISION_GATE_MCP_PYTHON=$(hack/python.sh)
 export DECISION_GATE_MCP_PYTHON
 

@@ -203,6 +203,30 @@ async fn a_rejection_or_an_expiry_fails_the_sync_naming_the_decision_before_the_
     assert!(deployment(n).await.is_none());
 }
 
+#[tokio::test]
+async fn a_decision_in_the_last_wave_is_not_waited_on() {
+    let (ns, _operator, repo) = gated("gitops-last").await;
+    let n = ns.name.as_str();
+    repo.write("app/gate.yaml", &gate("ship-web-1", "Ship web 1", ""));
+    repo.commit("a Decision and nothing after it");
+    let app = Application::of_directory(&repo, "app", n, Value::Null).await;
+    app.sync().await;
+    // The sync ends once the Decision is applied; the application waits on it: Suspended.
+    let synced = app
+        .wait("synced, Suspended", |a| {
+            operation(a).0 == "Succeeded" && sync_and_health(a) == ("Synced", "Suspended")
+        })
+        .await;
+    let decisions: Api<Decision> = Api::namespaced(admin().await, n);
+    let pending = decisions.get("ship-web-1").await.unwrap();
+    assert_eq!(
+        phase(Some(&pending)),
+        Some(DecisionPhase::Pending),
+        "{:#}",
+        synced["status"]
+    );
+}
+
 /// The example application (examples/gitops), as a user would install it: its Application
 /// pointed at this test's repository and namespace.
 async fn example_application(repo: &GitRepo, namespace: &str) -> Application {
@@ -343,6 +367,18 @@ async fn a_changed_spec_fails_the_sync_and_a_presync_hook_asks_on_every_sync() {
     app.wait("synced and healthy", succeeded_synced_healthy)
         .await;
 
+    // A new revision that keeps the Decision as it was asks nobody: the Decision is
+    // Healthy, and the sync goes through to wave 0.
+    repo.write("app/web.yaml", &web(3));
+    let unasked = repo.commit("web with three replicas, same Decision");
+    app.refresh().await;
+    app.sync().await;
+    app.wait("synced at the new revision without asking", |a| {
+        succeeded_synced_healthy(a) && a["status"]["sync"]["revision"] == unasked.as_str()
+    })
+    .await;
+    assert_eq!(deployment(n).await.unwrap().spec.unwrap().replicas, Some(3));
+
     // The same name with another spec: the API server refuses the change, and the sync
     // fails saying why. The approved Decision stays as it was.
     repo.write("app/gate.yaml", &gate("ship-web", "Ship web 2", ""));
@@ -361,6 +397,30 @@ async fn a_changed_spec_fails_the_sync_and_a_presync_hook_asks_on_every_sync() {
     assert_eq!(kept.spec.description, "Ship web 1");
     assert_eq!(phase(Some(&kept)), Some(DecisionPhase::Approved));
 
+    // An approval committed to git: the API server refuses a Decision created already
+    // answered, so the sync fails and nothing is created.
+    repo.write(
+        "app/gate.yaml",
+        &gate("ship-web-git", "Ship web 2", "")
+            .replace("annotations: {", "annotations: {approved-by: alice, "),
+    );
+    repo.commit("web 2, approved in git");
+    app.refresh().await;
+    app.sync().await;
+    let forged = app
+        .wait("failed", |a| {
+            operation(a).0 == "Failed" && operation(a).1 != operation(&refused).1
+        })
+        .await;
+    assert!(
+        operation(&forged)
+            .1
+            .contains("a Decision cannot be created already answered"),
+        "{:#}",
+        forged["status"]["operationState"]
+    );
+    assert!(decisions.get_opt("ship-web-git").await.unwrap().is_none());
+
     // generateName, outside a hook: Argo CD applies, and apply needs a name.
     repo.write(
         "app/gate.yaml",
@@ -372,7 +432,7 @@ async fn a_changed_spec_fails_the_sync_and_a_presync_hook_asks_on_every_sync() {
     app.sync().await;
     let unnamed = app
         .wait("failed", |a| {
-            operation(a).0 == "Failed" && operation(a).1 != operation(&refused).1
+            operation(a).0 == "Failed" && operation(a).1 != operation(&forged).1
         })
         .await;
     assert!(
@@ -409,7 +469,7 @@ async fn a_changed_spec_fails_the_sync_and_a_presync_hook_asks_on_every_sync() {
             .to_owned();
         reaches(&decisions, &hook, DecisionPhase::Pending).await;
         if round == 1 {
-            assert_eq!(deployment(n).await.unwrap().spec.unwrap().replicas, Some(1));
+            assert_eq!(deployment(n).await.unwrap().spec.unwrap().replicas, Some(3));
         }
         plugin("alice", &["approve", &hook, "-n", n]).success();
         app.wait("synced and healthy", |a| {
