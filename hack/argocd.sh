@@ -101,26 +101,8 @@ YAML
     kubectl_admin apply -f - >/dev/null
   wait_until "the controller's ServiceAccount token" 60 argocd_token_issued ||
     { tail -n 20 "$LOGS/kube-controller-manager.log" >&2; exit 1; }
-  local token
-  token=$(kubectl_admin -n "$ARGOCD_NAMESPACE" get secret argocd-application-controller-token -o jsonpath='{.data.token}' | base64 -d)
-  umask 077
-  cat >"$ARGOCD_DIR/controller.kubeconfig" <<YAML
-apiVersion: v1
-kind: Config
-clusters:
-- name: decision-gate-local
-  cluster:
-    server: https://127.0.0.1:$APISERVER_PORT
-    certificate-authority-data: $(base64 -w0 "$PKI/ca.crt")
-users:
-- name: argocd-application-controller
-  user: {token: $token}
-contexts:
-- name: argocd
-  context: {cluster: decision-gate-local, user: argocd-application-controller, namespace: $ARGOCD_NAMESPACE}
-current-context: argocd
-YAML
-  umask 022
+  kubeconfig "$ARGOCD_DIR/controller.kubeconfig" argocd-application-controller \
+    "$(kubectl_admin -n "$ARGOCD_NAMESPACE" get secret argocd-application-controller-token -o jsonpath='{.data.token}' | base64 -d)"
 }
 
 argocd_up() {
@@ -147,7 +129,8 @@ CONF
     --base-path="$ARGOCD_GIT_DIR" --export-all --informative-errors "$ARGOCD_GIT_DIR"
   wait_until "the git daemon" 30 git_daemon_ready || { tail -n 20 "$LOGS/git-daemon.log" >&2; exit 1; }
   # The repo server runs helm (charts as sources) and git from PATH, and keeps its clones
-  # in its TMPDIR.
+  # in its TMPDIR, which starts empty: the repositories of earlier runs are gone.
+  if ! is_running argocd-repo-server; then rm -rf "${ARGOCD_DIR:?}/tmp" && mkdir -p "$ARGOCD_DIR/tmp"; fi
   is_running argocd-repo-server ||
     PATH="$HELM_BIN:$PATH" TMPDIR="$ARGOCD_DIR/tmp" HOME="$ARGOCD_DIR/home" ARGOCD_GPG_ENABLED=false \
       start argocd-repo-server --disable-tls --address 127.0.0.1 --port "$ARGOCD_REPO_SERVER_PORT" \

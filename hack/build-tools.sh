@@ -152,23 +152,23 @@ build_helm() {
 build_kubeconform() {
   go_install kubeconform "$KUBECONFORM_VERSION" github.com/yannh/kubeconform/cmd/kubeconform "$KUBECONFORM_BIN" ""
 }
-# Argo CD's own health-check code, built once from the module proxy (about two minutes and
-# a few hundred MB of modules the first time).
+# Argo CD's own health-check code (hack/argocd/health), built once from the module proxy
+# (about two minutes and a few hundred MB of modules the first time).
 build_argocd_health() {
-  local dir=$REPO_ROOT/hack/argocd-health
+  local dir=$REPO_ROOT/hack/argocd
   [ -x "$ARGOCD_HEALTH_BIN/argocd-health" ] && return 0
   grep -q "github.com/argoproj/argo-cd/v3 $ARGOCD_VERSION\$" "$dir/go.mod" ||
-    die "hack/argocd-health/go.mod does not require Argo CD $ARGOCD_VERSION (hack/versions.env)"
+    die "hack/argocd/go.mod does not require Argo CD $ARGOCD_VERSION (hack/versions.env)"
   mkdir -p "$ARGOCD_HEALTH_BIN"
   with_progress "building Argo CD $ARGOCD_VERSION's health checks" "$CACHE_DIR/logs/argocd-health-build.log" \
-    go build -C "$dir" -trimpath -ldflags "-s -w" -o "$ARGOCD_HEALTH_BIN/argocd-health" .
+    go build -C "$dir" -trimpath -ldflags "-s -w" -o "$ARGOCD_HEALTH_BIN/argocd-health" ./health
 }
 
 # Argo CD's application controller and repo server (hack/argocd), with the manifests of the
 # same release that hack/argocd.sh applies. The module as published does not build:
 # controller/cache calls settings.ValidateExternalURL, which its util/settings does not
 # export. The build uses a copy of the module with one file added that exports it
-# (hack/argocd/overlay; go build -overlay may not touch the module cache).
+# (hack/argocd/_patch; go build -overlay may not touch the module cache).
 build_argocd() {
   local dir=$REPO_ROOT/hack/argocd module work=$CACHE_DIR/build/argocd-$ARGOCD_VERSION
   [ -x "$ARGOCD_BIN/argocd" ] && [ -d "$ARGOCD_BIN/manifests" ] && return 0
@@ -180,7 +180,7 @@ build_argocd() {
   cp "$dir/go.mod" "$dir/go.sum" "$dir/main.go" "$work/"
   tar -C "$module" --exclude=./ui --exclude=./docs --exclude=./test --exclude=./hack -cf - . | tar -C "$work/argo-cd" -xf -
   chmod -R u+w "$work/argo-cd"
-  cp "$dir/overlay/external_url.go" "$work/argo-cd/util/settings/"
+  cp "$dir/_patch/external_url.go" "$work/argo-cd/util/settings/"
   go -C "$work" mod edit -replace "github.com/argoproj/argo-cd/v3=./argo-cd"
   with_progress "building Argo CD $ARGOCD_VERSION's application controller and repo server" "$CACHE_DIR/logs/argocd-build.log" \
     go build -C "$work" -trimpath -ldflags "-s -w -X github.com/argoproj/argo-cd/v3/common.version=${ARGOCD_VERSION#v}" -o "$ARGOCD_BIN/argocd.new" .

@@ -148,11 +148,11 @@ ensure_tokens() {
 
 token_of() { awk -F, -v user="$1" '$2 == user {print $1}' "$TOKENS"; }
 
-# kubeconfig FILE USER: a self-contained kubeconfig for USER's client certificate, or for
-# USER's bearer token when USER is one of the people.
+# kubeconfig FILE USER [TOKEN]: a self-contained kubeconfig for USER's client certificate,
+# or for a bearer token: TOKEN, or USER's when USER is one of the people.
 kubeconfig() {
-  local file=$1 user=$2 credentials token
-  token=$(token_of "$user")
+  local file=$1 user=$2 credentials token=${3:-}
+  [ -n "$token" ] || token=$(token_of "$user")
   if [ -n "$token" ]; then
     credentials="token: $token"
   else
@@ -405,6 +405,8 @@ status() {
     kubectl_admin get nodes
     printf 'kubeconfigs: %s, %s/users/{alice,bob,carol,dave}.kubeconfig\n' "$ADMIN_KUBECONFIG" "$CLUSTER_DIR"
   fi
+  # Argo CD, when it was started (make argocd-up).
+  [ ! -f "$ARGOCD_ENV" ] || argocd_status || true
   return $rc
 }
 

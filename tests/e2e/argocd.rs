@@ -1,5 +1,5 @@
 //! The Argo CD health checks shipped with the chart, run against sample objects by Argo CD's
-//! own code (hack/argocd-health: the override argocd-cm would install, asked of
+//! own code (hack/argocd/health: the override argocd-cm would install, asked of
 //! gitops-engine as `argocd admin settings resource-overrides health` asks it, in Argo CD's
 //! Lua sandbox) and by a plain Lua 5.1 interpreter, which must agree.
 

@@ -352,6 +352,29 @@ async fn self_heal_keeps_approvals_runs_each_plan_once_and_each_revision_asks_on
     );
 }
 
+/// Commits `gate` as the application's Decision and syncs it: the sync of that revision
+/// fails, and Argo CD says `why` (in the operation's message, or its result for a resource).
+async fn fails_to_sync(app: &Application, repo: &GitRepo, gate: &str, why: &str) -> Value {
+    repo.write("app/gate.yaml", gate);
+    let revision = repo.commit(why);
+    app.refresh().await;
+    app.sync().await;
+    let failed = app
+        .wait("failed at the new revision", |a| {
+            operation(a).0 == "Failed"
+                && a["status"]["operationState"]["syncResult"]["revision"] == revision.as_str()
+        })
+        .await;
+    assert!(
+        serde_json::to_string(&failed["status"]["operationState"])
+            .unwrap()
+            .contains(why),
+        "{:#}",
+        failed["status"]["operationState"]
+    );
+    failed
+}
+
 #[tokio::test]
 async fn a_changed_spec_fails_the_sync_and_a_presync_hook_asks_on_every_sync() {
     let (ns, _operator, repo) = gated("gitops-change").await;
@@ -381,16 +404,13 @@ async fn a_changed_spec_fails_the_sync_and_a_presync_hook_asks_on_every_sync() {
 
     // The same name with another spec: the API server refuses the change, and the sync
     // fails saying why. The approved Decision stays as it was.
-    repo.write("app/gate.yaml", &gate("ship-web", "Ship web 2", ""));
-    repo.commit("web 2, same Decision");
-    app.refresh().await;
-    app.sync().await;
-    let refused = app.wait("failed", |a| operation(a).0 == "Failed").await;
-    assert!(
-        operation(&refused).1.contains("spec is immutable"),
-        "{:#}",
-        refused["status"]["operationState"]
-    );
+    let refused = fails_to_sync(
+        &app,
+        &repo,
+        &gate("ship-web", "Ship web 2", ""),
+        "spec is immutable: an approval binds to exactly what was asked",
+    )
+    .await;
     assert_eq!(sync_and_health(&refused).0, "OutOfSync");
     let decisions: Api<Decision> = Api::namespaced(admin().await, n);
     let kept = decisions.get("ship-web").await.unwrap();
@@ -399,47 +419,25 @@ async fn a_changed_spec_fails_the_sync_and_a_presync_hook_asks_on_every_sync() {
 
     // An approval committed to git: the API server refuses a Decision created already
     // answered, so the sync fails and nothing is created.
-    repo.write(
-        "app/gate.yaml",
+    fails_to_sync(
+        &app,
+        &repo,
         &gate("ship-web-git", "Ship web 2", "")
             .replace("annotations: {", "annotations: {approved-by: alice, "),
-    );
-    repo.commit("web 2, approved in git");
-    app.refresh().await;
-    app.sync().await;
-    let forged = app
-        .wait("failed", |a| {
-            operation(a).0 == "Failed" && operation(a).1 != operation(&refused).1
-        })
-        .await;
-    assert!(
-        operation(&forged)
-            .1
-            .contains("a Decision cannot be created already answered"),
-        "{:#}",
-        forged["status"]["operationState"]
-    );
+        "a Decision cannot be created already answered",
+    )
+    .await;
     assert!(decisions.get_opt("ship-web-git").await.unwrap().is_none());
 
     // generateName, outside a hook: Argo CD applies, and apply needs a name.
-    repo.write(
-        "app/gate.yaml",
+    fails_to_sync(
+        &app,
+        &repo,
         &gate("ship-web", "Ship web 2", "")
             .replace("  name: ship-web\n", "  generateName: ship-web-\n"),
-    );
-    repo.commit("web 2, a generated name");
-    app.refresh().await;
-    app.sync().await;
-    let unnamed = app
-        .wait("failed", |a| {
-            operation(a).0 == "Failed" && operation(a).1 != operation(&forged).1
-        })
-        .await;
-    assert!(
-        result_of(&unnamed, "Decision", "").contains("cannot use generate name with apply"),
-        "{:#}",
-        unnamed["status"]["operationState"]
-    );
+        "cannot use generate name with apply",
+    )
+    .await;
 
     // A PreSync hook with generateName: every sync creates a Decision of its own and
     // waits for it, even a sync of the same revision again.
@@ -606,4 +604,64 @@ impl Drop for ClusterWideOfRelease {
             "--ignore-not-found",
         ]);
     }
+}
+
+/// Removes what the example's walkthrough makes (its Application, namespace, repository and
+/// working copy) when created and again when dropped, after the operator is gone.
+struct TheExample;
+
+impl TheExample {
+    async fn forget() -> TheExample {
+        Self::remove();
+        let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(admin().await);
+        wait_gone(&namespaces, "web").await;
+        TheExample
+    }
+
+    fn remove() {
+        let argocd = ArgoCd::get();
+        let _ = kubectl_admin(&[
+            "-n",
+            &argocd.namespace,
+            "delete",
+            "application",
+            "web",
+            "--ignore-not-found",
+        ]);
+        let _ = kubectl_admin(&[
+            "delete",
+            "namespace",
+            "web",
+            "--ignore-not-found",
+            "--wait=false",
+        ]);
+        release_decisions("web");
+        let _ = std::fs::remove_dir_all(argocd.git_dir.join("web.git"));
+        let _ = std::fs::remove_dir_all("/tmp/web");
+    }
+}
+
+impl Drop for TheExample {
+    fn drop(&mut self) {
+        Self::remove();
+    }
+}
+
+#[tokio::test]
+async fn the_example_walkthrough_works_as_written() {
+    let readme =
+        std::fs::read_to_string(repo_root().join("charts/decision-gate/argocd/README.md")).unwrap();
+    let steps = walkthrough(&readme, "## The example application");
+    assert!(steps.len() >= 15, "{steps:#?}");
+    let _example = TheExample::forget().await;
+    // What `make run` would run: an operator that may run Real plans, here for the
+    // example's namespace only.
+    let operator = Operator::start_allowing_real("web").await;
+    follow(
+        &steps,
+        "gitops-readme",
+        std::time::Duration::from_secs(180),
+        || tail(&operator.logs(), 40),
+    )
+    .await;
 }

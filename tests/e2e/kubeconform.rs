@@ -260,6 +260,33 @@ fn the_chart_and_the_examples_pass_kubeconform_strictly_and_mistakes_do_not() {
         }
     }
     assert!(examples.len() >= 5, "the examples were not found");
+    // The GitOps example's chart, as Argo CD renders it for one revision.
+    let helm = tool("HELM", "helm", "HELM_VERSION", "helm");
+    let web = std::process::Command::new(&helm)
+        .args(["template", "web"])
+        .arg(repo_root().join("examples/gitops/web"))
+        .args(["--namespace", "web", "--set", "revision=0123abc"])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {helm}: {e}"));
+    assert!(
+        web.status.success(),
+        "{}",
+        String::from_utf8_lossy(&web.stderr)
+    );
+    let web = String::from_utf8(web.stdout).unwrap();
+    assert!(web.contains("name: ship-web-0123abc"), "{web}");
+    examples.push(web);
+    let unnamed = std::process::Command::new(&helm)
+        .args(["template", "web"])
+        .arg(repo_root().join("examples/gitops/web"))
+        .output()
+        .unwrap();
+    assert!(
+        !unnamed.status.success()
+            && String::from_utf8_lossy(&unnamed.stderr).contains("set revision"),
+        "a Decision with no revision in its name: {}",
+        String::from_utf8_lossy(&unnamed.stderr)
+    );
     let (ok, said) = kubeconform(&examples.join("\n"));
     assert!(ok, "kubeconform refused the examples:\n{said}");
 

@@ -10,7 +10,7 @@ use kube::runtime::wait::await_condition;
 use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
 
-use super::{DEADLINE, admin, admin_kubeconfig, unique_name};
+use super::{DEADLINE, admin, admin_kubeconfig, kubectl_admin, unique_name};
 
 /// Where Argo CD runs: its namespace, where its repositories live on disk and the URL it
 /// reads them from (what `hack/cluster.sh argocd up` wrote down).
@@ -254,43 +254,17 @@ impl Application {
 }
 
 impl Drop for Application {
+    /// Lets the Application go without cascading: its finalizer off, then deleted.
     fn drop(&mut self) {
-        let _ = Command::new(super::tool(
-            "KUBECTL",
-            "kubernetes",
-            "KUBERNETES_VERSION",
-            "kubectl",
-        ))
-        .arg("--kubeconfig")
-        .arg(admin_kubeconfig())
-        .args(["-n", &ArgoCd::get().namespace])
-        .args([
-            "patch",
-            "application",
-            &self.name,
-            "--type",
-            "merge",
-            "-p",
-            r#"{"metadata":{"finalizers":null}}"#,
-        ])
-        .output();
-        let _ = Command::new(super::tool(
-            "KUBECTL",
-            "kubernetes",
-            "KUBERNETES_VERSION",
-            "kubectl",
-        ))
-        .arg("--kubeconfig")
-        .arg(admin_kubeconfig())
-        .args(["-n", &ArgoCd::get().namespace])
-        .args([
-            "delete",
-            "application",
-            &self.name,
-            "--wait=false",
-            "--ignore-not-found",
-        ])
-        .output();
+        let namespace = ArgoCd::get().namespace;
+        let application = format!("application/{}", self.name);
+        let finalizers = r#"{"metadata":{"finalizers":null}}"#;
+        for args in [
+            &["patch", &application, "--type", "merge", "-p", finalizers][..],
+            &["delete", &application, "--wait=false", "--ignore-not-found"][..],
+        ] {
+            let _ = kubectl_admin(&[&["-n", namespace.as_str()][..], args].concat());
+        }
     }
 }
 
