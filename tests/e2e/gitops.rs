@@ -342,6 +342,15 @@ async fn self_heal_keeps_approvals_runs_each_plan_once_and_each_revision_asks_on
         Some(3)
     );
     wait_gone(&decisions, &gate1).await;
+    // The pruned Decision is audited as deleted, with what it asked and how it ended.
+    let deleted = Operator::audited(n, "decision_deleted");
+    assert!(
+        deleted
+            .iter()
+            .any(|e| e["decision"]["name"] == gate1.as_str()
+                && e["details"]["status"]["phase"] == "Succeeded"),
+        "{deleted:#?}"
+    );
     assert_eq!(started(&gate1), 1);
     assert_eq!(started(&gate2), 1);
     // Pruning a Decision removes its Jobs; the new one ran its step once.
@@ -450,12 +459,15 @@ async fn a_changed_spec_fails_the_sync_and_a_presync_hook_asks_on_every_sync() {
     app.refresh().await;
     for round in 1..=2 {
         app.sync().await;
+        // Hooks are not part of the application's health: once what wave 0 applied is
+        // Healthy, the application is Healthy while the next sync waits on its hook.
         let hooked = app
             .wait("waiting on a hook", |a| {
                 operation(a).0 == "Running"
                     && operation(a)
                         .1
                         .contains("hook decisiongate.io/Decision/ship-web-")
+                    && (round == 1 || sync_and_health(a).1 == "Healthy")
             })
             .await;
         let message = operation(&hooked).1;
@@ -568,6 +580,8 @@ async fn the_audit_claim_is_never_pruned_and_outlives_its_application() {
         pruned["status"]["operationState"]
     );
     assert_eq!(claims.get(claim).await.unwrap().uid(), created.uid());
+    // Left in place, it is out of sync with what git renders.
+    assert_eq!(sync_and_health(&pruned).0, "OutOfSync");
 
     // Deleting the application deletes what it synced, but not the claim.
     let accounts: Api<ServiceAccount> = Api::namespaced(admin().await, n);
