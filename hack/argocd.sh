@@ -38,11 +38,6 @@ argocd_binary_of() {
   esac
 }
 
-argocd_running() {
-  local name
-  for name in "${ARGOCD_COMPONENTS[@]}"; do is_running "$name" || return 1; done
-}
-
 argocd_redis_ready() { redis-cli -h 127.0.0.1 -p "$ARGOCD_REDIS_PORT" ping | grep -q PONG; }
 argocd_repo_server_ready() { curl -fsS "http://127.0.0.1:$ARGOCD_REPO_SERVER_METRICS_PORT/healthz" >/dev/null; }
 argocd_controller_ready() { curl -fsS "http://127.0.0.1:$ARGOCD_CONTROLLER_METRICS_PORT/healthz" >/dev/null; }

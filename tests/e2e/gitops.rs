@@ -166,14 +166,17 @@ async fn a_rejection_or_an_expiry_fails_the_sync_naming_the_decision_before_the_
         &["reject", "ship-web-1", "-n", n, "-r", "not during the sale"],
     )
     .success();
-    let failed = app.wait("failed", |a| operation(a).0 == "Failed").await;
+    let failed = app
+        .wait("failed, Degraded", |a| {
+            operation(a).0 == "Failed" && sync_and_health(a).1 == "Degraded"
+        })
+        .await;
     let message = result_of(&failed, "Decision", "ship-web-1");
     assert!(
         message.contains("not during the sale"),
         "{:#}",
         failed["status"]["operationState"]
     );
-    assert_eq!(sync_and_health(&failed).1, "Degraded");
     assert!(deployment(n).await.is_none());
 
     // Nobody answers the next one: it expires, and that sync fails the same way.
@@ -581,7 +584,8 @@ async fn the_audit_claim_is_never_pruned_and_outlives_its_application() {
     );
     assert_eq!(claims.get(claim).await.unwrap().uid(), created.uid());
     // Left in place, it is out of sync with what git renders.
-    assert_eq!(sync_and_health(&pruned).0, "OutOfSync");
+    app.refresh().await;
+    assert_eq!(sync_and_health(&app.get().await).0, "OutOfSync");
 
     // Deleting the application deletes what it synced, but not the claim.
     let accounts: Api<ServiceAccount> = Api::namespaced(admin().await, n);
