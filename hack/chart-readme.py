@@ -29,7 +29,7 @@ Kubernetes 1.36 or later. The CRDs are part of the release: `helm upgrade` upgra
 and `helm uninstall` keeps them (deleting a CRD deletes every object of its kind). Coming
 from chart 0.1.0, which installed them from `crds/`, upgrade once with
 `helm upgrade --take-ownership` (Helm 3.17 or later) so that the release adopts them.
-Argo CD health checks are in `argocd/`.
+Argo CD health checks are in `argocd/`, with how a Decision holds an Argo CD sync.
 
 ## Values
 
