@@ -149,26 +149,10 @@ ENV
 }
 
 argocd_down() {
-  local i name pid found
   rm -f "$ARGOCD_ENV"
-  for ((i = ${#ARGOCD_COMPONENTS[@]} - 1; i >= 0; i--)); do
-    name=${ARGOCD_COMPONENTS[$i]}
-    stop "$name"
-    mapfile -t found < <(leftovers "$name")
-    for pid in "${found[@]}"; do stop_process "$name" "${pid#* }"; done
-  done
+  stop_in_reverse "${ARGOCD_COMPONENTS[@]}"
 }
 
 argocd_status() {
-  local name rc=0
-  for name in "${ARGOCD_COMPONENTS[@]}"; do
-    if is_running "$name"; then
-      printf '%-30s running (pid %s)\n' "$name" "$(pid_of "$name")"
-    else
-      printf '%-30s stopped\n' "$name"
-      rc=1
-    fi
-  done
-  [ $rc != 0 ] || cat "$ARGOCD_ENV"
-  return $rc
+  show_running "${ARGOCD_COMPONENTS[@]}" && cat "$ARGOCD_ENV"
 }

@@ -347,18 +347,22 @@ stop() {
   rm -f "$PIDS/$name.pid"
 }
 
-down() {
-  local i name pid found
-  argocd_down
-  node_down
-  for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
-    name=${COMPONENTS[$i]}
+# stop_in_reverse NAME...: stops the components, last first. A copy whose pid file was
+# lost goes too, in the same order: found by what it runs, never by words on a command line.
+stop_in_reverse() {
+  local i name pid found names=("$@")
+  for ((i = ${#names[@]} - 1; i >= 0; i--)); do
+    name=${names[$i]}
     stop "$name"
-    # A copy whose pid file was lost goes too, in the same order: found by what it runs,
-    # never by words on a command line.
     mapfile -t found < <(leftovers "$name")
     for pid in "${found[@]}"; do stop_process "$name" "${pid#* }"; done
   done
+}
+
+down() {
+  argocd_down
+  node_down
+  stop_in_reverse "${COMPONENTS[@]}"
   wait_until "every control-plane process to exit" 30 no_leftovers
   remove_operator_netns
 }
@@ -388,20 +392,28 @@ leftovers() {
 }
 no_leftovers() { [ -z "$(leftovers)" ]; }
 
-status() {
+# show_running NAME...: a line per component, running (with its pid) or stopped; fails when
+# one is stopped.
+show_running() {
   local name rc=0
-  local components=("${COMPONENTS[@]}")
-  node_enabled && components+=("${NODE_COMPONENTS[@]}")
-  for name in "${components[@]}"; do
+  for name in "$@"; do
     if is_running "$name"; then
-      printf '%-24s running (pid %s)\n' "$name" "$(pid_of "$name")"
+      printf '%-30s running (pid %s)\n' "$name" "$(pid_of "$name")"
     else
-      printf '%-24s stopped\n' "$name"
+      printf '%-30s stopped\n' "$name"
       rc=1
     fi
   done
+  return $rc
+}
+
+status() {
+  local rc=0
+  local components=("${COMPONENTS[@]}")
+  node_enabled && components+=("${NODE_COMPONENTS[@]}")
+  show_running "${components[@]}" || rc=1
   if apiserver_ready 2>/dev/null; then
-    printf '%-24s %s\n' "API server" "https://127.0.0.1:$APISERVER_PORT ($(kubectl_admin get --raw /version | grep -o '"gitVersion": *"[^"]*"' | cut -d'"' -f4))"
+    printf '%-30s %s\n' "API server" "https://127.0.0.1:$APISERVER_PORT ($(kubectl_admin get --raw /version | grep -o '"gitVersion": *"[^"]*"' | cut -d'"' -f4))"
     kubectl_admin get nodes
     printf 'kubeconfigs: %s, %s/users/{alice,bob,carol,dave}.kubeconfig\n' "$ADMIN_KUBECONFIG" "$CLUSTER_DIR"
   fi

@@ -102,19 +102,43 @@ fn result_of<'a>(app: &'a Value, kind: &str, name: &str) -> &'a str {
         .unwrap_or("")
 }
 
+/// Commits `files` (paths under app/) and creates an Application of app/ into `namespace`,
+/// synced by hand, and starts its first sync.
+async fn synced_by_hand(repo: &GitRepo, namespace: &str, files: &[(&str, &str)]) -> Application {
+    for (path, content) in files {
+        repo.write(&format!("app/{path}"), content);
+    }
+    repo.commit("the application");
+    let app = Application::of_directory(repo, "app", namespace, Value::Null).await;
+    app.sync().await;
+    app
+}
+
+/// Commits what the working copy holds and syncs the application to it: the revision.
+async fn commit_and_sync(app: &Application, repo: &GitRepo, message: &str) -> String {
+    let revision = repo.commit(message);
+    app.refresh().await;
+    app.sync().await;
+    revision
+}
+
 #[tokio::test]
 async fn a_sync_waits_at_the_decision_and_applies_the_later_wave_once_approved_and_run() {
     let (ns, _operator, repo) = gated("gitops-wait").await;
     let n = ns.name.as_str();
-    repo.write("app/plan.yaml", &plan("4s"));
-    repo.write(
-        "app/gate.yaml",
-        &gate("ship-web-1", "Ship web 1", ", planRef: {name: ship}"),
-    );
-    repo.write("app/web.yaml", &web(1));
-    repo.commit("web 1, behind a Decision");
-    let app = Application::of_directory(&repo, "app", n, Value::Null).await;
-    app.sync().await;
+    let app = synced_by_hand(
+        &repo,
+        n,
+        &[
+            ("plan.yaml", &plan("4s")),
+            (
+                "gate.yaml",
+                &gate("ship-web-1", "Ship web 1", ", planRef: {name: ship}"),
+            ),
+            ("web.yaml", &web(1)),
+        ],
+    )
+    .await;
 
     // Applied, the Decision waits for people; the sync waits on it, wave 0 unapplied.
     let decisions: Api<Decision> = Api::namespaced(admin().await, n);
@@ -153,11 +177,15 @@ async fn a_sync_waits_at_the_decision_and_applies_the_later_wave_once_approved_a
 async fn a_rejection_or_an_expiry_fails_the_sync_naming_the_decision_before_the_later_wave() {
     let (ns, _operator, repo) = gated("gitops-no").await;
     let n = ns.name.as_str();
-    repo.write("app/gate.yaml", &gate("ship-web-1", "Ship web 1", ""));
-    repo.write("app/web.yaml", &web(1));
-    repo.commit("web 1, behind a Decision");
-    let app = Application::of_directory(&repo, "app", n, Value::Null).await;
-    app.sync().await;
+    let app = synced_by_hand(
+        &repo,
+        n,
+        &[
+            ("gate.yaml", &gate("ship-web-1", "Ship web 1", "")),
+            ("web.yaml", &web(1)),
+        ],
+    )
+    .await;
     app.wait("waiting on the Decision", |a| waits_on(a, "ship-web-1"))
         .await;
 
@@ -184,9 +212,7 @@ async fn a_rejection_or_an_expiry_fails_the_sync_naming_the_decision_before_the_
         "app/gate.yaml",
         &gate("ship-web-2", "Ship web 1 again", ", expiresAfter: 5s"),
     );
-    repo.commit("ask again, briefly");
-    app.refresh().await;
-    app.sync().await;
+    commit_and_sync(&app, &repo, "ask again, briefly").await;
     app.wait("waiting on the second Decision", |a| {
         waits_on(a, "ship-web-2")
     })
@@ -210,10 +236,12 @@ async fn a_rejection_or_an_expiry_fails_the_sync_naming_the_decision_before_the_
 async fn a_decision_in_the_last_wave_is_not_waited_on() {
     let (ns, _operator, repo) = gated("gitops-last").await;
     let n = ns.name.as_str();
-    repo.write("app/gate.yaml", &gate("ship-web-1", "Ship web 1", ""));
-    repo.commit("a Decision and nothing after it");
-    let app = Application::of_directory(&repo, "app", n, Value::Null).await;
-    app.sync().await;
+    let app = synced_by_hand(
+        &repo,
+        n,
+        &[("gate.yaml", &gate("ship-web-1", "Ship web 1", ""))],
+    )
+    .await;
     // The sync ends once the Decision is applied; the application waits on it: Suspended.
     let synced = app
         .wait("synced, Suspended", |a| {
@@ -368,9 +396,7 @@ async fn self_heal_keeps_approvals_runs_each_plan_once_and_each_revision_asks_on
 /// fails, and Argo CD says `why` (in the operation's message, or its result for a resource).
 async fn fails_to_sync(app: &Application, repo: &GitRepo, gate: &str, why: &str) -> Value {
     repo.write("app/gate.yaml", gate);
-    let revision = repo.commit(why);
-    app.refresh().await;
-    app.sync().await;
+    let revision = commit_and_sync(app, repo, why).await;
     let failed = app
         .wait("failed at the new revision", |a| {
             operation(a).0 == "Failed"
@@ -391,11 +417,15 @@ async fn fails_to_sync(app: &Application, repo: &GitRepo, gate: &str, why: &str)
 async fn a_changed_spec_fails_the_sync_and_a_presync_hook_asks_on_every_sync() {
     let (ns, _operator, repo) = gated("gitops-change").await;
     let n = ns.name.as_str();
-    repo.write("app/gate.yaml", &gate("ship-web", "Ship web 1", ""));
-    repo.write("app/web.yaml", &web(1));
-    repo.commit("web 1, behind a Decision");
-    let app = Application::of_directory(&repo, "app", n, Value::Null).await;
-    app.sync().await;
+    let app = synced_by_hand(
+        &repo,
+        n,
+        &[
+            ("gate.yaml", &gate("ship-web", "Ship web 1", "")),
+            ("web.yaml", &web(1)),
+        ],
+    )
+    .await;
     app.wait("waiting on the Decision", |a| waits_on(a, "ship-web"))
         .await;
     plugin("alice", &["approve", "ship-web", "-n", n]).success();
@@ -405,9 +435,7 @@ async fn a_changed_spec_fails_the_sync_and_a_presync_hook_asks_on_every_sync() {
     // A new revision that keeps the Decision as it was asks nobody: the Decision is
     // Healthy, and the sync goes through to wave 0.
     repo.write("app/web.yaml", &web(3));
-    let unasked = repo.commit("web with three replicas, same Decision");
-    app.refresh().await;
-    app.sync().await;
+    let unasked = commit_and_sync(&app, &repo, "web with three replicas, same Decision").await;
     app.wait("synced at the new revision without asking", |a| {
         succeeded_synced_healthy(a) && a["status"]["sync"]["revision"] == unasked.as_str()
     })

@@ -261,13 +261,9 @@ fn the_chart_and_the_examples_pass_kubeconform_strictly_and_mistakes_do_not() {
     }
     assert!(examples.len() >= 5, "the examples were not found");
     // The GitOps example's chart, as Argo CD renders it for one revision.
-    let helm = tool("HELM", "helm", "HELM_VERSION", "helm");
-    let web = std::process::Command::new(&helm)
-        .args(["template", "web"])
-        .arg(repo_root().join("examples/gitops/web"))
-        .args(["--namespace", "web", "--set", "revision=0123abc"])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {helm}: {e}"));
+    let example = repo_root().join("examples/gitops/web");
+    let example = example.to_str().unwrap();
+    let web = run_helm(&["template", "web", example, "--set", "revision=0123abc"]);
     assert!(
         web.status.success(),
         "{}",
@@ -276,11 +272,7 @@ fn the_chart_and_the_examples_pass_kubeconform_strictly_and_mistakes_do_not() {
     let web = String::from_utf8(web.stdout).unwrap();
     assert!(web.contains("name: ship-web-0123abc"), "{web}");
     examples.push(web);
-    let unnamed = std::process::Command::new(&helm)
-        .args(["template", "web"])
-        .arg(repo_root().join("examples/gitops/web"))
-        .output()
-        .unwrap();
+    let unnamed = run_helm(&["template", "web", example]);
     assert!(
         !unnamed.status.success()
             && String::from_utf8_lossy(&unnamed.stderr).contains("set revision"),

@@ -3,7 +3,6 @@
 //! the node for its audit claim, and the operator pod Ready and leading.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
@@ -101,13 +100,8 @@ pub async fn installed() {
 
 /// Runs helm as the admin; fails the test with what it printed unless it succeeds.
 pub fn helm(args: &[&str]) -> String {
-    let helm = tool("HELM", "helm", "HELM_VERSION", "helm");
-    let out = Command::new(&helm)
-        .args(args)
-        .arg("--kubeconfig")
-        .arg(admin_kubeconfig())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {helm}: {e}"));
+    let kubeconfig = admin_kubeconfig();
+    let out = run_helm(&[args, &["--kubeconfig", kubeconfig.to_str().unwrap()]].concat());
     let printed = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

@@ -10,7 +10,7 @@ use kube::runtime::wait::await_condition;
 use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
 
-use super::{DEADLINE, admin, admin_kubeconfig, kubectl_admin, unique_name};
+use super::{DEADLINE, admin, cluster_env, kubectl_admin, unique_name};
 
 /// Where Argo CD runs: its namespace, where its repositories live on disk and the URL it
 /// reads them from (what `hack/cluster.sh argocd up` wrote down).
@@ -22,22 +22,10 @@ pub struct ArgoCd {
 
 impl ArgoCd {
     pub fn get() -> ArgoCd {
-        let env = admin_kubeconfig()
-            .parent()
-            .expect("the kubeconfig lives in the cluster's directory")
-            .join("argocd/argocd.env");
-        let text = std::fs::read_to_string(&env).unwrap_or_else(|_| {
-            panic!(
-                "Argo CD does not run beside the local control plane ({} is missing): start it with `hack/cluster.sh argocd up` (make test does)",
-                env.display()
-            )
-        });
-        let value = |key: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(&format!("{key}=")))
-                .unwrap_or_else(|| panic!("{} names no {key}", env.display()))
-                .to_owned()
-        };
+        let value = cluster_env(
+            "argocd/argocd.env",
+            "Argo CD does not run beside the local control plane: start it with `hack/cluster.sh argocd up` (make test does)",
+        );
         ArgoCd {
             namespace: value("ARGOCD_NAMESPACE"),
             git_dir: PathBuf::from(value("ARGOCD_GIT_DIR")),
@@ -186,16 +174,39 @@ impl Application {
     }
 
     /// Starts a sync of the branch's newest revision, pruning, as `argocd app sync --prune`
-    /// does: the operation Argo CD's controller picks up.
+    /// does, and waits until Argo CD's controller has started it. An operation requested
+    /// while the controller still finishes the one before can be lost (it clears the field
+    /// with the old one's result); so each request carries a name of its own, and is asked
+    /// again while no operation is pending and the last one started is not it.
     pub async fn sync(&self) {
+        let by = unique_name("decision-gate-tests");
         let patch = json!({"operation": {
-            "initiatedBy": {"username": "decision-gate-tests"},
+            "initiatedBy": {"username": by},
             "sync": {"revision": "main", "prune": true},
         }});
-        self.api
-            .patch(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .unwrap();
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+        loop {
+            tick.tick().await;
+            let app = self.get().await;
+            if app["status"]["operationState"]["operation"]["initiatedBy"]["username"]
+                == by.as_str()
+            {
+                return;
+            }
+            if app["operation"].is_null() {
+                self.api
+                    .patch(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .unwrap();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "Argo CD did not start the sync of {}; its status: {:#}",
+                self.name,
+                app["status"]
+            );
+        }
     }
 
     /// Asks Argo CD to compare the application with git and the cluster again, and waits

@@ -55,26 +55,55 @@ pub fn tool(env: &str, component: &str, version_key: &str, binary: &str) -> Stri
     }
 }
 
+/// Runs the pinned helm with `args`.
+pub fn run_helm(args: &[&str]) -> std::process::Output {
+    let helm = tool("HELM", "helm", "HELM_VERSION", "helm");
+    std::process::Command::new(&helm)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {helm}: {e}"))
+}
+
 /// The chart rendered by `helm template` as `release` in `namespace` for the pinned
 /// Kubernetes version, with more arguments (`--show-only`, `--set`). Its image is one
 /// nobody pulls: the tests run the operator as a process.
 pub fn helm_template(release: &str, namespace: &str, args: &[&str]) -> String {
-    let helm = tool("HELM", "helm", "HELM_VERSION", "helm");
-    let out = std::process::Command::new(&helm)
-        .args(["template", release])
-        .arg(repo_root().join("charts/decision-gate"))
-        .args(["--namespace", namespace])
-        .args(["--kube-version", &pinned("KUBERNETES_VERSION")])
-        .args(["--set", "image.repository=localhost/decision-gate"])
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {helm}: {e}"));
+    let chart = repo_root().join("charts/decision-gate");
+    let kube_version = pinned("KUBERNETES_VERSION");
+    let mut all = vec![
+        "template",
+        release,
+        chart.to_str().unwrap(),
+        "--namespace",
+        namespace,
+        "--kube-version",
+        &kube_version,
+        "--set",
+        "image.repository=localhost/decision-gate",
+    ];
+    all.extend_from_slice(args);
+    let out = run_helm(&all);
     assert!(
         out.status.success(),
         "helm template {args:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
+}
+
+/// The values of a KEY=VALUE file the cluster's scripts wrote in its directory, by key;
+/// fails the test saying `missing` when there is no such file, and naming the key when the
+/// file has no such line.
+pub fn cluster_env(file: &str, missing: &str) -> impl Fn(&str) -> String {
+    let path = admin_kubeconfig().parent().unwrap().join(file);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("{} is missing: {missing}", path.display()));
+    move |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("{} names no {key}", path.display()))
+            .to_owned()
+    }
 }
 
 /// A version pinned in hack/versions.env.

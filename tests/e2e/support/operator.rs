@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use super::{
-    ALL_NAMESPACES, DEADLINE, OPERATOR_SERVICE, RELEASE_NAMESPACE, admin_kubeconfig, apply,
+    ALL_NAMESPACES, DEADLINE, OPERATOR_SERVICE, RELEASE_NAMESPACE, apply, cluster_env,
     ensure_installed, free_port, http_get, kubectl_admin, repo_root, wait_until,
 };
 
@@ -275,22 +275,10 @@ pub struct OperatorHost {
 
 impl OperatorHost {
     pub fn get() -> OperatorHost {
-        let file = admin_kubeconfig()
-            .parent()
-            .unwrap()
-            .join("operator-host.env");
-        let text = std::fs::read_to_string(&file).unwrap_or_else(|_| {
-            panic!(
-                "{} is missing: the local control plane was started without root, so there is no network namespace to reach a local operator through",
-                file.display()
-            )
-        });
-        let value = |key: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(&format!("{key}=")))
-                .unwrap_or_default()
-                .to_owned()
-        };
+        let value = cluster_env(
+            "operator-host.env",
+            "the local control plane was started without root, so there is no network namespace to reach a local operator through",
+        );
         OperatorHost {
             netns: value("OPERATOR_NETNS"),
             host_ip: value("HOST_IP"),
