@@ -258,6 +258,61 @@ async fn a_decision_in_the_last_wave_is_not_waited_on() {
     );
 }
 
+#[tokio::test]
+async fn server_side_apply_keeps_approvals_and_the_recorded_requester() {
+    let (ns, _operator, repo) = gated("gitops-ssa").await;
+    let n = ns.name.as_str();
+    repo.write("app/gate.yaml", &gate("ship-web-1", "Ship web 1", ""));
+    repo.write("app/web.yaml", &web(1));
+    repo.commit("web 1, behind a Decision");
+    let app = Application::of_directory(
+        &repo,
+        "app",
+        n,
+        json!({"syncOptions": ["ServerSideApply=true"]}),
+    )
+    .await;
+    app.sync().await;
+    app.wait("waiting on the Decision", |a| waits_on(a, "ship-web-1"))
+        .await;
+    plugin("alice", &["approve", "ship-web-1", "-n", n]).success();
+    app.wait("synced and healthy", succeeded_synced_healthy)
+        .await;
+    let decisions: Api<Decision> = Api::namespaced(admin().await, n);
+    let approved = decisions.get("ship-web-1").await.unwrap();
+
+    // Argo CD applies the Decision again as its own field manager, which owns what the
+    // admission policy added when it created it; what people wrote is theirs.
+    repo.write("app/web.yaml", &web(2));
+    let revision = commit_and_sync(&app, &repo, "web with two replicas").await;
+    let synced = app
+        .wait("synced at the new revision", |a| {
+            succeeded_synced_healthy(a) && a["status"]["sync"]["revision"] == revision.as_str()
+        })
+        .await;
+    let after = decisions.get("ship-web-1").await.unwrap();
+    assert_eq!(after.uid(), approved.uid());
+    for key in ["decisiongate.io/requested-by", "approved-by"] {
+        assert_eq!(
+            after.annotations().get(key),
+            approved.annotations().get(key),
+            "{key}: {:#}",
+            synced["status"]["operationState"]
+        );
+    }
+    assert_eq!(after.status, approved.status);
+    // It was applied server-side.
+    let managers: Vec<_> = after
+        .managed_fields()
+        .iter()
+        .map(|m| (m.manager.clone(), m.operation.clone()))
+        .collect();
+    assert!(
+        managers.contains(&(Some("argocd-controller".into()), Some("Apply".into()))),
+        "{managers:?}"
+    );
+}
+
 /// The example application (examples/gitops), as a user would install it: its Application
 /// pointed at this test's repository and namespace.
 async fn example_application(repo: &GitRepo, namespace: &str) -> Application {

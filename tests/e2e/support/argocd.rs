@@ -174,15 +174,17 @@ impl Application {
     }
 
     /// Starts a sync of the branch's newest revision, pruning, as `argocd app sync --prune`
-    /// does, and waits until Argo CD's controller has started it. An operation requested
+    /// does (with the sync options of the application's sync policy, which Argo CD's API
+    /// server copies into the operation), and waits until Argo CD's controller has started it. An operation requested
     /// while the controller still finishes the one before can be lost (it clears the field
     /// with the old one's result); so each request carries a name of its own, and is asked
     /// again while no operation is pending and the last one started is not it.
     pub async fn sync(&self) {
         let by = unique_name("decision-gate-tests");
+        let options = self.get().await["spec"]["syncPolicy"]["syncOptions"].clone();
         let patch = json!({"operation": {
             "initiatedBy": {"username": by},
-            "sync": {"revision": "main", "prune": true},
+            "sync": {"revision": "main", "prune": true, "syncOptions": options},
         }});
         let deadline = tokio::time::Instant::now() + DEADLINE;
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
