@@ -233,6 +233,48 @@ async fn a_rejection_or_an_expiry_fails_the_sync_naming_the_decision_before_the_
 }
 
 #[tokio::test]
+async fn argo_cd_cannot_answer_a_waiting_decision_through_git() {
+    let (ns, _operator, repo) = gated("gitops-forge").await;
+    let n = ns.name.as_str();
+    let app = synced_by_hand(
+        &repo,
+        n,
+        &[("gate.yaml", &gate("ship-web-1", "Ship web 1", ""))],
+    )
+    .await;
+    let decisions: Api<Decision> = Api::namespaced(admin().await, n);
+    reaches(&decisions, "ship-web-1", DecisionPhase::Pending).await;
+    // Argo CD's ServiceAccount may write anything (its ClusterRole is `*`), yet an answer
+    // committed to git is applied as that ServiceAccount, which is not the approver it
+    // names, and which asked for the Decision.
+    let answer = |key: &str, name: &str| {
+        gate("ship-web-1", "Ship web 1", "")
+            .replace("annotations: {", &format!("annotations: {{{key}: {name}, "))
+    };
+    fails_to_sync(
+        &app,
+        &repo,
+        &answer("approved-by", "alice"),
+        "argocd-application-controller, so approved-by may only name you, not alice",
+    )
+    .await;
+    fails_to_sync(
+        &app,
+        &repo,
+        &answer(
+            "approved-by",
+            "system:serviceaccount:argocd:argocd-application-controller",
+        ),
+        "requested this Decision and cannot approve it",
+    )
+    .await;
+    let waiting = decisions.get("ship-web-1").await.unwrap();
+    assert_eq!(phase(Some(&waiting)), Some(DecisionPhase::Pending));
+    assert!(!waiting.annotations().contains_key("approved-by"));
+    assert!(Operator::audited(n, "approval_granted").is_empty());
+}
+
+#[tokio::test]
 async fn a_decision_in_the_last_wave_is_not_waited_on() {
     let (ns, _operator, repo) = gated("gitops-last").await;
     let n = ns.name.as_str();
